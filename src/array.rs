@@ -1,0 +1,590 @@
+//! [`Array`] and [`RawArray`]: a fixed-length run of typed elements in
+//! shared memory.
+
+use core::fmt;
+use core::time::Duration;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::element::{CChar, Element};
+use crate::error::{Error, Result};
+use crate::shm::object::Kind;
+use crate::sync::HeldLock;
+use crate::sync::{LockError, RLock, TryLockError};
+use crate::typed::{Cells, NewLock};
+use crate::value::object_common;
+
+const ARRAY: &[Kind] = &[Kind::Array];
+const RAW_ARRAY: &[Kind] = &[Kind::RawArray];
+
+/// `len` elements of `T` in shared memory, protected by a recursive lock:
+/// Python's `multiprocessing.Array`.
+///
+/// Each method takes the lock for its own duration; hold a guard from
+/// [`lock`](Array::lock) to make several accesses one atomic step. As for
+/// [`Value`](crate::Value), guards copy elements in and out and never hand
+/// out references (the lock is recursive, so references could alias).
+///
+/// Indexing past the end panics, as slice indexing does.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmsync::Array;
+/// let a = Array::from_slice(&[1i64, 2, 3])?;
+/// a.set(0, 10).unwrap();
+/// assert_eq!(a.update(2, |x| x * 10).unwrap(), 30);
+/// {
+///     let g = a.lock().unwrap();
+///     let sum: i64 = (0..g.len()).map(|i| g.get(i)).sum();
+///     g.set(1, sum);
+/// }
+/// assert_eq!(a.to_vec().unwrap(), vec![10, 42, 30]);
+/// # Ok(()) }
+/// ```
+pub struct Array<T> {
+    cells: Cells<T>,
+    lock: RLock,
+}
+
+/// An [`Array`] locked by the current thread. Releases the lock when
+/// dropped.
+#[must_use = "if unused the lock will immediately unlock"]
+pub struct ArrayGuard<'a, T> {
+    cells: &'a Cells<T>,
+    held: HeldLock<'a>,
+}
+
+type Res<'a, R, T> = core::result::Result<R, LockError<ArrayGuard<'a, T>>>;
+
+impl<T: Element> Array<T> {
+    fn with(cells: Cells<T>, given: Option<&RLock>) -> Result<Self> {
+        let lock = cells.attach_lock(given)?;
+        Ok(Array { cells, lock })
+    }
+
+    /// A new anonymous array of `len` zeroed elements, with its own lock.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if too large; [`Error::Io`].
+    pub fn zeroed(len: usize) -> Result<Self> {
+        Self::with(
+            Cells::create(None, Kind::Array, len, NewLock::Own, |_| T::zeroed())?,
+            None,
+        )
+    }
+
+    /// A new anonymous array holding a copy of `data`, with its own lock.
+    ///
+    /// # Errors
+    /// As for [`zeroed`](Array::zeroed).
+    pub fn from_slice(data: &[T]) -> Result<Self> {
+        Self::with(
+            Cells::create(None, Kind::Array, data.len(), NewLock::Own, |i| data[i])?,
+            None,
+        )
+    }
+
+    /// A new named array holding a copy of `data` (`O_EXCL`, mode 0600),
+    /// unlinked when this handle is dropped unless
+    /// [`persist`](Array::persist) is called.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
+    pub fn create(name: &str, data: &[T]) -> Result<Self> {
+        Self::with(
+            Cells::create(Some(name), Kind::Array, data.len(), NewLock::Own, |i| {
+                data[i]
+            })?,
+            None,
+        )
+    }
+
+    /// A new anonymous array holding a copy of `data`, protected by an
+    /// existing lock (Python's `Array(..., lock=rlock)`).
+    ///
+    /// # Errors
+    /// As for [`zeroed`](Array::zeroed).
+    pub fn with_lock(data: &[T], lock: &RLock) -> Result<Self> {
+        Self::with(
+            Cells::create(
+                None,
+                Kind::Array,
+                data.len(),
+                NewLock::External(lock),
+                |i| data[i],
+            )?,
+            Some(lock),
+        )
+    }
+
+    /// A new named array protected by an existing named [`RLock`], which
+    /// [`open`](Array::open) re-attaches.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the lock is anonymous or belongs to
+    /// another object; otherwise as [`create`](Array::create).
+    pub fn create_with_lock(name: &str, data: &[T], lock: &RLock) -> Result<Self> {
+        Self::with(
+            Cells::create(
+                Some(name),
+                Kind::Array,
+                data.len(),
+                NewLock::External(lock),
+                |i| data[i],
+            )?,
+            Some(lock),
+        )
+    }
+
+    /// Opens an array created by any process, with its lock.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::TypeMismatch`],
+    /// [`Error::LockMismatch`], and the validation errors for a damaged
+    /// segment.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::with(Cells::open(name, ARRAY)?, None)
+    }
+
+    /// Opens an array and checks that it has `len` elements.
+    ///
+    /// # Errors
+    /// [`Error::SizeMismatch`] (in elements) if it has another length;
+    /// otherwise as [`open`](Array::open).
+    pub fn open_len(name: &str, len: usize) -> Result<Self> {
+        let a = Self::open(name)?;
+        check_len(a.len(), len)?;
+        Ok(a)
+    }
+
+    /// Attaches to the array behind `fd`.
+    ///
+    /// # Errors
+    /// As for [`open`](Array::open).
+    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        Self::with(Cells::from_fd(fd, ARRAY)?, None)
+    }
+
+    /// Attaches to the array behind `fd`, which uses `lock`.
+    ///
+    /// # Errors
+    /// [`Error::LockMismatch`] if it was not created with this lock.
+    pub fn from_fd_with_lock(fd: OwnedFd, lock: &RLock) -> Result<Self> {
+        Self::with(Cells::from_fd(fd, ARRAY)?, Some(lock))
+    }
+
+    /// Number of elements.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Locks and reads element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    ///
+    /// # Errors
+    /// See [`RLock::lock`].
+    #[inline]
+    pub fn get(&self, i: usize) -> Res<'_, T, T> {
+        self.lock().map(|g| g.get(i))
+    }
+
+    /// Locks and writes element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    ///
+    /// # Errors
+    /// See [`RLock::lock`].
+    #[inline]
+    pub fn set(&self, i: usize, v: T) -> Res<'_, (), T> {
+        self.lock().map(|g| g.set(i, v))
+    }
+
+    /// Applies `f` to element `i` under the lock; returns the new value.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    ///
+    /// # Errors
+    /// See [`RLock::lock`].
+    #[inline]
+    pub fn update(&self, i: usize, f: impl FnOnce(T) -> T) -> Res<'_, T, T> {
+        self.lock().map(|g| g.update(i, f))
+    }
+
+    /// A locked snapshot of every element.
+    ///
+    /// # Errors
+    /// See [`RLock::lock`].
+    pub fn to_vec(&self) -> Res<'_, Vec<T>, T> {
+        self.lock().map(|g| g.to_vec())
+    }
+
+    /// Iterates over a locked snapshot (the lock is released before the
+    /// first item is returned).
+    ///
+    /// # Errors
+    /// See [`RLock::lock`].
+    pub fn iter(&self) -> Res<'_, std::vec::IntoIter<T>, T> {
+        self.to_vec().map(Vec::into_iter)
+    }
+
+    /// Locks and copies elements `start..start + out.len()` into `out`.
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    ///
+    /// # Errors
+    /// See [`RLock::lock`].
+    pub fn read(&self, start: usize, out: &mut [T]) -> Res<'_, (), T> {
+        self.lock().map(|g| g.read(start, out))
+    }
+
+    /// Locks and stores `data` at `start..start + data.len()`.
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    ///
+    /// # Errors
+    /// See [`RLock::lock`].
+    pub fn write(&self, start: usize, data: &[T]) -> Res<'_, (), T> {
+        self.lock().map(|g| g.write(start, data))
+    }
+
+    /// Locks the array for a compound operation.
+    ///
+    /// # Errors
+    /// See [`RLock::lock`].
+    #[inline]
+    pub fn lock(&self) -> Res<'_, ArrayGuard<'_, T>, T> {
+        let cells = &self.cells;
+        self.lock.handle().acquire(|held| ArrayGuard { cells, held })
+    }
+
+    /// Locks the array if the lock is free.
+    ///
+    /// # Errors
+    /// See [`RLock::try_lock`].
+    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
+        let cells = &self.cells;
+        self.lock
+            .handle()
+            .try_acquire(None, |held| ArrayGuard { cells, held })
+    }
+
+    /// Locks the array, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// See [`RLock::lock_timeout`].
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
+        let cells = &self.cells;
+        self.lock
+            .handle()
+            .try_acquire(Some(timeout), |held| ArrayGuard { cells, held })
+    }
+
+    /// The lock protecting this array (Python's `get_lock()`).
+    pub fn get_lock(&self) -> &RLock {
+        &self.lock
+    }
+}
+
+impl Array<CChar> {
+    /// The bytes up to the first NUL (Python's `c_char` array `.value`).
+    ///
+    /// # Errors
+    /// See [`RLock::lock`].
+    pub fn value(&self) -> Res<'_, Vec<u8>, CChar> {
+        self.lock().map(|g| g.value())
+    }
+
+    /// All bytes (Python's `.raw`).
+    ///
+    /// # Errors
+    /// See [`RLock::lock`].
+    pub fn raw(&self) -> Res<'_, Vec<u8>, CChar> {
+        self.lock().map(|g| g.raw())
+    }
+}
+
+impl<T: Element> ArrayGuard<'_, T> {
+    /// Number of elements.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i`. Panics if out of bounds.
+    #[inline]
+    pub fn get(&self, i: usize) -> T {
+        self.cells.load(i)
+    }
+
+    /// Writes element `i`. Panics if out of bounds.
+    #[inline]
+    pub fn set(&self, i: usize, v: T) {
+        self.cells.store(i, v);
+    }
+
+    /// Applies `f` to element `i`; returns the new value.
+    #[inline]
+    pub fn update(&self, i: usize, f: impl FnOnce(T) -> T) -> T {
+        let n = f(self.cells.load(i));
+        self.cells.store(i, n);
+        n
+    }
+
+    /// Copies elements `start..start + out.len()` into `out`.
+    pub fn read(&self, start: usize, out: &mut [T]) {
+        self.cells.read(start, out);
+    }
+
+    /// Stores `data` at `start..start + data.len()`.
+    pub fn write(&self, start: usize, data: &[T]) {
+        self.cells.write(start, data);
+    }
+
+    /// Every element.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.cells.to_vec()
+    }
+
+    /// Declares the array repaired after [`LockError::OwnerDied`]; see
+    /// [`RLockGuard::mark_consistent`](crate::RLockGuard::mark_consistent).
+    pub fn mark_consistent(&self) {
+        self.held.mark_consistent();
+    }
+}
+
+impl ArrayGuard<'_, CChar> {
+    /// The bytes up to the first NUL.
+    pub fn value(&self) -> Vec<u8> {
+        let mut v = self.raw();
+        if let Some(n) = v.iter().position(|&b| b == 0) {
+            v.truncate(n);
+        }
+        v
+    }
+
+    /// All bytes.
+    pub fn raw(&self) -> Vec<u8> {
+        (0..self.len()).map(|i| self.get(i).0).collect()
+    }
+
+    /// Stores `bytes` followed by a NUL if there is room (Python's
+    /// `.value = b"..."`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `bytes` is longer than the array.
+    pub fn set_value(&self, bytes: &[u8]) -> Result<()> {
+        if bytes.len() > self.len() {
+            return Err(Error::InvalidArgument("byte string too long"));
+        }
+        for (i, &b) in bytes.iter().enumerate() {
+            self.set(i, CChar(b));
+        }
+        if bytes.len() < self.len() {
+            self.set(bytes.len(), CChar(0));
+        }
+        Ok(())
+    }
+}
+
+impl<T: Element + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArrayGuard")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Element> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Array")
+            .field("name", &self.name())
+            .field("len", &self.len())
+            .field("lock", &self.lock)
+            .finish()
+    }
+}
+
+fn check_len(found: usize, expected: usize) -> Result<()> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(Error::SizeMismatch {
+            expected: expected as u64,
+            found: found as u64,
+        })
+    }
+}
+
+/// `len` elements of `T` in shared memory **without a lock**: Python's
+/// `multiprocessing.RawArray`.
+///
+/// Each element access is one relaxed atomic load or store (per aligned
+/// word of `T`): concurrent use is never undefined behaviour, but
+/// read-modify-writes race and lose updates, as in Python.
+///
+/// ```
+/// # fn main() -> Result<(), shmsync::Error> {
+/// let a = shmsync::RawArray::<u16>::zeroed(4)?;
+/// a.set(1, 7);
+/// a.write(2, &[8, 9]);
+/// assert_eq!(a.to_vec(), vec![0, 7, 8, 9]);
+/// # Ok(()) }
+/// ```
+pub struct RawArray<T> {
+    cells: Cells<T>,
+}
+
+impl<T: Element> RawArray<T> {
+    /// A new anonymous array of `len` zeroed elements.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if too large; [`Error::Io`].
+    pub fn zeroed(len: usize) -> Result<Self> {
+        Ok(RawArray {
+            cells: Cells::create(None, Kind::RawArray, len, NewLock::None, |_| T::zeroed())?,
+        })
+    }
+
+    /// A new anonymous array holding a copy of `data`.
+    ///
+    /// # Errors
+    /// As for [`zeroed`](RawArray::zeroed).
+    pub fn from_slice(data: &[T]) -> Result<Self> {
+        Ok(RawArray {
+            cells: Cells::create(None, Kind::RawArray, data.len(), NewLock::None, |i| data[i])?,
+        })
+    }
+
+    /// A new named array holding a copy of `data`; see [`Array::create`].
+    ///
+    /// # Errors
+    /// As for [`Array::create`].
+    pub fn create(name: &str, data: &[T]) -> Result<Self> {
+        Ok(RawArray {
+            cells: Cells::create(Some(name), Kind::RawArray, data.len(), NewLock::None, |i| {
+                data[i]
+            })?,
+        })
+    }
+
+    /// Opens a named array; see [`Array::open`].
+    ///
+    /// # Errors
+    /// As for [`Array::open`].
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(RawArray {
+            cells: Cells::open(name, RAW_ARRAY)?,
+        })
+    }
+
+    /// Opens a named array and checks its length; see [`Array::open_len`].
+    ///
+    /// # Errors
+    /// As for [`Array::open_len`].
+    pub fn open_len(name: &str, len: usize) -> Result<Self> {
+        let a = Self::open(name)?;
+        check_len(a.len(), len)?;
+        Ok(a)
+    }
+
+    /// Attaches to the array behind `fd`.
+    ///
+    /// # Errors
+    /// As for [`Array::open`].
+    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        Ok(RawArray {
+            cells: Cells::from_fd(fd, RAW_ARRAY)?,
+        })
+    }
+
+    /// Number of elements.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` (relaxed). Panics if out of bounds.
+    #[inline]
+    pub fn get(&self, i: usize) -> T {
+        self.cells.load(i)
+    }
+
+    /// Writes element `i` (relaxed). Panics if out of bounds.
+    #[inline]
+    pub fn set(&self, i: usize, v: T) {
+        self.cells.store(i, v);
+    }
+
+    /// Copies elements `start..start + out.len()` into `out`. Panics if out
+    /// of bounds.
+    pub fn read(&self, start: usize, out: &mut [T]) {
+        self.cells.read(start, out);
+    }
+
+    /// Stores `data` at `start..start + data.len()`. Panics if out of
+    /// bounds.
+    pub fn write(&self, start: usize, data: &[T]) {
+        self.cells.write(start, data);
+    }
+
+    /// A snapshot of every element (not atomic as a whole).
+    pub fn to_vec(&self) -> Vec<T> {
+        self.cells.to_vec()
+    }
+
+    /// Iterates over a snapshot.
+    pub fn iter(&self) -> std::vec::IntoIter<T> {
+        self.to_vec().into_iter()
+    }
+}
+
+impl RawArray<CChar> {
+    /// The bytes up to the first NUL.
+    pub fn value(&self) -> Vec<u8> {
+        let mut v = self.raw();
+        if let Some(n) = v.iter().position(|&b| b == 0) {
+            v.truncate(n);
+        }
+        v
+    }
+
+    /// All bytes.
+    pub fn raw(&self) -> Vec<u8> {
+        (0..self.len()).map(|i| self.get(i).0).collect()
+    }
+}
+
+impl<T: Element> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawArray")
+            .field("name", &self.name())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+object_common!(Array, RawArray);

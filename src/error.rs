@@ -1,0 +1,191 @@
+//! The one error type of the crate.
+
+use core::fmt;
+
+pub use rustix::io::Errno;
+
+/// Everything that can go wrong when creating, opening or using a shared
+/// object.
+///
+/// Operating-system failures carry the operation that failed and the
+/// kernel's [`Errno`]; problems with the *contents* of a segment (written by
+/// another process, possibly a hostile or buggy one) have variants of their
+/// own, so that a caller can tell "not there" from "not what I asked for"
+/// from "damaged".
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// No segment of that name exists (`ENOENT` from `shm_open`).
+    NotFound {
+        /// The name as given by the caller.
+        name: String,
+    },
+    /// A segment of that name already exists (`EEXIST`: names are created
+    /// with `O_EXCL`, never reused silently).
+    AlreadyExists {
+        /// The name as given by the caller.
+        name: String,
+    },
+    /// The name is not a valid shared-memory name: empty, longer than 255
+    /// bytes, or containing `/` (other than one leading slash) or NUL.
+    InvalidName {
+        /// The name as given by the caller.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An argument is out of range (a zero or too large size, a named
+    /// object that would depend on an anonymous lock, ...).
+    InvalidArgument(&'static str),
+    /// The segment does not start with the shmsync magic number: it was not
+    /// created by shmsync (or has been overwritten).
+    BadMagic,
+    /// The segment was written by an incompatible layout version.
+    VersionMismatch {
+        /// The layout version this build reads and writes.
+        expected: u32,
+        /// The version recorded in the segment.
+        found: u32,
+    },
+    /// The segment holds another kind of object or another element type
+    /// than the one requested.
+    TypeMismatch {
+        /// What the caller asked for, e.g. `Value<i32> ('i', 4 bytes)`.
+        expected: String,
+        /// What the segment's header records.
+        found: String,
+    },
+    /// The segment's size disagrees with what its header or the caller
+    /// requires.
+    SizeMismatch {
+        /// The size in bytes (or elements, for lengths) required.
+        expected: u64,
+        /// The size found.
+        found: u64,
+    },
+    /// The file is shorter than the header says it must be, or shorter than
+    /// a header.
+    Truncated {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes the file really has.
+        len: u64,
+    },
+    /// A header field is inconsistent (an offset out of range or
+    /// misaligned, an unknown lock mode, ...): the segment is damaged.
+    Corrupt(&'static str),
+    /// The creator has not finished initialising the segment within the
+    /// bounded wait of `open` (it is still starting, or it died half-way).
+    NotReady,
+    /// A byte range lies outside the segment.
+    OutOfBounds {
+        /// Start of the requested range.
+        offset: usize,
+        /// Length of the requested range.
+        len: usize,
+        /// Size of the segment.
+        size: usize,
+    },
+    /// The object is protected by a separate lock object that could not be
+    /// re-attached: it was anonymous, or the lock found under its name is
+    /// not the one the object was created with.
+    LockMismatch,
+    /// A lock's previous owner died holding it (converted from
+    /// [`crate::LockError::OwnerDied`], whose guard was dropped: the lock is
+    /// now not recoverable).
+    OwnerDied,
+    /// A lock is not recoverable (see [`crate::LockError::NotRecoverable`]).
+    NotRecoverable,
+    /// The calling thread already holds the lock (see
+    /// [`crate::LockError::Deadlock`]).
+    Deadlock,
+    /// The lock was held elsewhere (see [`crate::TryLockError::WouldBlock`]).
+    WouldBlock,
+    /// A system call failed.
+    Io {
+        /// The operation that failed (`"shm_open"`, `"ftruncate"`, ...).
+        op: &'static str,
+        /// The error the kernel returned.
+        errno: Errno,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str) -> impl FnOnce(Errno) -> Error {
+        move |errno| Error::Io { op, errno }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotFound { name } => write!(f, "no shared segment named {name:?}"),
+            Error::AlreadyExists { name } => {
+                write!(f, "a shared segment named {name:?} already exists")
+            }
+            Error::InvalidName { name, reason } => {
+                write!(f, "invalid shared-memory name {name:?}: {reason}")
+            }
+            Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Error::BadMagic => f.write_str("not a shmsync segment (bad magic number)"),
+            Error::VersionMismatch { expected, found } => write!(
+                f,
+                "segment layout version {found}, this build uses version {expected}"
+            ),
+            Error::TypeMismatch { expected, found } => {
+                write!(f, "segment holds {found}, expected {expected}")
+            }
+            Error::SizeMismatch { expected, found } => {
+                write!(f, "size mismatch: expected {expected}, found {found}")
+            }
+            Error::Truncated { needed, len } => {
+                write!(f, "segment truncated: needs {needed} bytes, file has {len}")
+            }
+            Error::Corrupt(what) => write!(f, "corrupt segment header: {what}"),
+            Error::NotReady => f.write_str(
+                "segment not initialised in time (creator still starting or died half-way)",
+            ),
+            Error::OutOfBounds { offset, len, size } => write!(
+                f,
+                "range {offset}..{} out of bounds of a {size}-byte segment",
+                offset.saturating_add(*len)
+            ),
+            Error::LockMismatch => {
+                f.write_str("the object's separate lock could not be re-attached")
+            }
+            Error::OwnerDied => f.write_str("a lock's previous owner died holding it"),
+            Error::NotRecoverable => f.write_str("the lock is not recoverable"),
+            Error::Deadlock => f.write_str("the calling thread already holds the lock"),
+            Error::WouldBlock => f.write_str("the lock is held elsewhere"),
+            Error::Io { op, errno } => write!(f, "{op} failed: {errno}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { errno, .. } => Some(errno),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match &e {
+            Error::Io { errno, .. } => return std::io::Error::from(*errno),
+            Error::NotFound { .. } => K::NotFound,
+            Error::AlreadyExists { .. } => K::AlreadyExists,
+            Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::OutOfBounds { .. } => {
+                K::InvalidInput
+            }
+            _ => K::InvalidData,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;

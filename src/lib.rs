@@ -1,0 +1,49 @@
+//! Typed shared memory between processes, done right.
+//!
+//! shmsync gives Rust the API of Python's `multiprocessing` shared objects
+//! — [`Value`], [`RawValue`], [`Array`], [`RawArray`], [`Lock`], [`RLock`]
+//! and raw [`SharedMemory`] — without its weak points:
+//!
+//! - the locks are futex mutexes **inside the mapped page**: no semaphore,
+//!   no kernel object, no server process;
+//! - a segment written by another process (possibly a buggy or hostile
+//!   one) is validated once on `open` and then accessed only through
+//!   atomics, so it can give a typed [`Error`] but never undefined
+//!   behaviour;
+//! - [`Value::update`] is an atomic read-modify-write.
+//!
+//! Linux only. See the README for the guarantees and limits.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use shmsync::Value;
+//! let name = format!("doc_counter_{}", std::process::id());
+//! let counter = Value::<u64>::create(&name, 0)?;   // unlinked on drop
+//! let other = Value::<u64>::open(&name)?;         // e.g. in another process
+//! other.update(|n| n + 1).unwrap();
+//! assert_eq!(counter.get().unwrap(), 1);
+//! # Ok(()) }
+//! ```
+#![cfg_attr(loom, allow(dead_code, unreachable_pub))]
+#![doc(test(attr(deny(warnings))))]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("shmsync supports Linux only (futexes, memfd, /dev/shm)");
+
+mod array;
+mod element;
+mod error;
+pub mod raw;
+mod shm;
+mod sync;
+mod sys;
+mod typed;
+mod value;
+
+pub use array::{Array, ArrayGuard, RawArray};
+pub use bytemuck;
+pub use element::{CChar, CLong, CULong, Element, WChar};
+pub use error::{Errno, Error, Result};
+pub use shm::segment::SharedMemory;
+pub use sync::{Lock, LockError, LockGuard, RLock, RLockGuard, TryLockError};
+pub use value::{RawValue, Value, ValueGuard};

@@ -1,0 +1,17 @@
+//! State machines on a lock word, generic over the word.
+//!
+//! Nothing in this module makes a system call, maps memory or looks at
+//! `cfg(loom)`: the same code runs on the mapped page in production (with
+//! [`core::sync::atomic::AtomicU32`] and the shared futex of `src/sys/`),
+//! under loom in `loom-tests/` (with loom atomics and a stand-in for
+//! wait/wake), and in `fuzz/` (with a deterministic fake). That is what lets
+//! the models check the production code rather than a copy of it.
+//!
+//! This module is public for those crates only and is **not** covered by
+//! semver: use [`crate::Lock`] and [`crate::RLock`].
+
+pub mod mutex;
+pub mod word;
+
+pub use mutex::{Acquired, RawMutex, Refused, NOT_RECOVERABLE, OWNER_DIED, TID_MASK, WAITERS};
+pub use word::{AtomicWord, Deadline, FutexWord};

@@ -1,0 +1,67 @@
+//! The seam between the state machines and the world they run in.
+
+use core::sync::atomic::Ordering;
+use core::time::Duration;
+
+/// The atomic operations the state machines use on a 32-bit word.
+///
+/// Implemented by `core`'s `AtomicU32` (production, heap tests), by loom's
+/// atomics (`loom-tests/`) and by a deterministic fake (`fuzz/`).
+pub trait AtomicWord {
+    /// A new word holding `v`. Used for heap, loom and fuzz instances only:
+    /// words in a mapping are never constructed, they are overlaid.
+    fn new(v: u32) -> Self
+    where
+        Self: Sized;
+    /// `AtomicU32::load`.
+    fn load(&self, order: Ordering) -> u32;
+    /// `AtomicU32::store`.
+    fn store(&self, v: u32, order: Ordering);
+    /// `AtomicU32::swap`.
+    fn swap(&self, v: u32, order: Ordering) -> u32;
+    /// `AtomicU32::compare_exchange`.
+    ///
+    /// # Errors
+    /// The value found, when it was not `current`.
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32>;
+}
+
+/// A word that threads (in production: threads of several processes) can
+/// block on, as with `futex(2)`.
+///
+/// The contract is the kernel's: `wait` returns at the latest when the word
+/// no longer holds `expected` and someone calls a `wake_*`, but it may also
+/// return early (spuriously, on a signal, on timeout). Callers always
+/// re-check the word in a loop and never rely on `wait`/`wake` for memory
+/// ordering: all ordering goes through the word's own atomic operations.
+pub trait FutexWord: AtomicWord {
+    /// Sleeps while the word holds `expected`, at most `timeout` if given.
+    fn wait(&self, expected: u32, timeout: Option<Duration>);
+    /// Wakes at least one thread blocked in [`FutexWord::wait`], if any.
+    fn wake_one(&self);
+    /// Wakes every thread blocked in [`FutexWord::wait`].
+    fn wake_all(&self);
+    /// How many times a locker re-reads a busy word before it sleeps.
+    /// Zero under loom, where spinning only multiplies interleavings.
+    const SPIN_LIMIT: u32 = 100;
+    /// Called between two re-reads while spinning.
+    #[inline]
+    fn spin_hint() {
+        core::hint::spin_loop();
+    }
+}
+
+/// The time budget of a blocking acquire with a timeout.
+///
+/// Kept abstract so that loom and the fuzzer, which have no clock, can say
+/// "expired" after a chosen number of waits.
+pub trait Deadline {
+    /// Time left before the deadline; `None` once it has passed.
+    fn remaining(&mut self) -> Option<Duration>;
+}

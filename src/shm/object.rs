@@ -1,0 +1,481 @@
+//! Typed objects: create a segment with a header, or attach to one and
+//! validate it.
+
+use core::fmt;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::time::Duration;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::shm::access;
+use crate::shm::header::{
+    data_offset_for, Header, LockSlot, HEADER_SIZE, LOCK_NAME_MAX, LOCK_NAME_OFFSET, LOCK_OFFSET,
+    MAGIC, MAX_ALIGN, READY, VERSION,
+};
+use crate::shm::segment::Segment;
+use crate::sys;
+
+/// How long `open` waits for a creator that has not published its header.
+pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a segment holds. Recorded in the header; `open` checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Kind {
+    Value = 1,
+    RawValue = 2,
+    Array = 3,
+    RawArray = 4,
+    Lock = 5,
+    RLock = 6,
+    AtomicValue = 7,
+    AtomicArray = 8,
+}
+
+impl Kind {
+    fn from_u32(v: u32) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Value,
+            2 => Kind::RawValue,
+            3 => Kind::Array,
+            4 => Kind::RawArray,
+            5 => Kind::Lock,
+            6 => Kind::RLock,
+            7 => Kind::AtomicValue,
+            8 => Kind::AtomicArray,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Value => "Value",
+            Kind::RawValue => "RawValue",
+            Kind::Array => "Array",
+            Kind::RawArray => "RawArray",
+            Kind::Lock => "Lock",
+            Kind::RLock => "RLock",
+            Kind::AtomicValue => "AtomicValue",
+            Kind::AtomicArray => "AtomicArray",
+        }
+    }
+
+    /// The lock modes a kind may have.
+    fn allows(self, mode: LockMode) -> bool {
+        match self {
+            Kind::Value | Kind::Array => matches!(mode, LockMode::Own | LockMode::External),
+            Kind::Lock | Kind::RLock => mode == LockMode::Own,
+            Kind::RawValue | Kind::RawArray | Kind::AtomicValue | Kind::AtomicArray => {
+                mode == LockMode::None
+            }
+        }
+    }
+
+    fn is_single(self) -> bool {
+        matches!(self, Kind::Value | Kind::RawValue | Kind::AtomicValue)
+    }
+}
+
+/// Where an object's lock lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum LockMode {
+    /// No lock (raw and atomic kinds).
+    None = 0,
+    /// The lock slot of this segment.
+    Own = 1,
+    /// The lock slot of another segment (Python's `lock=obj`).
+    External = 2,
+}
+
+/// An element type as the header records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ElemDesc {
+    pub(crate) code: u8,
+    pub(crate) size: usize,
+    pub(crate) align: usize,
+}
+
+impl ElemDesc {
+    pub(crate) const NONE: ElemDesc = ElemDesc {
+        code: 0,
+        size: 0,
+        align: 1,
+    };
+}
+
+/// The external lock an object records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LockRef {
+    pub(crate) id: u64,
+    /// The name of the lock's segment, when it has one.
+    pub(crate) name: Option<String>,
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub(crate) kind: Kind,
+    pub(crate) elem: ElemDesc,
+    pub(crate) count: usize,
+    pub(crate) stride: usize,
+    pub(crate) lock: LockMode,
+    pub(crate) lock_ref: Option<LockRef>,
+}
+
+/// What `open` requires.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expect<'a> {
+    /// Acceptable kinds (the first one names the request in errors).
+    pub(crate) kinds: &'a [Kind],
+    pub(crate) elem: ElemDesc,
+    /// Acceptable strides; empty: exactly `elem.size`.
+    pub(crate) strides: &'a [usize],
+}
+
+/// An object's layout, validated once and kept: the only source of bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub(crate) kind: Kind,
+    pub(crate) elem: ElemDesc,
+    pub(crate) count: usize,
+    pub(crate) stride: usize,
+    pub(crate) data_offset: usize,
+    pub(crate) lock: LockMode,
+    pub(crate) lock_ref: Option<LockRef>,
+    pub(crate) id: u64,
+}
+
+impl Layout {
+    /// Total file size this layout needs, if it is representable.
+    fn total(&self) -> Option<usize> {
+        self.count
+            .checked_mul(self.stride)?
+            .checked_add(self.data_offset)
+    }
+}
+
+struct Desc(Kind, ElemDesc);
+
+impl fmt::Display for Desc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Desc(kind, e) = self;
+        if e.code == 0 {
+            return write!(f, "{}", kind.name());
+        }
+        let code = if e.code.is_ascii_graphic() {
+            format!("'{}'", e.code as char)
+        } else {
+            format!("code {}", e.code)
+        };
+        write!(
+            f,
+            "{}<{code}, {} bytes, align {}>",
+            kind.name(),
+            e.size,
+            e.align
+        )
+    }
+}
+
+/// An attached typed segment with its validated layout.
+#[derive(Debug)]
+pub(crate) struct Object {
+    pub(crate) seg: Arc<Segment>,
+    pub(crate) layout: Layout,
+}
+
+impl Object {
+    /// Creates and publishes a new object; `init` fills the data before the
+    /// header is marked ready.
+    pub(crate) fn create(
+        name: Option<&str>,
+        spec: &Spec,
+        init: impl FnOnce(&Object),
+    ) -> Result<Object> {
+        if spec.elem.align == 0
+            || !spec.elem.align.is_power_of_two()
+            || spec.elem.align > MAX_ALIGN
+            || spec.stride < spec.elem.size
+            || spec.stride % spec.elem.align != 0
+        {
+            return Err(Error::InvalidArgument("unsupported element layout"));
+        }
+        if let Some(LockRef { name: Some(n), .. }) = &spec.lock_ref {
+            if n.len() > LOCK_NAME_MAX {
+                return Err(Error::InvalidArgument("lock name too long"));
+            }
+        }
+        let layout = Layout {
+            kind: spec.kind,
+            elem: spec.elem,
+            count: spec.count,
+            stride: spec.stride,
+            data_offset: data_offset_for(spec.lock == LockMode::External, spec.elem.align),
+            lock: spec.lock,
+            lock_ref: spec.lock_ref.clone(),
+            id: sys::shm::random_u64()?,
+        };
+        let total = layout
+            .total()
+            .ok_or(Error::InvalidArgument("object too large"))?;
+        let seg = match name {
+            Some(n) => Segment::create_named(n, total as u64)?,
+            None => Segment::create_anonymous(total as u64)?,
+        };
+        let obj = Object {
+            seg: Arc::new(seg),
+            layout,
+        };
+        obj.write_header();
+        init(&obj);
+        // Release: pairs with the Acquire load of `init` in `attach`; every
+        // header field and the initial data are published by this store.
+        obj.header().init.store(READY, Release);
+        Ok(obj)
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least HEADER_SIZE bytes (checked at
+        // create/attach), page aligned, and lives as long as `self.seg`;
+        // `Header` consists of atomics only, so a shared reference to bytes
+        // that other processes write is sound.
+        unsafe { &*self.seg.as_ptr().cast::<Header>() }
+    }
+
+    fn write_header(&self) {
+        let h = self.header();
+        let l = &self.layout;
+        // Relaxed: published by the Release store of `init`.
+        h.magic.store(MAGIC, Relaxed);
+        h.version.store(VERSION, Relaxed);
+        h.kind.store(l.kind as u32, Relaxed);
+        h.type_code.store(u32::from(l.elem.code), Relaxed);
+        h.elem_size.store(l.elem.size as u32, Relaxed);
+        h.elem_align.store(l.elem.align as u32, Relaxed);
+        h.stride.store(l.stride as u32, Relaxed);
+        h.count.store(l.count as u64, Relaxed);
+        h.data_offset.store(l.data_offset as u64, Relaxed);
+        h.lock_mode.store(l.lock as u32, Relaxed);
+        h.id.store(l.id, Relaxed);
+        if let Some(r) = &l.lock_ref {
+            h.lock_id.store(r.id, Relaxed);
+            if let Some(n) = &r.name {
+                h.lock_name_len.store(n.len() as u32, Relaxed);
+                // SAFETY: LOCK_NAME_OFFSET + 255 < data_offset ≤ mapping
+                // length in External mode (`data_offset_for`), and the name
+                // is at most 255 bytes (checked in `create`).
+                unsafe { access::copy_in(self.seg.as_ptr().add(LOCK_NAME_OFFSET), n.as_bytes()) };
+            }
+        }
+    }
+
+    /// Opens a named object and validates it against `expect`.
+    pub(crate) fn open(name: &str, expect: &Expect<'_>) -> Result<Object> {
+        let (fd, bare) = Segment::open_named(name)?;
+        Self::attach(fd, Some(bare), expect)
+    }
+
+    /// Attaches to the object behind `fd` and validates it against `expect`.
+    pub(crate) fn from_fd(fd: OwnedFd, expect: &Expect<'_>) -> Result<Object> {
+        Self::attach(fd, None, expect)
+    }
+
+    fn attach(fd: OwnedFd, name: Option<String>, expect: &Expect<'_>) -> Result<Object> {
+        let start = Instant::now();
+        let timed_out = || start.elapsed() >= OPEN_TIMEOUT;
+        // A creator first sizes the file (once, to its final size), then
+        // fills the header, then publishes READY. An empty file is a
+        // creator before `ftruncate`: wait for it, boundedly.
+        let len = loop {
+            let len = sys::shm::len(&fd)?;
+            if len > 0 {
+                break len;
+            }
+            if timed_out() {
+                return Err(Error::NotReady);
+            }
+            sys::thread::nap(Duration::from_millis(1));
+        };
+        if len < HEADER_SIZE as u64 {
+            return Err(Error::Truncated {
+                needed: HEADER_SIZE as u64,
+                len,
+            });
+        }
+        let seg = Arc::new(Segment::attach(fd, name, len)?);
+        let mut obj = Object {
+            seg,
+            layout: Layout {
+                kind: Kind::Value,
+                elem: ElemDesc::NONE,
+                count: 0,
+                stride: 0,
+                data_offset: 0,
+                lock: LockMode::None,
+                lock_ref: None,
+                id: 0,
+            },
+        };
+        loop {
+            let h = obj.header();
+            // Acquire: pairs with the creator's Release store of READY.
+            if h.init.load(Acquire) == READY {
+                break;
+            }
+            let magic = h.magic.load(Relaxed);
+            if magic != 0 && magic != MAGIC {
+                return Err(Error::BadMagic);
+            }
+            if timed_out() {
+                return Err(Error::NotReady);
+            }
+            sys::thread::nap(Duration::from_millis(1));
+        }
+        obj.layout = obj.validate(len, expect)?;
+        Ok(obj)
+    }
+
+    /// Reads the header once and checks every field.
+    fn validate(&self, file_len: u64, expect: &Expect<'_>) -> Result<Layout> {
+        let h = self.header();
+        if h.magic.load(Relaxed) != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let version = h.version.load(Relaxed);
+        if version != VERSION {
+            return Err(Error::VersionMismatch {
+                expected: VERSION,
+                found: version,
+            });
+        }
+        let want = Desc(expect.kinds[0], expect.elem);
+        let raw_kind = h.kind.load(Relaxed);
+        let kind = Kind::from_u32(raw_kind).ok_or(Error::Corrupt("unknown object kind"))?;
+        let code = h.type_code.load(Relaxed);
+        let elem = ElemDesc {
+            code: u8::try_from(code).map_err(|_| Error::Corrupt("type code out of range"))?,
+            size: h.elem_size.load(Relaxed) as usize,
+            align: h.elem_align.load(Relaxed) as usize,
+        };
+        if !expect.kinds.contains(&kind) || elem != expect.elem {
+            return Err(Error::TypeMismatch {
+                expected: want.to_string(),
+                found: Desc(kind, elem).to_string(),
+            });
+        }
+        let stride = h.stride.load(Relaxed) as usize;
+        let stride_ok = if expect.strides.is_empty() {
+            stride == elem.size
+        } else {
+            expect.strides.contains(&stride)
+        };
+        if !stride_ok {
+            return Err(Error::TypeMismatch {
+                expected: format!("{want} with stride {:?}", expect.strides),
+                found: format!("stride {stride}"),
+            });
+        }
+        let lock = match h.lock_mode.load(Relaxed) {
+            0 => LockMode::None,
+            1 => LockMode::Own,
+            2 => LockMode::External,
+            _ => return Err(Error::Corrupt("unknown lock mode")),
+        };
+        if !kind.allows(lock) {
+            return Err(Error::Corrupt("lock mode not valid for this kind"));
+        }
+        let data_offset = data_offset_for(lock == LockMode::External, elem.align);
+        if h.data_offset.load(Relaxed) != data_offset as u64 {
+            return Err(Error::Corrupt("data offset"));
+        }
+        let count = usize::try_from(h.count.load(Relaxed))
+            .map_err(|_| Error::Corrupt("element count out of range"))?;
+        if kind.is_single() && count != 1 {
+            return Err(Error::Corrupt("a single value with a count other than 1"));
+        }
+        let lock_ref = if lock == LockMode::External {
+            Some(self.read_lock_ref(h, file_len)?)
+        } else {
+            None
+        };
+        let layout = Layout {
+            kind,
+            elem,
+            count,
+            stride,
+            data_offset,
+            lock,
+            lock_ref,
+            id: h.id.load(Relaxed),
+        };
+        let needed = layout
+            .total()
+            .ok_or(Error::Corrupt("element count out of range"))? as u64;
+        if file_len < needed {
+            return Err(Error::Truncated {
+                needed,
+                len: file_len,
+            });
+        }
+        if file_len > needed {
+            return Err(Error::SizeMismatch {
+                expected: needed,
+                found: file_len,
+            });
+        }
+        Ok(layout)
+    }
+
+    fn read_lock_ref(&self, h: &Header, file_len: u64) -> Result<LockRef> {
+        let id = h.lock_id.load(Relaxed);
+        let n = h.lock_name_len.load(Relaxed) as usize;
+        if n == 0 {
+            return Ok(LockRef { id, name: None });
+        }
+        if n > LOCK_NAME_MAX {
+            return Err(Error::Corrupt("lock name length"));
+        }
+        if ((LOCK_NAME_OFFSET + n) as u64) > file_len {
+            return Err(Error::Truncated {
+                needed: (LOCK_NAME_OFFSET + n) as u64,
+                len: file_len,
+            });
+        }
+        let mut buf = vec![0u8; n];
+        self.seg.read_at(LOCK_NAME_OFFSET, &mut buf)?;
+        let name = String::from_utf8(buf).map_err(|_| Error::Corrupt("lock name not UTF-8"))?;
+        sys::shm::check_name(&name).map_err(|_| Error::Corrupt("lock name invalid"))?;
+        Ok(LockRef {
+            id,
+            name: Some(name),
+        })
+    }
+
+    /// The in-page lock slot.
+    ///
+    /// Only for layouts whose lock mode is `Own`; the slot lies inside every
+    /// validated mapping (data_offset ≥ LOCK_NAME_OFFSET).
+    pub(crate) fn lock_slot(&self) -> *const LockSlot {
+        debug_assert_eq!(self.layout.lock, LockMode::Own);
+        // SAFETY: LOCK_OFFSET + 40 ≤ LOCK_NAME_OFFSET ≤ data_offset ≤ len,
+        // checked by `validate` (or established by `create`).
+        unsafe { self.seg.as_ptr().add(LOCK_OFFSET).cast::<LockSlot>() }
+    }
+
+    /// Pointer to element `i` (unchecked: callers check `i < count`).
+    ///
+    /// # Safety
+    /// - `i < self.layout.count`.
+    pub(crate) unsafe fn elem_ptr(&self, i: usize) -> *mut u8 {
+        // SAFETY: data_offset + count * stride == mapping length
+        // (validated), and i < count by the caller's contract.
+        unsafe {
+            self.seg
+                .as_ptr()
+                .add(self.layout.data_offset + i * self.layout.stride)
+        }
+    }
+}

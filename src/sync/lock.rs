@@ -1,0 +1,444 @@
+//! [`Lock`] and [`RLock`]: futex mutexes that live inside a shared page.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::num::NonZeroU32;
+use core::sync::atomic::AtomicU32;
+use core::time::Duration;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::raw::{Acquired, Deadline, RawMutex, Refused};
+use crate::shm::header::LockSlot;
+use crate::shm::object::{ElemDesc, Expect, Kind, LockMode, Object, Spec};
+use crate::shm::segment::Segment;
+use crate::sync::{LockError, TryLockError};
+use crate::sys;
+
+/// A handle on one in-page lock slot: the segment that holds it (kept
+/// mapped as long as the handle lives) and the slot's address.
+#[derive(Clone)]
+pub(crate) struct LockHandle {
+    seg: Arc<Segment>,
+    slot: *const LockSlot,
+    /// Identity of the segment that holds the slot (recorded by objects
+    /// that use this lock, checked when they re-attach it).
+    id: u64,
+    /// Kind of the object holding the slot (a lock object, or a Value/Array
+    /// with its own lock).
+    kind: Kind,
+    recursive: bool,
+}
+
+// SAFETY: the slot is made of atomics in a shared mapping that `seg` keeps
+// alive; no thread-affine state is held (the owner is in the word).
+unsafe impl Send for LockHandle {}
+// SAFETY: as for Send: every access to the slot is atomic.
+unsafe impl Sync for LockHandle {}
+
+struct Until(Instant);
+
+impl Deadline for Until {
+    fn remaining(&mut self) -> Option<Duration> {
+        self.0
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    }
+}
+
+impl LockHandle {
+    /// The lock slot of an object whose lock mode is `Own`.
+    pub(crate) fn of(obj: &Object, recursive: bool) -> LockHandle {
+        LockHandle {
+            seg: obj.seg.clone(),
+            slot: obj.lock_slot(),
+            id: obj.layout.id,
+            kind: obj.layout.kind,
+            recursive,
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.seg.name()
+    }
+
+    /// Whether the slot is a lock object of its own (not a Value's lock).
+    pub(crate) fn is_lock_object(&self) -> bool {
+        matches!(self.kind, Kind::Lock | Kind::RLock)
+    }
+
+    #[inline]
+    pub(crate) fn raw(&self) -> &RawMutex<AtomicU32> {
+        // SAFETY: `slot` points into the mapping kept alive by `self.seg`,
+        // is 8-aligned (LOCK_OFFSET in a page-aligned mapping) and consists
+        // of atomics only.
+        unsafe { &(*self.slot).raw }
+    }
+
+    #[inline]
+    fn lock(&self, me: NonZeroU32, timeout: Option<Duration>) -> Result<Acquired, Refused> {
+        match timeout {
+            None => self.raw().lock(me, self.recursive, None),
+            Some(t) => {
+                let mut until = Until(Instant::now() + t);
+                self.raw().lock(me, self.recursive, Some(&mut until))
+            }
+        }
+    }
+
+    #[inline]
+    fn try_lock(&self, me: NonZeroU32) -> Result<Acquired, Refused> {
+        self.raw().try_lock(me, self.recursive)
+    }
+
+    /// Locks and wraps the outcome as std's `LockResult`.
+    #[inline]
+    pub(crate) fn acquire<'a, G>(
+        &'a self,
+        guard: impl FnOnce(HeldLock<'a>) -> G,
+    ) -> Result<G, LockError<G>> {
+        let me = sys::thread::tid();
+        match self.lock(me, None) {
+            Ok(a) => wrap(self, me, a, guard).map_err(LockError::OwnerDied),
+            Err(Refused::NotRecoverable) => Err(LockError::NotRecoverable),
+            Err(Refused::Deadlock) => Err(LockError::Deadlock),
+            Err(Refused::WouldBlock) => unreachable!("untimed lock does not give up"),
+        }
+    }
+
+    /// `try_lock` (timeout `None`) or `lock_timeout`, as `TryLockResult`.
+    #[inline]
+    pub(crate) fn try_acquire<'a, G>(
+        &'a self,
+        timeout: Option<Duration>,
+        guard: impl FnOnce(HeldLock<'a>) -> G,
+    ) -> Result<G, TryLockError<G>> {
+        let me = sys::thread::tid();
+        let r = match timeout {
+            None => self.try_lock(me),
+            Some(t) => self.lock(me, Some(t)),
+        };
+        match r {
+            Ok(a) => wrap(self, me, a, guard).map_err(TryLockError::OwnerDied),
+            Err(Refused::WouldBlock) => Err(TryLockError::WouldBlock),
+            Err(Refused::NotRecoverable) => Err(TryLockError::NotRecoverable),
+            Err(Refused::Deadlock) => Err(TryLockError::Deadlock),
+        }
+    }
+
+    /// Whether some thread holds the lock (a racy snapshot).
+    pub(crate) fn is_locked(&self) -> bool {
+        self.raw().is_locked()
+    }
+
+    /// Whether the calling thread holds the lock.
+    pub(crate) fn is_held_by_current_thread(&self) -> bool {
+        self.raw().is_held_by(sys::thread::tid())
+    }
+}
+
+fn wrap<'a, G>(
+    h: &'a LockHandle,
+    me: NonZeroU32,
+    a: Acquired,
+    guard: impl FnOnce(HeldLock<'a>) -> G,
+) -> Result<G, G> {
+    let g = guard(HeldLock {
+        h,
+        me,
+        _not_send: PhantomData,
+    });
+    match a {
+        Acquired::Locked | Acquired::Recursive => Ok(g),
+        Acquired::OwnerDied => Err(g),
+    }
+}
+
+/// One hold of a lock by the current thread; releases it when dropped.
+/// The common core of every guard in the crate.
+pub(crate) struct HeldLock<'a> {
+    h: &'a LockHandle,
+    me: NonZeroU32,
+    /// The hold belongs to this thread (its TID is in the word): `!Send`.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl HeldLock<'_> {
+    pub(crate) fn mark_consistent(&self) {
+        // SAFETY: this value exists only while the current thread holds the
+        // lock.
+        unsafe { self.h.raw().mark_consistent() }
+    }
+}
+
+impl Drop for HeldLock<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: created only after a successful acquire by thread `me`,
+        // dropped once, on the same thread (`!Send`).
+        unsafe { self.h.raw().unlock(self.me) };
+    }
+}
+
+macro_rules! lock_type {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $guard:ident, $kind:expr, $recursive:expr, $what:literal
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            h: LockHandle,
+        }
+
+        impl $name {
+            fn from_object(obj: &Object) -> Self {
+                $name {
+                    h: LockHandle::of(obj, $recursive),
+                }
+            }
+
+            fn spec() -> Spec {
+                Spec {
+                    kind: $kind,
+                    elem: ElemDesc::NONE,
+                    count: 0,
+                    stride: 0,
+                    lock: LockMode::Own,
+                    lock_ref: None,
+                }
+            }
+
+            const EXPECT: Expect<'static> = Expect {
+                kinds: &[$kind],
+                elem: ElemDesc::NONE,
+                strides: &[0],
+            };
+
+            #[doc = concat!("Creates an anonymous ", $what, ", shared with children by `fork` or by")]
+            /// its file descriptor.
+            ///
+            /// # Errors
+            /// [`Error::Io`](crate::Error::Io) if the memfd cannot be made.
+            pub fn new() -> Result<Self> {
+                Ok(Self::from_object(&Object::create(None, &Self::spec(), |_| {})?))
+            }
+
+            #[doc = concat!("Creates a named ", $what, " (`/dev/shm/NAME`, `O_EXCL`, mode 0600).")]
+            ///
+            /// The name is unlinked when the last clone of this handle is
+            /// dropped in this process, unless [`persist`](Self::persist)
+            /// was called.
+            ///
+            /// # Errors
+            /// [`Error::InvalidName`](crate::Error::InvalidName),
+            /// [`Error::AlreadyExists`](crate::Error::AlreadyExists),
+            /// [`Error::Io`](crate::Error::Io).
+            pub fn create(name: &str) -> Result<Self> {
+                Ok(Self::from_object(&Object::create(Some(name), &Self::spec(), |_| {})?))
+            }
+
+            #[doc = concat!("Opens the ", $what, " created under `name` by any process.")]
+            ///
+            /// # Errors
+            /// [`Error::NotFound`](crate::Error::NotFound),
+            /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) if the
+            /// name holds another kind of object, and the other validation
+            /// errors for a damaged segment.
+            pub fn open(name: &str) -> Result<Self> {
+                Ok(Self::from_object(&Object::open(name, &Self::EXPECT)?))
+            }
+
+            #[doc = concat!("Attaches to the ", $what, " behind a file descriptor from")]
+            /// [`AsFd::as_fd`] of a handle in another process.
+            ///
+            /// # Errors
+            /// As for [`open`](Self::open).
+            pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+                Ok(Self::from_object(&Object::from_fd(fd, &Self::EXPECT)?))
+            }
+
+            /// Acquires the lock, blocking while another thread (of any
+            /// process) holds it.
+            ///
+            /// # Errors
+            /// [`LockError::OwnerDied`] (with the guard) if the previous
+            /// owner died holding it, [`LockError::NotRecoverable`],
+            /// [`LockError::Deadlock`].
+            #[inline]
+            pub fn lock(&self) -> Result<$guard<'_>, LockError<$guard<'_>>> {
+                self.h.acquire(|held| $guard { held })
+            }
+
+            /// Acquires the lock if it is free, without blocking.
+            ///
+            /// # Errors
+            /// [`TryLockError::WouldBlock`] if another thread holds it; the
+            /// other variants as for [`lock`](Self::lock).
+            #[inline]
+            pub fn try_lock(&self) -> Result<$guard<'_>, TryLockError<$guard<'_>>> {
+                self.h.try_acquire(None, |held| $guard { held })
+            }
+
+            /// Acquires the lock, blocking at most `timeout`.
+            ///
+            /// # Errors
+            /// [`TryLockError::WouldBlock`] if it was still held when the
+            /// timeout expired; the other variants as for
+            /// [`lock`](Self::lock).
+            pub fn lock_timeout(
+                &self,
+                timeout: Duration,
+            ) -> Result<$guard<'_>, TryLockError<$guard<'_>>> {
+                self.h.try_acquire(Some(timeout), |held| $guard { held })
+            }
+
+            /// Whether any thread of any process holds the lock now (a
+            /// snapshot that may be stale as soon as it is returned).
+            pub fn is_locked(&self) -> bool {
+                self.h.is_locked()
+            }
+
+            /// Whether the calling thread holds the lock.
+            pub fn is_held_by_current_thread(&self) -> bool {
+                self.h.is_held_by_current_thread()
+            }
+
+            /// The segment's name (without a leading `/`), `None` if
+            /// anonymous.
+            pub fn name(&self) -> Option<&str> {
+                self.h.name()
+            }
+
+            /// Keeps the name after this creating handle is dropped.
+            pub fn persist(&self) {
+                self.h.seg.persist();
+            }
+
+            /// Removes the name now; attached handles keep working.
+            ///
+            /// # Errors
+            /// [`Error::NotFound`](crate::Error::NotFound) if already
+            /// removed, [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+            /// if anonymous.
+            pub fn unlink(&self) -> Result<()> {
+                self.h.seg.unlink()
+            }
+        }
+
+        impl AsFd for $name {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.h.seg.fd()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("name", &self.name())
+                    .field("locked", &self.is_locked())
+                    .finish()
+            }
+        }
+
+        #[doc = concat!("Proof that the current thread holds a [`", stringify!($name), "`];")]
+        /// releases it when dropped.
+        ///
+        /// The guard is `!Send`: the hold belongs to the thread whose TID is
+        /// in the lock word.
+        #[must_use = "if unused the lock will immediately unlock"]
+        pub struct $guard<'a> {
+            held: HeldLock<'a>,
+        }
+
+        impl $guard<'_> {
+            /// Declares the protected data repaired after
+            /// [`LockError::OwnerDied`] / [`TryLockError::OwnerDied`].
+            /// Without it, releasing the guard makes the lock permanently
+            /// not recoverable. A no-op on a consistent lock.
+            pub fn mark_consistent(&self) {
+                self.held.mark_consistent();
+            }
+        }
+
+        impl fmt::Debug for $guard<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($guard)).finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+lock_type! {
+    /// A recursive lock that lives in shared memory: Python's
+    /// `multiprocessing.RLock`, without a semaphore or any other kernel
+    /// object.
+    ///
+    /// The lock word is a futex in the mapped page holding the owner's
+    /// kernel TID; the recursion count lives beside it. The thread that
+    /// holds it can lock it again; every guard releases one hold. Handles
+    /// are cheap to clone and are `Send + Sync`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let lock = shmsync::RLock::new()?;
+    /// let outer = lock.lock().unwrap();
+    /// let inner = lock.lock().unwrap(); // same thread: recursion
+    /// drop(inner);
+    /// assert!(lock.is_locked());
+    /// drop(outer);
+    /// assert!(!lock.is_locked());
+    /// # Ok(()) }
+    /// ```
+    RLock, RLockGuard, Kind::RLock, true, "recursive lock"
+}
+
+lock_type! {
+    /// A non-recursive lock that lives in shared memory: Python's
+    /// `multiprocessing.Lock`, without a semaphore or any other kernel
+    /// object.
+    ///
+    /// Relocking by the owning thread is an error
+    /// ([`LockError::Deadlock`]), never a hang.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmsync::{Lock, LockError};
+    /// let lock = Lock::new()?;
+    /// let g = lock.lock().unwrap();
+    /// assert!(matches!(lock.lock(), Err(LockError::Deadlock)));
+    /// drop(g);
+    /// # Ok(()) }
+    /// ```
+    Lock, LockGuard, Kind::Lock, false, "lock"
+}
+
+impl RLock {
+    pub(crate) fn handle(&self) -> &LockHandle {
+        &self.h
+    }
+
+    pub(crate) fn from_handle(h: LockHandle) -> RLock {
+        RLock { h }
+    }
+
+    /// Opens the `RLock` object `name` if its identity is `id`.
+    pub(crate) fn open_slot_of(name: &str, id: u64) -> Result<RLock> {
+        const ANY_RLOCK: Expect<'static> = Expect {
+            kinds: &[Kind::RLock],
+            elem: ElemDesc::NONE,
+            strides: &[0],
+        };
+        let obj = Object::open(name, &ANY_RLOCK)?;
+        if obj.layout.id != id {
+            return Err(crate::Error::LockMismatch);
+        }
+        Ok(RLock::from_object(&obj))
+    }
+}

@@ -1,0 +1,8 @@
+//! Locks: [`Lock`] and [`RLock`], their guards and errors.
+
+mod error;
+mod lock;
+
+pub use error::{LockError, TryLockError};
+pub(crate) use lock::{HeldLock, LockHandle};
+pub use lock::{Lock, LockGuard, RLock, RLockGuard};

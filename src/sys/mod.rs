@@ -1,0 +1,6 @@
+//! Every system call of the crate. Nothing outside this module talks to the
+//! kernel.
+
+pub(crate) mod futex;
+pub(crate) mod shm;
+pub(crate) mod thread;

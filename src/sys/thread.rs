@@ -1,0 +1,62 @@
+//! Thread identity: the kernel TID, cached per thread and forgotten in a
+//! forked child.
+//!
+//! A lock's owner is the kernel TID, the only identity that is unique across
+//! processes and that the kernel's robust-futex walk understands. Reading it
+//! costs a system call, so each thread caches it; a child created by
+//! `fork(2)` inherits the parent thread's cache but is a different thread,
+//! so a `pthread_atfork` child handler clears the cache (without that, a
+//! child's locks would carry its parent's TID: `shared/ROBUST.md`, pitfall 2).
+
+use core::cell::Cell;
+use core::num::NonZeroU32;
+use std::sync::Once;
+
+thread_local! {
+    /// 0 = not known yet (new thread, or just forked).
+    static TID: Cell<u32> = const { Cell::new(0) };
+}
+
+static ATFORK: Once = Once::new();
+
+extern "C" fn forget_tid_in_child() {
+    // Runs in the child right after fork, in the only thread there. The
+    // const-initialised thread local has no destructor and no lazy
+    // registration, so this is a plain store (async-signal-safe).
+    TID.with(|t| t.set(0));
+}
+
+/// The calling thread's kernel TID.
+#[inline]
+pub(crate) fn tid() -> NonZeroU32 {
+    let t = TID.with(Cell::get);
+    match NonZeroU32::new(t) {
+        Some(t) => t,
+        None => tid_slow(),
+    }
+}
+
+#[cold]
+fn tid_slow() -> NonZeroU32 {
+    ATFORK.call_once(|| {
+        // SAFETY: registering a handler is always sound; the handler only
+        // stores to a const-initialised thread local.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(forget_tid_in_child)) };
+        assert_eq!(rc, 0, "pthread_atfork failed");
+    });
+    let raw = rustix::thread::gettid().as_raw_nonzero();
+    let t = u32::try_from(raw.get()).expect("kernel TID is positive");
+    debug_assert!(t < crate::raw::NOT_RECOVERABLE, "TID does not fit 30 bits");
+    TID.with(|c| c.set(t));
+    NonZeroU32::new(t).expect("kernel TID is non-zero")
+}
+
+/// The calling process's PID.
+pub(crate) fn pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get().unsigned_abs()
+}
+
+/// Sleeps the calling thread briefly (the bounded wait for a creator).
+pub(crate) fn nap(d: core::time::Duration) {
+    std::thread::sleep(d);
+}

@@ -14,4 +14,4 @@ pub mod mutex;
 pub mod word;
 
 pub use mutex::{Acquired, RawMutex, Refused, NOT_RECOVERABLE, OWNER_DIED, TID_MASK, WAITERS};
-pub use word::{AtomicWord, Deadline, FutexWord};
+pub use word::{AtomicWord, Deadline, FutexWord, Liveness};

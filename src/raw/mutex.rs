@@ -46,7 +46,7 @@
 use core::num::NonZeroU32;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
-use super::word::{Deadline, FutexWord};
+use super::word::{Deadline, FutexWord, Liveness};
 
 /// Bits 0–29: the owner's kernel TID (`FUTEX_TID_MASK`).
 pub const TID_MASK: u32 = 0x3fff_ffff;
@@ -155,6 +155,9 @@ impl<W: FutexWord> RawMutex<W> {
 
     /// Takes the lock, sleeping while another thread holds it; with a
     /// `deadline`, gives up with [`Refused::WouldBlock`] once it has passed.
+    /// With `liveness`, sleeps are capped at its probe interval and an owner
+    /// it reports dead is marked so ([`RawMutex::mark_owner_dead`]), which
+    /// makes the lock free with `OWNER_DIED`.
     ///
     /// # Errors
     /// See [`Refused`].
@@ -164,6 +167,7 @@ impl<W: FutexWord> RawMutex<W> {
         me: NonZeroU32,
         recursive: bool,
         deadline: Option<&mut dyn Deadline>,
+        liveness: Option<&mut dyn Liveness>,
     ) -> Result<Acquired, Refused> {
         let me = me.get();
         // Acquire: pairs with the Release swap in `unlock`.
@@ -172,7 +176,7 @@ impl<W: FutexWord> RawMutex<W> {
                 self.count.store(1, Relaxed);
                 Ok(Acquired::Locked)
             }
-            Err(cur) => self.lock_contended(me, cur, recursive, deadline),
+            Err(cur) => self.lock_contended(me, cur, recursive, deadline, liveness),
         }
     }
 
@@ -183,6 +187,7 @@ impl<W: FutexWord> RawMutex<W> {
         mut cur: u32,
         recursive: bool,
         mut deadline: Option<&mut dyn Deadline>,
+        mut liveness: Option<&mut dyn Liveness>,
     ) -> Result<Acquired, Refused> {
         // Once this thread has slept it acquires with WAITERS set: it cannot
         // know whether other sleepers remain, so the next unlock must wake.
@@ -212,15 +217,30 @@ impl<W: FutexWord> RawMutex<W> {
                 }
             }
             sticky = WAITERS;
-            let timeout = match deadline.as_deref_mut() {
+            let mut timeout = match deadline.as_deref_mut() {
                 None => None,
                 Some(d) => match d.remaining() {
                     Some(t) => Some(t),
                     None => return Err(Refused::WouldBlock),
                 },
             };
+            if let Some(l) = liveness.as_deref() {
+                let p = l.probe_interval();
+                timeout = Some(timeout.map_or(p, |t| t.min(p)));
+            }
             self.word.wait(cur | WAITERS, timeout);
+            let seen = cur | WAITERS;
             cur = self.word.load(Relaxed);
+            if cur == seen {
+                if let Some(l) = liveness.as_deref_mut() {
+                    if l.owner_is_dead(cur) {
+                        if let Some(dead) = NonZeroU32::new(cur & TID_MASK) {
+                            self.mark_owner_dead(dead);
+                        }
+                        cur = self.word.load(Relaxed);
+                    }
+                }
+            }
         }
     }
 

@@ -65,3 +65,20 @@ pub trait Deadline {
     /// Time left before the deadline; `None` once it has passed.
     fn remaining(&mut self) -> Option<Duration>;
 }
+
+/// Tells a waiter whether the thread that holds a lock is still alive.
+///
+/// The kernel's robust list marks a dead owner's word by itself; this is
+/// the fallback (and the backstop) for owners the kernel will not report:
+/// a process on a path without the robust list, or a process that shares
+/// the segment from elsewhere. A waiter that has an implementation sleeps
+/// at most [`Liveness::probe_interval`] at a time and asks after each
+/// sleep.
+pub trait Liveness {
+    /// How long a waiter sleeps between two probes.
+    fn probe_interval(&self) -> Duration;
+    /// Whether the owner recorded in `word` (the value just read, owner TID
+    /// in bits 0–29) is known to be dead. `false` when unsure: a wrong
+    /// `true` would hand the lock to two owners.
+    fn owner_is_dead(&mut self, word: u32) -> bool;
+}

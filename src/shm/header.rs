@@ -71,7 +71,10 @@ pub(crate) struct Header {
     pub(crate) lock_id: AtomicU64,
     /// 0 while the creator initialises, [`READY`] once published.
     pub(crate) init: AtomicU32,
-    pub(crate) reserved: [AtomicU32; 13],
+    /// Next owner-liveness token to hand out (fallback owner detection:
+    /// each attached process locks byte `TOKEN_BASE + token` of the file).
+    pub(crate) next_token: AtomicU32,
+    pub(crate) reserved: [AtomicU32; 12],
 }
 
 const_assert_eq!(size_of::<Header>(), HEADER_SIZE);
@@ -90,6 +93,7 @@ const_assert_eq!(offset_of!(Header, lock_name_len), 52);
 const_assert_eq!(offset_of!(Header, id), 56);
 const_assert_eq!(offset_of!(Header, lock_id), 64);
 const_assert_eq!(offset_of!(Header, init), 72);
+const_assert_eq!(offset_of!(Header, next_token), 76);
 
 /// The in-page lock: a node laid out like glibc's 64-bit `pthread_mutex_t`
 /// (`shared/ROBUST.md`), so the kernel's robust-list walk can find the word:
@@ -100,8 +104,10 @@ const_assert_eq!(offset_of!(Header, init), 72);
 pub(crate) struct LockSlot {
     /// Word, recursion count and consistency state (offsets 0, 4, 8).
     pub(crate) raw: RawMutex<AtomicU32>,
-    /// Reserved for the owner-liveness token of the fallback path.
-    pub(crate) token: [AtomicU32; 3],
+    pub(crate) reserved: AtomicU32,
+    /// `owner TID << 32 | liveness token` of the current owner (fallback
+    /// owner detection), 0 when free or unknown.
+    pub(crate) owner: AtomicU64,
     /// Robust-list `prev` link (glibc's `__list.__prev`).
     pub(crate) prev: AtomicUsize,
     /// Robust-list `next` link: the node the kernel walks.
@@ -114,6 +120,7 @@ const_assert_eq!(offset_of!(LockSlot, raw), 0);
 const_assert_eq!(offset_of!(RawMutex<AtomicU32>, word), 0);
 const_assert_eq!(offset_of!(RawMutex<AtomicU32>, count), 4);
 const_assert_eq!(offset_of!(RawMutex<AtomicU32>, state), 8);
+const_assert_eq!(offset_of!(LockSlot, owner), 16);
 const_assert_eq!(offset_of!(LockSlot, prev), 24);
 const_assert_eq!(offset_of!(LockSlot, next), 32);
 const_assert!(LOCK_OFFSET + size_of::<LockSlot>() <= LOCK_NAME_OFFSET);

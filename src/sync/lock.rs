@@ -84,10 +84,10 @@ impl LockHandle {
     #[inline]
     fn lock(&self, me: NonZeroU32, timeout: Option<Duration>) -> Result<Acquired, Refused> {
         match timeout {
-            None => self.raw().lock(me, self.recursive, None),
+            None => self.raw().lock(me, self.recursive, None, None),
             Some(t) => {
                 let mut until = Until(Instant::now() + t);
-                self.raw().lock(me, self.recursive, Some(&mut until))
+                self.raw().lock(me, self.recursive, Some(&mut until), None)
             }
         }
     }

@@ -265,7 +265,9 @@ impl<T: Element> Array<T> {
     #[inline]
     pub fn lock(&self) -> Res<'_, ArrayGuard<'_, T>, T> {
         let cells = &self.cells;
-        self.lock.handle().acquire(|held| ArrayGuard { cells, held })
+        self.lock
+            .handle()
+            .acquire(|held| ArrayGuard { cells, held })
     }
 
     /// Locks the array if the lock is free.

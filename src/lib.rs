@@ -46,4 +46,18 @@ pub use element::{CChar, CLong, CULong, Element, WChar};
 pub use error::{Errno, Error, Result};
 pub use shm::segment::SharedMemory;
 pub use sync::{Lock, LockError, LockGuard, RLock, RLockGuard, TryLockError};
+pub use sys::robust::Robustness;
 pub use value::{RawValue, Value, ValueGuard};
+
+/// How this process detects that a lock's owner died: the kernel's robust
+/// list ([`Robustness::KernelList`], on 64-bit glibc where the list is
+/// proven to fit) or liveness tokens probed by waiters
+/// ([`Robustness::Fallback`]; forced with the environment variable
+/// `SHMSYNC_ROBUST=fallback`, read once per process).
+///
+/// ```
+/// println!("owner-death detection: {:?}", shmsync::robustness());
+/// ```
+pub fn robustness() -> Robustness {
+    sys::robust::mode()
+}

@@ -181,7 +181,9 @@ impl<T: Element> Value<T> {
     #[inline]
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
         let cells = &self.cells;
-        self.lock.handle().acquire(|held| ValueGuard { cells, held })
+        self.lock
+            .handle()
+            .acquire(|held| ValueGuard { cells, held })
     }
 
     /// Locks the value if the lock is free.
@@ -237,7 +239,9 @@ impl<T: Element> ValueGuard<'_, T> {
 
 impl<T: Element + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ValueGuard").field("value", &self.get()).finish()
+        f.debug_struct("ValueGuard")
+            .field("value", &self.get())
+            .finish()
     }
 }
 

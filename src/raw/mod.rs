@@ -15,3 +15,6 @@ pub mod word;
 
 pub use mutex::{Acquired, RawMutex, Refused, NOT_RECOVERABLE, OWNER_DIED, TID_MASK, WAITERS};
 pub use word::{AtomicWord, Deadline, FutexWord, Liveness};
+
+#[cfg(test)]
+mod tests;

@@ -208,9 +208,9 @@ impl<W: FutexWord> RawMutex<W> {
             }
             if cur & WAITERS == 0 {
                 // Relaxed: only announces a sleeper; no data is published.
-                if let Err(now) =
-                    self.word
-                        .compare_exchange(cur, cur | WAITERS, Relaxed, Relaxed)
+                if let Err(now) = self
+                    .word
+                    .compare_exchange(cur, cur | WAITERS, Relaxed, Relaxed)
                 {
                     cur = now;
                     continue;
@@ -302,6 +302,18 @@ impl<W: FutexWord> RawMutex<W> {
     /// use the lock to protect data, which a wrong unlock would expose.)
     #[inline]
     pub unsafe fn unlock(&self, me: NonZeroU32) -> bool {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.unlock_with(me, || {}) }
+    }
+
+    /// [`RawMutex::unlock`], calling `before_release` on the last hold just
+    /// before the word is released (the robust-list bookkeeping of the
+    /// production lock runs there).
+    ///
+    /// # Safety
+    /// As for [`RawMutex::unlock`].
+    #[inline]
+    pub unsafe fn unlock_with(&self, me: NonZeroU32, before_release: impl FnOnce()) -> bool {
         debug_assert_eq!(self.word.load(Relaxed) & TID_MASK, me.get());
         let n = self.count.load(Relaxed);
         if n > 1 {
@@ -309,6 +321,7 @@ impl<W: FutexWord> RawMutex<W> {
             return false;
         }
         self.count.store(0, Relaxed);
+        before_release();
         if self.state.load(Relaxed) == INCONSISTENT {
             self.poison();
             return true;

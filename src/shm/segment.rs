@@ -10,6 +10,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use crate::error::{Error, Result};
 use crate::shm::access;
 use crate::sys;
+use crate::sys::liveness::Token;
 
 /// A mapped shared-memory file. Lives behind an `Arc`: every handle onto
 /// objects in it keeps the mapping alive.
@@ -22,6 +23,8 @@ pub(crate) struct Segment {
     /// forked child inherits the handle but must not unlink its parent's name.
     creator_pid: u32,
     unlink_on_drop: AtomicBool,
+    /// This process's owner-liveness token on the file.
+    pub(crate) token: Token,
 }
 
 impl core::fmt::Debug for Segment {
@@ -52,6 +55,7 @@ impl Segment {
                 name: Some(bare.to_owned()),
                 creator_pid: sys::thread::pid(),
                 unlink_on_drop: AtomicBool::new(true),
+                token: Token::default(),
             }),
             Err(e) => {
                 let _ = sys::shm::unlink(bare);
@@ -73,6 +77,7 @@ impl Segment {
             name: None,
             creator_pid: 0,
             unlink_on_drop: AtomicBool::new(false),
+            token: Token::default(),
         })
     }
 
@@ -93,6 +98,7 @@ impl Segment {
             name,
             creator_pid: 0,
             unlink_on_drop: AtomicBool::new(false),
+            token: Token::default(),
         })
     }
 
@@ -170,7 +176,9 @@ fn check_len(len: u64) -> Result<()> {
         return Err(Error::InvalidArgument("size must be positive"));
     }
     if usize::try_from(len).map_or(true, |l| l > isize::MAX as usize) {
-        return Err(Error::InvalidArgument("size does not fit the address space"));
+        return Err(Error::InvalidArgument(
+            "size does not fit the address space",
+        ));
     }
     Ok(())
 }

@@ -10,12 +10,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::raw::{Acquired, Deadline, RawMutex, Refused};
-use crate::shm::header::LockSlot;
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::raw::{Acquired, Deadline, Liveness, RawMutex, Refused, TID_MASK};
+use crate::shm::header::{Header, LockSlot};
 use crate::shm::object::{ElemDesc, Expect, Kind, LockMode, Object, Spec};
 use crate::shm::segment::Segment;
 use crate::sync::{LockError, TryLockError};
 use crate::sys;
+use crate::sys::{liveness, robust};
 
 /// A handle on one in-page lock slot: the segment that holds it (kept
 /// mapped as long as the handle lives) and the slot's address.
@@ -37,6 +40,43 @@ pub(crate) struct LockHandle {
 unsafe impl Send for LockHandle {}
 // SAFETY: as for Send: every access to the slot is atomic.
 unsafe impl Sync for LockHandle {}
+
+/// First sleep of a waiter between liveness probes; doubles up to
+/// `PROBE_MAX`, so a dead owner on the fallback path is detected within
+/// about `PROBE_MAX` while a long wait costs few wake-ups.
+const PROBE_FIRST: Duration = Duration::from_micros(500);
+const PROBE_MAX: Duration = Duration::from_millis(8);
+
+/// The waiter's owner-liveness probe (fallback path, and backstop on the
+/// kernel-list path for owners that are not on it).
+struct Probe<'a> {
+    handle: &'a LockHandle,
+    interval: Duration,
+}
+
+impl Liveness for Probe<'_> {
+    fn probe_interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn owner_is_dead(&mut self, word: u32) -> bool {
+        self.interval = (self.interval * 2).min(PROBE_MAX);
+        let tid = word & TID_MASK;
+        // Relaxed: a hint, validated against the word's TID just read.
+        let owner = self.handle.slot().owner.load(Relaxed);
+        if owner == 0 || (owner >> 32) as u32 != tid {
+            // Not published yet (or released meanwhile): undecided.
+            return false;
+        }
+        let token = owner as u32;
+        let seg = &self.handle.seg;
+        if seg.token.current() == Some(token) {
+            // The owner is a thread of this very process.
+            return !liveness::own_thread_alive(tid);
+        }
+        liveness::token_held(seg.fd(), token) == Some(false)
+    }
+}
 
 struct Until(Instant);
 
@@ -74,27 +114,114 @@ impl LockHandle {
     }
 
     #[inline]
-    pub(crate) fn raw(&self) -> &RawMutex<AtomicU32> {
+    fn slot(&self) -> &LockSlot {
         // SAFETY: `slot` points into the mapping kept alive by `self.seg`,
         // is 8-aligned (LOCK_OFFSET in a page-aligned mapping) and consists
         // of atomics only.
-        unsafe { &(*self.slot).raw }
+        unsafe { &*self.slot }
     }
 
     #[inline]
-    fn lock(&self, me: NonZeroU32, timeout: Option<Duration>) -> Result<Acquired, Refused> {
-        match timeout {
-            None => self.raw().lock(me, self.recursive, None, None),
-            Some(t) => {
-                let mut until = Until(Instant::now() + t);
-                self.raw().lock(me, self.recursive, Some(&mut until), None)
-            }
+    pub(crate) fn raw(&self) -> &RawMutex<AtomicU32> {
+        &self.slot().raw
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: every segment holding a lock slot starts with a validated
+        // header (atomics only) and lives as long as `self.seg`.
+        unsafe { &*self.seg.as_ptr().cast::<Header>() }
+    }
+
+    /// One acquire attempt (`try_lock` when `wait` is false), wrapped in
+    /// the robust-list protocol: `list_op_pending` around the attempt, the
+    /// slot linked into this thread's list and the owner's liveness token
+    /// published once the word is ours.
+    #[inline]
+    fn acquire_raw(
+        &self,
+        me: NonZeroU32,
+        wait: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Acquired, Refused> {
+        let slot = self.slot();
+        let head = robust::head();
+        let node = slot.next.as_ptr() as usize;
+        if let Some(h) = head {
+            // SAFETY: `h` is this thread's head.
+            unsafe { robust::set_pending(h, node) };
         }
+        let r = if wait {
+            let mut probe = Probe {
+                handle: self,
+                interval: PROBE_FIRST,
+            };
+            match timeout {
+                None => self.raw().lock(me, self.recursive, None, Some(&mut probe)),
+                Some(t) => {
+                    let mut until = Until(Instant::now() + t);
+                    self.raw()
+                        .lock(me, self.recursive, Some(&mut until), Some(&mut probe))
+                }
+            }
+        } else {
+            self.raw().try_lock(me, self.recursive)
+        };
+        if let Ok(Acquired::Locked | Acquired::OwnerDied) = r {
+            if let Some(h) = head {
+                // SAFETY: this thread just acquired the slot; the guard that
+                // will release it borrows this handle, which keeps the
+                // mapping alive until then.
+                unsafe { robust::enqueue(h, &slot.next, &slot.prev) };
+            }
+            self.publish_owner(me);
+        }
+        if let Some(h) = head {
+            // SAFETY: as above.
+            unsafe { robust::set_pending(h, 0) };
+        }
+        r
     }
 
+    /// Records `me` and this process's token as the owner, for waiters on
+    /// the liveness path.
     #[inline]
-    fn try_lock(&self, me: NonZeroU32) -> Result<Acquired, Refused> {
-        self.raw().try_lock(me, self.recursive)
+    fn publish_owner(&self, me: NonZeroU32) {
+        let owner = match self.seg.token.get(self.seg.fd(), &self.header().next_token) {
+            Some(t) => u64::from(me.get()) << 32 | u64::from(t),
+            None => 0,
+        };
+        // Relaxed: read by waiters only as a hint checked against the word
+        // and the token's OFD lock; never used to order data.
+        self.slot().owner.store(owner, Relaxed);
+    }
+
+    /// Releases one hold (the inverse of `acquire_raw`).
+    ///
+    /// # Safety
+    /// - the calling thread `me` holds the lock.
+    #[inline]
+    unsafe fn release(&self, me: NonZeroU32) {
+        let slot = self.slot();
+        let mut pending = None;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.raw().unlock_with(me, || {
+                // Relaxed: see `publish_owner`.
+                slot.owner.store(0, Relaxed);
+                if let Some(h) = robust::head() {
+                    let node = slot.next.as_ptr() as usize;
+                    // SAFETY: `h` is this thread's head, and the slot was
+                    // linked by `acquire_raw` on this thread.
+                    robust::set_pending(h, node);
+                    robust::dequeue(h, &slot.next, &slot.prev);
+                    pending = Some(h);
+                }
+            })
+        };
+        if let Some(h) = pending {
+            // SAFETY: as above.
+            unsafe { robust::set_pending(h, 0) };
+        }
     }
 
     /// Locks and wraps the outcome as std's `LockResult`.
@@ -104,7 +231,7 @@ impl LockHandle {
         guard: impl FnOnce(HeldLock<'a>) -> G,
     ) -> Result<G, LockError<G>> {
         let me = sys::thread::tid();
-        match self.lock(me, None) {
+        match self.acquire_raw(me, true, None) {
             Ok(a) => wrap(self, me, a, guard).map_err(LockError::OwnerDied),
             Err(Refused::NotRecoverable) => Err(LockError::NotRecoverable),
             Err(Refused::Deadlock) => Err(LockError::Deadlock),
@@ -120,11 +247,7 @@ impl LockHandle {
         guard: impl FnOnce(HeldLock<'a>) -> G,
     ) -> Result<G, TryLockError<G>> {
         let me = sys::thread::tid();
-        let r = match timeout {
-            None => self.try_lock(me),
-            Some(t) => self.lock(me, Some(t)),
-        };
-        match r {
+        match self.acquire_raw(me, timeout.is_some(), timeout) {
             Ok(a) => wrap(self, me, a, guard).map_err(TryLockError::OwnerDied),
             Err(Refused::WouldBlock) => Err(TryLockError::WouldBlock),
             Err(Refused::NotRecoverable) => Err(TryLockError::NotRecoverable),
@@ -180,9 +303,14 @@ impl HeldLock<'_> {
 impl Drop for HeldLock<'_> {
     #[inline]
     fn drop(&mut self) {
+        if sys::thread::tid() != self.me {
+            // A copy of the guard in a child forked while it was held: the
+            // hold is the parent's, not ours to release.
+            return;
+        }
         // SAFETY: created only after a successful acquire by thread `me`,
-        // dropped once, on the same thread (`!Send`).
-        unsafe { self.h.raw().unlock(self.me) };
+        // which is the current thread (checked above), dropped once.
+        unsafe { self.h.release(self.me) };
     }
 }
 

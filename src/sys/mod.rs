@@ -2,5 +2,7 @@
 //! kernel.
 
 pub(crate) mod futex;
+pub(crate) mod liveness;
+pub(crate) mod robust;
 pub(crate) mod shm;
 pub(crate) mod thread;

@@ -24,6 +24,8 @@ extern "C" fn forget_tid_in_child() {
     // const-initialised thread local has no destructor and no lazy
     // registration, so this is a plain store (async-signal-safe).
     TID.with(|t| t.set(0));
+    super::robust::forget_in_child();
+    super::liveness::forget_in_child();
 }
 
 /// The calling thread's kernel TID.
@@ -53,7 +55,10 @@ fn tid_slow() -> NonZeroU32 {
 
 /// The calling process's PID.
 pub(crate) fn pid() -> u32 {
-    rustix::process::getpid().as_raw_nonzero().get().unsigned_abs()
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
 }
 
 /// Sleeps the calling thread briefly (the bounded wait for a creator).

@@ -63,7 +63,7 @@ pub(crate) unsafe fn load<T: Pod>(p: *const T) -> T {
     let dst = (&raw mut out).cast::<u8>();
     let src = p.cast::<u8>();
     // `size_of` is a multiple of `align_of`, so each case divides evenly.
-    // SAFETY (all arms): `src` meets the contract above for this width;
+    // SAFETY: (all arms) `src` meets the contract above for this width;
     // `dst` is `out`, aligned for `T`, hence for a chunk no wider than
     // `align_of::<T>()` (capped at 8, and `T`'s alignment is at least that).
     unsafe {

@@ -173,7 +173,7 @@ pub(crate) fn token_held(probe: BorrowedFd<'_>, t: u32) -> Option<bool> {
     let mut fl = flock(libc::F_WRLCK as libc::c_short, t);
     // SAFETY: F_OFD_GETLK reads and writes one valid `struct flock`.
     let rc = unsafe { libc::fcntl(probe.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
-    (rc == 0).then(|| fl.l_type != libc::F_UNLCK as libc::c_short)
+    (rc == 0).then_some(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
 /// Whether thread `tid` of this process is alive.

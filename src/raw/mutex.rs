@@ -147,7 +147,7 @@ impl<W: FutexWord> RawMutex<W> {
 
     #[cold]
     fn try_lock_slow(&self, me: u32, cur: u32, recursive: bool) -> Result<Acquired, Refused> {
-        match self.step(me, cur, 0, recursive) {
+        match self.step(me, cur, 0, recursive, None) {
             Step::Done(r) => r,
             Step::Busy(_) => Err(Refused::WouldBlock),
         }
@@ -194,7 +194,7 @@ impl<W: FutexWord> RawMutex<W> {
         let mut sticky = 0;
         let mut spins = W::SPIN_LIMIT;
         loop {
-            match self.step(me, cur, sticky, recursive) {
+            match self.step(me, cur, sticky, recursive, liveness.as_deref_mut()) {
                 Step::Done(r) => return r,
                 Step::Busy(busy) => cur = busy,
             }
@@ -246,11 +246,21 @@ impl<W: FutexWord> RawMutex<W> {
 
     /// One attempt on the value `cur` just read.
     #[inline]
-    fn step(&self, me: u32, mut cur: u32, sticky: u32, recursive: bool) -> Step {
+    fn step<'d>(
+        &self,
+        me: u32,
+        mut cur: u32,
+        sticky: u32,
+        recursive: bool,
+        mut liveness: Option<&mut (dyn Liveness + 'd)>,
+    ) -> Step {
         loop {
             let owner = cur & TID_MASK;
             if owner == 0 {
                 // Free, possibly with OWNER_DIED and/or WAITERS left in it.
+                if let Some(l) = liveness.as_deref_mut() {
+                    l.before_acquire();
+                }
                 let new = me | (cur & WAITERS) | sticky;
                 // Acquire: pairs with the Release swap in `unlock` (or the
                 // kernel's atomic update of a dead owner's word).

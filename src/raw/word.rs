@@ -81,4 +81,10 @@ pub trait Liveness {
     /// in bits 0–29) is known to be dead. `false` when unsure: a wrong
     /// `true` would hand the lock to two owners.
     fn owner_is_dead(&mut self, word: u32) -> bool;
+    /// Called by a waiter right before it tries to take a free word, so
+    /// that it can publish who it is *before* the word names it (an owner
+    /// killed between taking the word and publishing itself could otherwise
+    /// never be judged dead). The implementation orders its writes before
+    /// the acquiring CAS (e.g. with a `Release` fence).
+    fn before_acquire(&mut self) {}
 }

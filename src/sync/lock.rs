@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::Result;
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::fence;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use crate::raw::{Acquired, Deadline, Liveness, RawMutex, Refused, TID_MASK};
 use crate::shm::header::{Header, LockSlot};
@@ -52,6 +53,18 @@ const PROBE_MAX: Duration = Duration::from_millis(8);
 struct Probe<'a> {
     handle: &'a LockHandle,
     interval: Duration,
+    /// What this waiter publishes when it takes the lock.
+    owner: u64,
+}
+
+/// Publishes an owner entry ahead of an acquiring CAS.
+#[inline]
+fn publish(slot: &LockSlot, owner: u64) {
+    // Relaxed store + Release fence: the entry is ordered before the
+    // acquiring CAS that follows; a waiter's Acquire fence after reading
+    // that CAS's word value pairs with it (`Probe::owner_is_dead`).
+    slot.owner.store(owner, Relaxed);
+    fence(Release);
 }
 
 impl Liveness for Probe<'_> {
@@ -59,10 +72,16 @@ impl Liveness for Probe<'_> {
         self.interval
     }
 
+    fn before_acquire(&mut self) {
+        publish(self.handle.slot(), self.owner);
+    }
+
     fn owner_is_dead(&mut self, word: u32) -> bool {
         self.interval = (self.interval * 2).min(PROBE_MAX);
         let tid = word & TID_MASK;
-        // Relaxed: a hint, validated against the word's TID just read.
+        // Acquire: pairs with the Release fence of `publish` before the CAS
+        // that stored `word`, so the entry read below is at least that new.
+        fence(Acquire);
         let owner = self.handle.slot().owner.load(Relaxed);
         if owner == 0 || (owner >> 32) as u32 != tid {
             // Not published yet (or released meanwhile): undecided.
@@ -150,10 +169,18 @@ impl LockHandle {
             // SAFETY: `h` is this thread's head.
             unsafe { robust::set_pending(h, node) };
         }
+        let owner = self.owner_value(me);
+        if self.raw().word.load(Relaxed) & TID_MASK == 0 {
+            // About to take a free word: publish ourselves first (see
+            // `Liveness::before_acquire`). Skipped when the word is held, so
+            // as not to overwrite the holder's entry.
+            publish(slot, owner);
+        }
         let r = if wait {
             let mut probe = Probe {
                 handle: self,
                 interval: PROBE_FIRST,
+                owner,
             };
             match timeout {
                 None => self.raw().lock(me, self.recursive, None, Some(&mut probe)),
@@ -173,7 +200,9 @@ impl LockHandle {
                 // mapping alive until then.
                 unsafe { robust::enqueue(h, &slot.next, &slot.prev) };
             }
-            self.publish_owner(me);
+            // Again: a contender may have published over us meanwhile.
+            // Relaxed: see `publish`.
+            slot.owner.store(owner, Relaxed);
         }
         if let Some(h) = head {
             // SAFETY: as above.
@@ -182,17 +211,14 @@ impl LockHandle {
         r
     }
 
-    /// Records `me` and this process's token as the owner, for waiters on
-    /// the liveness path.
+    /// `me << 32 | token`: what an owner publishes for waiters on the
+    /// liveness path (0 when this process has no token).
     #[inline]
-    fn publish_owner(&self, me: NonZeroU32) {
-        let owner = match self.seg.token.get(self.seg.fd(), &self.header().next_token) {
+    fn owner_value(&self, me: NonZeroU32) -> u64 {
+        match self.seg.token.get(self.seg.fd(), &self.header().next_token) {
             Some(t) => u64::from(me.get()) << 32 | u64::from(t),
             None => 0,
-        };
-        // Relaxed: read by waiters only as a hint checked against the word
-        // and the token's OFD lock; never used to order data.
-        self.slot().owner.store(owner, Relaxed);
+        }
     }
 
     /// Releases one hold (the inverse of `acquire_raw`).
@@ -205,9 +231,11 @@ impl LockHandle {
         let mut pending = None;
         // SAFETY: forwarded from the caller.
         unsafe {
+            // The owner entry is left in place on release: clearing it
+            // would open a window (cleared, word still ours) in which a
+            // kill leaves waiters unable to judge; the next owner
+            // overwrites it, and waiters check its TID against the word.
             self.raw().unlock_with(me, || {
-                // Relaxed: see `publish_owner`.
-                slot.owner.store(0, Relaxed);
                 if let Some(h) = robust::head() {
                     let node = slot.next.as_ptr() as usize;
                     // SAFETY: `h` is this thread's head, and the slot was

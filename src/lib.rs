@@ -31,6 +31,7 @@
 compile_error!("shmsync supports Linux only (futexes, memfd, /dev/shm)");
 
 mod array;
+mod atomic;
 mod element;
 mod error;
 pub mod raw;
@@ -41,6 +42,9 @@ mod typed;
 mod value;
 
 pub use array::{Array, ArrayGuard, RawArray};
+pub use atomic::{
+    AtomicArray, AtomicBitwise, AtomicElement, AtomicNumber, AtomicRef, AtomicValue, CACHE_LINE,
+};
 pub use bytemuck;
 pub use element::{CChar, CLong, CULong, Element, WChar};
 pub use error::{Errno, Error, Result};

@@ -165,7 +165,13 @@ impl Drop for Segment {
     fn drop(&mut self) {
         if self.unlink_on_drop.load(Relaxed) && self.creator_pid == sys::thread::pid() {
             if let Some(n) = &self.name {
-                let _ = sys::shm::unlink(n);
+                // Only our own file: the name may have been unlinked and
+                // reused by another creator meanwhile. (A reuse between this
+                // check and the unlink remains possible, as with any
+                // name-based unlink.)
+                if sys::shm::name_is_file(n, &self.fd) {
+                    let _ = sys::shm::unlink(n);
+                }
             }
         }
     }

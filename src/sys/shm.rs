@@ -48,7 +48,9 @@ pub(crate) fn check_name(name: &str) -> Result<&str> {
 /// `shm_open("/bare", O_RDWR | O_CREAT | O_EXCL, 0600)`.
 pub(crate) fn create(bare: &str) -> Result<OwnedFd> {
     let flags = shm::OFlags::RDWR | shm::OFlags::CREATE | shm::OFlags::EXCL;
-    shm::open(format!("/{bare}"), flags, Mode::RUSR | Mode::WUSR).map_err(|e| match e {
+    // The bare name: rustix (like glibc) maps it to /dev/shm/NAME, and a
+    // leading slash would count against the 255-byte limit.
+    shm::open(bare, flags, Mode::RUSR | Mode::WUSR).map_err(|e| match e {
         Errno::EXIST => Error::AlreadyExists {
             name: bare.to_owned(),
         },
@@ -61,7 +63,7 @@ pub(crate) fn create(bare: &str) -> Result<OwnedFd> {
 
 /// `shm_open("/bare", O_RDWR, 0)`.
 pub(crate) fn open(bare: &str) -> Result<OwnedFd> {
-    shm::open(format!("/{bare}"), shm::OFlags::RDWR, Mode::empty()).map_err(|e| match e {
+    shm::open(bare, shm::OFlags::RDWR, Mode::empty()).map_err(|e| match e {
         Errno::NOENT => Error::NotFound {
             name: bare.to_owned(),
         },
@@ -74,7 +76,7 @@ pub(crate) fn open(bare: &str) -> Result<OwnedFd> {
 
 /// `shm_unlink("/bare")`.
 pub(crate) fn unlink(bare: &str) -> Result<()> {
-    shm::unlink(format!("/{bare}")).map_err(|e| match e {
+    shm::unlink(bare).map_err(|e| match e {
         Errno::NOENT => Error::NotFound {
             name: bare.to_owned(),
         },
@@ -98,9 +100,30 @@ pub(crate) fn seal_size(fd: impl AsFd) -> Result<()> {
         .map_err(Error::io("fcntl(F_ADD_SEALS)"))
 }
 
-/// `ftruncate(fd, len)`.
+/// `ftruncate(fd, len)`, then `fallocate` the pages, so that a full
+/// `/dev/shm` (or memory cgroup) is an `ENOSPC` error here rather than a
+/// `SIGBUS` on first touch. File systems without `fallocate` skip that step.
 pub(crate) fn set_len(fd: impl AsFd, len: u64) -> Result<()> {
-    rustix::fs::ftruncate(fd, len).map_err(Error::io("ftruncate"))
+    rustix::fs::ftruncate(&fd, len).map_err(Error::io("ftruncate"))?;
+    match rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, len) {
+        Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),
+        Err(e) => Err(Error::Io {
+            op: "fallocate",
+            errno: e,
+        }),
+    }
+}
+
+/// Whether `/dev/shm/bare` is still the file behind `fd` (same device and
+/// inode): a creator must not unlink a successor that reused its name.
+pub(crate) fn name_is_file(bare: &str, fd: impl AsFd) -> bool {
+    let Ok(ours) = rustix::fs::fstat(fd) else {
+        return false;
+    };
+    match rustix::fs::stat(format!("/dev/shm/{bare}")) {
+        Ok(st) => st.st_dev == ours.st_dev && st.st_ino == ours.st_ino,
+        Err(_) => false,
+    }
 }
 
 /// The file's size, from `fstat`.

@@ -45,7 +45,7 @@ const FD_PREFIX: &str = "SHMSYNC_FD_";
 const MSG_PREFIX: &str = "@@shmsync:";
 /// Watchdog: the longest any single wait on a child may take before the
 /// test is declared hung. Generous (debug builds, a loaded 2-core machine).
-pub(crate) const HANG_LIMIT: Duration = Duration::from_secs(120);
+pub(crate) const HANG_LIMIT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------
 // Names
@@ -233,8 +233,11 @@ impl Spawn {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                match line.strip_prefix(MSG_PREFIX) {
-                    Some(msg) => {
+                // libtest prints `test NAME ... ` without a newline before
+                // running the test, so a message can follow other text.
+                match line.find(MSG_PREFIX) {
+                    Some(at) => {
+                        let msg = &line[at + MSG_PREFIX.len()..];
                         if tx.send(msg.to_owned()).is_err() {
                             break;
                         }

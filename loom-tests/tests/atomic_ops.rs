@@ -1,0 +1,480 @@
+//! The atomic cells' read-modify-write logic under loom: the production
+//! functions of `shmsync::raw::atomic` (the CAS loop `fetch_update`, the
+//! float RMWs built on it, `bool`'s truth-value `compare_exchange`), run on
+//! loom's atomics instead of the mapped `core` atomics.
+//!
+//! Words: [`AtomicInt`] for thin wrappers of loom's `AtomicU64`, `AtomicI64`
+//! and `AtomicU8`, defined below (loom atomics cannot be overlaid on mapped
+//! memory, which is why the logic is generic over the word). Threads stand
+//! in for processes; each model has 3 threads including main
+//! (`loom::MAX_THREADS` is 5). Integer `fetch_add`/`fetch_max` are one
+//! hardware RMW in production and here one loom RMW: those models check the
+//! plumbing (value and ordering passed through), the float ones the loop.
+//!
+//! Run (own target dir; the lock models' README has the full command set):
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=3 \
+//!   cargo test --manifest-path loom-tests/Cargo.toml --release --test atomic_ops
+//! ```
+//!
+//! # Seeded bugs
+//!
+//! Re-check with `RUSTFLAGS='--cfg loom -C debug-assertions --cfg
+//! shmsync_atomic_bug="NAME"'` (the bug is compiled into the *production*
+//! code of `src/raw/atomic.rs`, see its docs; every model must then still
+//! build, and the models listed must fail). Verdicts recorded with loom
+//! 0.7.3, `LOOM_MAX_PREEMPTIONS=3`, `--release`:
+//!
+//! | `NAME`            | bug                                          | loom's verdict                                                                                   |
+//! |-------------------|----------------------------------------------|--------------------------------------------------------------------------------------------------|
+//! | `stale_new`       | value to store not recomputed after a failed exchange | 6 models fail: lost updates (`float_fetch_add_sums_exactly`: 2.0 ≠ 3.0; `fetch_update_retries_and_declines`: the cap taken 3 times; `fetch_max_min_converge`: min 0.0 ≠ -1.0; int `fetch_update`, `fetch_sub`, bool `fetch_xor`) |
+//! | `no_retry`        | a failed exchange ends the loop              | the same 6 models fail (lost updates, `fetch_update` reports `Err` with the cap not reached)    |
+//! | `split_rmw`       | load + store instead of an exchange          | the same 6 models fail (sum 1.0 ≠ 3.0, max 2.0 ≠ 3.0, ...)                                       |
+//! | `relaxed_success` | the exchange drops `Release`/`Acquire`       | `release_fetch_add_publishes`: "Causality violation: Concurrent read and write accesses"         |
+//! | `relaxed_fetch`   | the loads drop the `fetch` ordering          | `declined_fetch_update_acquires`: "Causality violation: Concurrent read and write accesses"      |
+//! | `bool_bytes`      | `bool` exchange compares bytes, not truth    | `bool_truth_value_exchange`: `compare_exchange(true, false)` on the peer's 2 gives `Err(true)`   |
+//!
+//! Without the main thread's `yield_now` after spawning (loom#392, see
+//! [`three`]), `release_fetch_add_publishes` explored 1 execution and could
+//! not have caught `relaxed_success`; [`checked`] now fails such a model
+//! ("the checked branch was never taken"). Every model also asserts that
+//! loom explored at least one failed exchange where the model has a CAS
+//! loop. Whole file: 10 models, about 1.5 s at `LOOM_MAX_PREEMPTIONS=3`.
+#![cfg(loom)]
+
+use core::cell::Cell;
+use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqCst};
+
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::thread;
+use shmsync::raw::atomic::{Arith, AtomicInt, Bitwise, Repr};
+use shmsync_loom_tests::model;
+
+thread_local! {
+    /// Failed exchanges of any model word on this test's thread (loom runs
+    /// a model's threads as coroutines of the test thread).
+    static CAS_FAILURES: Cell<u64> = const { Cell::new(0) };
+    /// Executions in which a model took its interesting branch.
+    static HITS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count(c: &'static std::thread::LocalKey<Cell<u64>>) -> u64 {
+    c.with(Cell::get)
+}
+
+fn bump(c: &'static std::thread::LocalKey<Cell<u64>>) {
+    c.with(|n| n.set(n.get() + 1));
+}
+
+/// Runs a model and checks that loom explored what makes it meaningful: at
+/// least one failed exchange (a retry of the CAS loop) if `retries`, and at
+/// least one execution through the branch that calls [`hit`] if `branch`.
+/// Guards against loom silently skipping executions (loom#392).
+fn checked(name: &str, retries: bool, branch: bool, f: fn()) {
+    let (fails, hits) = (count(&CAS_FAILURES), count(&HITS));
+    model(name, f);
+    if retries {
+        assert!(
+            count(&CAS_FAILURES) > fails,
+            "{name}: no CAS retry explored"
+        );
+    }
+    if branch {
+        assert!(
+            count(&HITS) > hits,
+            "{name}: the checked branch was never taken"
+        );
+    }
+}
+
+fn hit() {
+    bump(&HITS);
+}
+
+macro_rules! loom_word {
+    ($($name:ident($atomic:ident, $int:ty);)*) => {$(
+        /// A loom atomic as a [`AtomicInt`] word.
+        struct $name(loom::sync::atomic::$atomic);
+
+        impl AtomicInt for $name {
+            type Int = $int;
+            fn new(v: $int) -> Self {
+                $name(loom::sync::atomic::$atomic::new(v))
+            }
+            fn load(&self, o: Ordering) -> $int {
+                self.0.load(o)
+            }
+            fn store(&self, v: $int, o: Ordering) {
+                self.0.store(v, o)
+            }
+            fn swap(&self, v: $int, o: Ordering) -> $int {
+                self.0.swap(v, o)
+            }
+            fn compare_exchange(
+                &self,
+                c: $int,
+                n: $int,
+                s: Ordering,
+                f: Ordering,
+            ) -> Result<$int, $int> {
+                let r = self.0.compare_exchange(c, n, s, f);
+                if r.is_err() {
+                    bump(&CAS_FAILURES);
+                }
+                r
+            }
+            fn compare_exchange_weak(
+                &self,
+                c: $int,
+                n: $int,
+                s: Ordering,
+                f: Ordering,
+            ) -> Result<$int, $int> {
+                let r = self.0.compare_exchange_weak(c, n, s, f);
+                if r.is_err() {
+                    bump(&CAS_FAILURES);
+                }
+                r
+            }
+            fn fetch_add(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_add(v, o)
+            }
+            fn fetch_sub(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_sub(v, o)
+            }
+            fn fetch_and(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_and(v, o)
+            }
+            fn fetch_or(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_or(v, o)
+            }
+            fn fetch_xor(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_xor(v, o)
+            }
+            fn fetch_nand(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_nand(v, o)
+            }
+            fn fetch_max(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_max(v, o)
+            }
+            fn fetch_min(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_min(v, o)
+            }
+        }
+    )*};
+}
+
+loom_word! {
+    LoomU64(AtomicU64, u64);
+    LoomI64(AtomicI64, i64);
+    LoomU8(AtomicU8, u8);
+}
+
+/// Runs `work(i)` on two spawned threads (i = 1, 2) and on the model's main
+/// thread (i = 0); returns the three results in thread order.
+fn three<S, R>(shared: &Arc<S>, work: fn(&S, usize) -> R) -> [R; 3]
+where
+    S: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let spawned: Vec<_> = (1..3)
+        .map(|i| {
+            let s = shared.clone();
+            thread::spawn(move || work(&s, i))
+        })
+        .collect();
+    // loom#392: without this yield, loom never schedules a spawned thread
+    // whose first operation is an atomic load (every CAS loop's is) before
+    // the main thread's next atomic access, and silently skips those
+    // executions. Checked: a main-thread load after two spawned CAS-loop
+    // increments saw only 0 in 162 executions, and 0, 1 and 2 with it.
+    thread::yield_now();
+    let mine = work(shared, 0);
+    let mut out = spawned.into_iter().map(|h| h.join().unwrap());
+    [mine, out.next().unwrap(), out.next().unwrap()]
+}
+
+fn sorted(mut v: [f64; 3]) -> [f64; 3] {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// 3 threads × `f64::fetch_add(1.0)`: the sum is exact and the previous
+/// values returned are 0, 1, 2 in some order (each RMW saw a distinct,
+/// complete predecessor).
+#[test]
+fn float_fetch_add_sums_exactly() {
+    checked("float_fetch_add_sums_exactly", true, false, || {
+        let w = Arc::new(LoomU64::new(0f64.to_bits()));
+        let olds = three(&w, |w, _| f64::fetch_add(w, 1.0, Relaxed));
+        assert_eq!(f64::load(&*w, Relaxed), 3.0);
+        assert_eq!(sorted(olds), [0.0, 1.0, 2.0]);
+    });
+}
+
+/// The same with `fetch_sub` and mixed orderings, from a non-zero start.
+#[test]
+fn float_fetch_sub_mixed_orders() {
+    checked("float_fetch_sub_mixed_orders", true, false, || {
+        let w = Arc::new(LoomU64::new(10f64.to_bits()));
+        let olds = three(&w, |w, i| {
+            let o = [AcqRel, Release, SeqCst][i];
+            f64::fetch_sub(w, 2.5, o)
+        });
+        assert_eq!(f64::load(&*w, Relaxed), 2.5);
+        assert_eq!(sorted(olds), [5.0, 7.5, 10.0]);
+    });
+}
+
+/// 3 threads × `i64::fetch_add(1)` (one loom RMW, as production is one
+/// `lock xadd`) and × an increment through the generic `fetch_update`.
+#[test]
+fn int_fetch_add_and_fetch_update_sum_exactly() {
+    checked(
+        "int_fetch_add_and_fetch_update_sum_exactly",
+        true,
+        false,
+        || {
+            struct S {
+                add: LoomI64,
+                upd: LoomI64,
+            }
+            let s = Arc::new(S {
+                add: LoomI64::new(0),
+                upd: LoomI64::new(0),
+            });
+            let olds = three(&s, |s, _| {
+                let a = i64::fetch_add(&s.add, 1, Relaxed);
+                let u = i64::fetch_update(&s.upd, Relaxed, Relaxed, |x| Some(x + 1)).unwrap();
+                (a, u)
+            });
+            assert_eq!(i64::load(&s.add, Relaxed), 3);
+            assert_eq!(i64::load(&s.upd, Relaxed), 3);
+            let mut u: Vec<i64> = olds.iter().map(|p| p.1).collect();
+            u.sort_unstable();
+            assert_eq!(u, [0, 1, 2]);
+        },
+    );
+}
+
+/// A user's retry loop on `compare_exchange` (strong, threads 0 and 2) and
+/// `compare_exchange_weak` (thread 1): `current = found` always converges,
+/// and starting from a guess of `0.0` on a cell holding `-0.0` (equal as
+/// values, not as bits) costs one retry, never a livelock.
+#[test]
+fn float_compare_exchange_retry_loops() {
+    checked("float_compare_exchange_retry_loops", true, false, || {
+        let w = Arc::new(LoomU64::new((-0.0f64).to_bits()));
+        let olds = three(&w, |w, i| {
+            let mut cur = 0.0f64; // a wrong guess: the cell holds -0.0 or more
+            loop {
+                let r = if i == 1 {
+                    f64::compare_exchange_weak(w, cur, cur + 1.0, AcqRel, Acquire)
+                } else {
+                    f64::compare_exchange(w, cur, cur + 1.0, AcqRel, Acquire)
+                };
+                match r {
+                    Ok(prev) => break prev,
+                    Err(found) => cur = found,
+                }
+            }
+        });
+        assert_eq!(f64::load(&*w, Relaxed), 3.0);
+        // Exactly one thread replaced -0.0 (bitwise), the others 1.0 and 2.0.
+        let mut bits: Vec<u64> = olds.iter().map(|x| x.to_bits()).collect();
+        bits.sort_unstable();
+        let mut want = vec![(-0.0f64).to_bits(), 1f64.to_bits(), 2f64.to_bits()];
+        want.sort_unstable();
+        assert_eq!(bits, want);
+    });
+}
+
+/// `fetch_update` retries while `f` accepts and reports `Err(current)` once
+/// it declines: a counter capped at 2 is taken exactly twice, and the
+/// refused thread saw the cap.
+#[test]
+fn fetch_update_retries_and_declines() {
+    checked("fetch_update_retries_and_declines", true, false, || {
+        let w = Arc::new(LoomU64::new(0f64.to_bits()));
+        let res = three(&w, |w, _| {
+            f64::fetch_update(w, AcqRel, Acquire, |x| (x < 2.0).then_some(x + 1.0))
+        });
+        assert_eq!(f64::load(&*w, Relaxed), 2.0);
+        let mut ok: Vec<f64> = res.iter().filter_map(|r| r.ok()).collect();
+        ok.sort_by(f64::total_cmp);
+        assert_eq!(ok, [0.0, 1.0], "{res:?}");
+        assert!(res.contains(&Err(2.0)), "{res:?}");
+    });
+}
+
+/// `fetch_max`/`fetch_min` from 3 threads converge to the extreme, for
+/// floats (CAS loop) and integers, and no thread sees a value beyond it.
+#[test]
+fn fetch_max_min_converge() {
+    checked("fetch_max_min_converge", true, false, || {
+        struct S {
+            fmax: LoomU64,
+            fmin: LoomU64,
+            imax: LoomI64,
+        }
+        let s = Arc::new(S {
+            fmax: LoomU64::new(f64::NAN.to_bits()), // NaN: taken over by any value
+            fmin: LoomU64::new(0f64.to_bits()),
+            imax: LoomI64::new(i64::MIN),
+        });
+        let seen = three(&s, |s, i| {
+            let v = [3.0, -1.0, 2.0][i];
+            (
+                f64::fetch_max(&s.fmax, v, AcqRel),
+                f64::fetch_min(&s.fmin, v, Release),
+                i64::fetch_max(&s.imax, v as i64, Acquire),
+            )
+        });
+        assert_eq!(f64::load(&s.fmax, Relaxed), 3.0);
+        assert_eq!(f64::load(&s.fmin, Relaxed), -1.0);
+        assert_eq!(i64::load(&s.imax, Relaxed), 3);
+        // Exactly one max RMW found the initial NaN; none saw more than 3.
+        assert_eq!(seen.iter().filter(|t| t.0.is_nan()).count(), 1);
+        assert!(seen.iter().all(|t| t.0.is_nan() || t.0 <= 3.0));
+        assert!(seen.iter().all(|t| t.1 >= -1.0 && t.2 <= 3));
+    });
+}
+
+/// Data published before a `Release` float RMW is visible after an
+/// `Acquire` load that reads its result: the loop passes `order` to the
+/// successful exchange.
+#[test]
+fn release_fetch_add_publishes() {
+    checked("release_fetch_add_publishes", false, true, || {
+        struct S {
+            flag: LoomU64,
+            data: UnsafeCell<u32>,
+        }
+        // SAFETY (of the accesses below): `data` is written only before the
+        // Release RMW and read only after an Acquire load saw it; loom
+        // checks exactly that.
+        let s = Arc::new(S {
+            flag: LoomU64::new(0f64.to_bits()),
+            data: UnsafeCell::new(0),
+        });
+        let t = {
+            let s = s.clone();
+            thread::spawn(move || {
+                s.data.with_mut(|d| {
+                    // SAFETY: see above; no reader before the flag is set.
+                    unsafe { *d = 42 }
+                });
+                f64::fetch_add(&s.flag, 1.0, Release);
+            })
+        };
+        thread::yield_now(); // loom#392, see `three`
+        if f64::load(&s.flag, Acquire) == 1.0 {
+            hit();
+            // SAFETY: the Acquire load read the Release RMW's value.
+            assert_eq!(s.data.with(|d| unsafe { *d }), 42);
+        }
+        t.join().unwrap();
+    });
+}
+
+/// `fetch_update` that declines reports the value it read with the
+/// `fetch` ordering: an `Err(1.0)` read with `Acquire` synchronises with
+/// the writer's `Release` store.
+#[test]
+fn declined_fetch_update_acquires() {
+    checked("declined_fetch_update_acquires", false, true, || {
+        struct S {
+            flag: LoomU64,
+            data: UnsafeCell<u32>,
+        }
+        let s = Arc::new(S {
+            flag: LoomU64::new(0f64.to_bits()),
+            data: UnsafeCell::new(0),
+        });
+        let t = {
+            let s = s.clone();
+            thread::spawn(move || {
+                s.data.with_mut(|d| {
+                    // SAFETY: no reader before the flag is set.
+                    unsafe { *d = 7 }
+                });
+                f64::store(&s.flag, 1.0, Release);
+            })
+        };
+        thread::yield_now(); // loom#392, see `three`
+                             // Take the flag's value only while it is 0; decline once it is set.
+        let r = f64::fetch_update(&s.flag, Relaxed, Acquire, |x| (x == 0.0).then_some(0.0));
+        if r == Err(1.0) {
+            hit();
+            // SAFETY: the Acquire load that returned 1.0 read the Release
+            // store, so the write to `data` happens before this read.
+            assert_eq!(s.data.with(|d| unsafe { *d }), 7);
+        }
+        t.join().unwrap();
+    });
+}
+
+/// `bool` compares truth values: a peer that stores the byte 2 (another
+/// `true`) while this thread runs `compare_exchange(true, false)` does not
+/// make it fail. Thread 2 flips with `fetch_xor`, a CAS loop on the truth
+/// value; the bitwise `fetch_or(false)`/`fetch_and(true)` keep the byte.
+#[test]
+fn bool_truth_value_exchange() {
+    /// What each thread of the model reports.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Seen {
+        /// Thread 0: its strong and its weak exchange.
+        Exchanges(Result<bool, bool>, Result<bool, bool>),
+        /// Thread 1: the byte its swap replaced.
+        Swapped(u8),
+        /// Thread 2: the bytes its `fetch_or(false)`/`fetch_and(true)` saw.
+        Kept,
+    }
+    checked("bool_truth_value_exchange", true, true, || {
+        let w = Arc::new(LoomU8::new(1));
+        let r = three(&w, |w, i| match i {
+            0 => Seen::Exchanges(
+                bool::compare_exchange(w, true, false, AcqRel, Acquire),
+                bool::compare_exchange_weak(w, false, true, AcqRel, Acquire),
+            ),
+            // A peer's non-canonical `true`. A swap, not a store: loom
+            // (#254, #389) lets a plain store slip between the read and the
+            // write of a concurrent RMW, an execution hardware forbids.
+            1 => Seen::Swapped(w.swap(2, Release)),
+            _ => {
+                bool::fetch_or(w, false, Relaxed);
+                bool::fetch_and(w, true, Relaxed);
+                Seen::Kept
+            }
+        });
+        let Seen::Exchanges(a, b) = r[0] else {
+            unreachable!()
+        };
+        if r[1] == Seen::Swapped(1) && a == Ok(true) {
+            // The 2 was in the cell before the strong exchange started
+            // (the swap replaced the initial 1, not the exchanges' bytes).
+            hit();
+        }
+        // Whether the peer's 2 came before or after: `true` either way.
+        assert_eq!(a, Ok(true), "{r:?}");
+        // Then false → true, unless the peer's 2 landed in between (the
+        // weak exchange may also fail spuriously, reporting `false`).
+        assert!(matches!(b, Ok(false) | Err(true) | Err(false)), "{r:?}");
+        assert!(bool::load(&*w, Relaxed) || b == Err(false), "{r:?}");
+    });
+}
+
+/// `fetch_xor(true)` from 3 threads flips exactly 3 times (a CAS loop that
+/// normalises the byte), and the previous values alternate.
+#[test]
+fn bool_xor_flips_exactly() {
+    checked("bool_xor_flips_exactly", true, false, || {
+        let w = Arc::new(LoomU8::new(0));
+        let olds = three(&w, |w, _| bool::fetch_xor(w, true, AcqRel));
+        assert!(bool::load(&*w, Relaxed));
+        assert_eq!(w.load(Relaxed), 1);
+        assert_eq!(olds.iter().filter(|&&b| b).count(), 1, "{olds:?}");
+    });
+}

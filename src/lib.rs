@@ -2,7 +2,8 @@
 //!
 //! shmsync gives Rust the API of Python's `multiprocessing` shared objects
 //! — [`Value`], [`RawValue`], [`Array`], [`RawArray`], [`Lock`], [`RLock`]
-//! and raw [`SharedMemory`] — without its weak points:
+//! and raw [`SharedMemory`] — plus a lock-free mode ([`AtomicValue`],
+//! [`AtomicArray`]), without Python's weak points:
 //!
 //! - the locks are futex mutexes **inside the mapped page**: no semaphore,
 //!   no kernel object, no server process;
@@ -10,7 +11,11 @@
 //!   one) is validated once on `open` and then accessed only through
 //!   atomics, so it can give a typed [`Error`] but never undefined
 //!   behaviour;
-//! - [`Value::update`] is an atomic read-modify-write.
+//! - a lock whose owner dies (SIGKILL, thread exit, `execve`) is handed to
+//!   the next locker as [`LockError::OwnerDied`], never left held forever
+//!   ([`robustness`] tells how this process detects it);
+//! - [`Value::update`] is an atomic read-modify-write, and
+//!   [`AtomicValue::fetch_add`] needs no lock at all, floats included.
 //!
 //! Linux only. See the README for the guarantees and limits.
 //!

@@ -9,10 +9,17 @@
 //! Tests that must know that a waiter has really gone to sleep use [`Spy`],
 //! the production word plus a counter of the `wait` calls it forwards.
 //!
-//! Under Miri (`cargo +nightly miri test --lib raw::`), the futex calls go
-//! through rustix's libc backend to `syscall(SYS_futex, ..)`, which Miri
-//! emulates (wait with and without timeout, wake). Loop counts shrink under
-//! Miri to keep its run short; nothing here needs a Miri-specific ignore.
+//! # Miri
+//!
+//! `MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test --lib raw::`
+//! runs every test here. Under Miri rustix uses its libc backend, so the
+//! futex calls become `syscall(SYS_futex, ..)`, which Miri emulates for
+//! shared (non-private) futexes too: waits with and without timeout and
+//! wakes. (The production word issues its wakes with std's form of the
+//! call under Miri, since rustix 1.1's `futex::wake` builds its unused
+//! timeout argument with an integer-to-pointer cast that
+//! `-Zmiri-strict-provenance` rejects; see `src/sys/futex.rs`.) Loop counts
+//! shrink under Miri to keep its run short.
 
 use core::cell::UnsafeCell;
 use core::num::NonZeroU32;
@@ -28,6 +35,7 @@ fn id(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).expect("test ids are non-zero")
 }
 
+/// The production word.
 type Mutex = RawMutex<AtomicU32>;
 
 /// A deadline that grants `left` more sleeps of 1 ms, then expires, and
@@ -54,7 +62,8 @@ impl Deadline for Budget {
     }
 }
 
-/// The production word, counting the `wait` calls it passes on.
+/// The production word, counting the `wait` calls it passes on (and, under
+/// Miri, issuing its own wakes: see the module docs).
 #[derive(Debug)]
 struct Spy {
     w: AtomicU32,
@@ -439,10 +448,8 @@ fn unlock_without_mark_consistent_is_not_recoverable() {
     assert_eq!(m.lock(id(2), true, None, None), Ok(Acquired::OwnerDied));
     assert_eq!(m.lock(id(2), true, None, None), Ok(Acquired::Recursive));
     // SAFETY: owner 2 holds it twice.
-    assert!(
-        !unsafe { m.unlock(id(2)) },
-        "an inner unlock only counts down"
-    );
+    let last = unsafe { m.unlock(id(2)) };
+    assert!(!last, "an inner unlock only counts down");
     assert_eq!(m.word.load(Relaxed), 2);
     // SAFETY: the last hold, released without repair.
     assert!(unsafe { m.unlock(id(2)) });

@@ -79,7 +79,12 @@ pub trait Liveness {
     fn probe_interval(&self) -> Duration;
     /// Whether the owner recorded in `word` (the value just read, owner TID
     /// in bits 0–29) is known to be dead. `false` when unsure: a wrong
-    /// `true` would hand the lock to two owners.
+    /// `true` would hand the lock to two owners. A `true` must also
+    /// *acquire* the death (happen after the dead owner's last writes):
+    /// [`RawMutex::mark_owner_dead`](super::RawMutex::mark_owner_dead)'s
+    /// `Release` only passes on what the marking waiter has acquired. (The
+    /// production probe learns of the death through a system call on the
+    /// owner's token, after the owner's exit.)
     fn owner_is_dead(&mut self, word: u32) -> bool;
     /// Called by a waiter right before it tries to take a free word, so
     /// that it can publish who it is *before* the word names it (an owner

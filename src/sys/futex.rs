@@ -57,13 +57,29 @@ impl FutexWord for AtomicU32 {
 
     #[inline]
     fn wake_one(&self) {
-        // Errors are impossible on a valid, aligned word; nothing to do if
-        // one happened anyway (the waiter's timed or re-checked wait copes).
-        let _ = futex::wake(self, futex::Flags::empty(), 1);
+        wake(self, 1);
     }
 
     #[inline]
     fn wake_all(&self) {
-        let _ = futex::wake(self, futex::Flags::empty(), i32::MAX as u32);
+        wake(self, i32::MAX as u32);
+    }
+}
+
+/// Shared `FUTEX_WAKE` of up to `n` waiters.
+#[inline]
+fn wake(word: &AtomicU32, n: u32) {
+    // Errors are impossible on a valid, aligned word; nothing to do if one
+    // happened anyway (waiters re-check, and sleep in bounded waits).
+    #[cfg(not(miri))]
+    let _ = futex::wake(word, futex::Flags::empty(), n);
+    // Under Miri, rustix's libc backend passes the unused timeout argument
+    // as an integer cast to a pointer, which `-Zmiri-strict-provenance`
+    // rejects; this is std's form of the same call.
+    #[cfg(miri)]
+    // SAFETY: `word` is a live, aligned AtomicU32; FUTEX_WAKE reads only the
+    // first three arguments and writes no memory.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n as i32);
     }
 }

@@ -281,14 +281,15 @@ pub(crate) unsafe fn dequeue(head: usize, next: &AtomicUsize, prev: &AtomicUsize
     prev.store(0, Relaxed);
     LOCAL.with(|l| {
         let n = l.n_held.get();
-        if n <= MAX_HELD {
-            if let Some(i) = (0..n).rev().find(|&i| l.held[i].get() == node) {
-                for j in i..n - 1 {
-                    l.held[j].set(l.held[j + 1].get());
-                }
+        if n > MAX_HELD {
+            // The registry overflowed: only the first MAX_HELD are recorded.
+            l.n_held.set(n - 1);
+        } else if let Some(i) = (0..n).rev().find(|&i| l.held[i].get() == node) {
+            for j in i..n - 1 {
+                l.held[j].set(l.held[j + 1].get());
             }
+            l.n_held.set(n - 1);
         }
-        l.n_held.set(n.saturating_sub(1));
     });
 }
 

@@ -1,0 +1,570 @@
+//! loom stand-ins for the world shmsync's state machines run in: a futex
+//! word ([`LoomFutex`]), deadlines ([`Budget`]) and owner liveness
+//! ([`DeadTable`]), plus the seeded-bug wrapper ([`Seeded`]) that the model
+//! files in `tests/` were checked against.
+//!
+//! The models run the **production** state machine (`shmsync::raw`, generic
+//! over the word: `shared/STYLE.md` §3), not a copy of it. Run them with
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=3 \
+//!   cargo test --manifest-path loom-tests/Cargo.toml --release
+//! ```
+//!
+//! and re-check one seeded bug with `--features bug-<name> --test <model>`
+//! (the model is then expected to fail with the verdict its header lists).
+//! To debug a failing model: `LOOM_LOG=trace LOOM_LOCATION=1` on that test.
+//!
+//! # What the stand-ins can and cannot show
+//!
+//! - loom treats `SeqCst` accesses as `AcqRel` and does not explore load
+//!   buffering (loom's README); the lock uses no `SeqCst`.
+//! - [`LoomFutex`] serialises the check-and-sleep with a loom `Mutex` (the
+//!   kernel's hash-bucket lock). That mutex adds happens-before edges from
+//!   a waker to the thread it wakes which the kernel does not promise. The
+//!   lock never relies on them (all ordering goes through the word), but a
+//!   weakened ordering is therefore only *caught* on paths where the next
+//!   owner did not sleep; the models make sure such paths exist.
+//! - loom threads stand in for processes, with `MAX_THREADS` = 5 including
+//!   the model's main thread; the models use 2–3.
+//! - loom cannot kill a thread. Owner death is a step: the "dying" thread
+//!   returns while holding the lock, and either the kernel's robust-list
+//!   action is played by [`shmsync::raw::RawMutex::mark_owner_dead`], or
+//!   the dying thread records its death in a [`DeadTable`] that waiters
+//!   probe through the lock's [`Liveness`] hook. The kernel's own behaviour
+//!   is tested with real processes in the main crate's `tests/`.
+//!
+//! # Seeded bugs
+//!
+//! Each `bug-*` feature of this crate turns [`ModelWord`] (or
+//! [`DeadTable`]) into a known-broken variant, without touching the
+//! production code. Enable at most one.
+//!
+//! | feature                     | what breaks                                                        |
+//! |-----------------------------|--------------------------------------------------------------------|
+//! | `bug-lost-wake`             | `wake_one`/`wake_all` do nothing                                    |
+//! | `bug-weak-release`          | `Release` (and the release half of `AcqRel`) become `Relaxed` on every swap, store and CAS |
+//! | `bug-weak-acquire`          | `Acquire` (and the acquire half of `AcqRel`) become `Relaxed` on every CAS and load |
+//! | `bug-no-waiters-bit`        | the `WAITERS` bit is stripped from every CAS's new value            |
+//! | `bug-acquire-drops-waiters` | an acquiring CAS (on a word with no owner) drops `WAITERS`          |
+//! | `bug-no-owner-died-bit`     | the `OWNER_DIED` bit is stripped from every CAS's new value         |
+//! | `bug-liveness-relaxed`      | [`DeadTable`] reads the death flag `Relaxed` instead of `Acquire`   |
+
+use core::marker::PhantomData;
+use core::num::NonZeroU32;
+use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqCst};
+use core::time::Duration;
+
+use loom::sync::atomic::{AtomicBool, AtomicU32};
+use loom::sync::{Condvar, Mutex};
+use shmsync::raw::{AtomicWord, Deadline, FutexWord, Liveness, RawMutex, TID_MASK};
+
+pub use shmsync::raw;
+
+/// When a wait with a timeout ends, in a [`LoomFutex`]. loom has no clock,
+/// so this is a choice made per model.
+pub trait TimeoutPolicy {
+    /// `true`: a timed wait sleeps like an untimed one and only ends when
+    /// woken (every timeout fires late). `false`: a timed wait returns at
+    /// once, after a `yield_now` (every timeout fires immediately).
+    const TIMED_WAIT_SLEEPS: bool;
+}
+
+/// Timeouts fire immediately (the default): a timed wait is a yield.
+#[derive(Debug)]
+pub struct TimeoutNow;
+impl TimeoutPolicy for TimeoutNow {
+    const TIMED_WAIT_SLEEPS: bool = false;
+}
+
+/// Timeouts fire late: a timed wait sleeps until a wake (and so may
+/// consume a `wake_one` meant for someone else, as the kernel allows).
+#[derive(Debug)]
+pub struct TimeoutLate;
+impl TimeoutPolicy for TimeoutLate {
+    const TIMED_WAIT_SLEEPS: bool = true;
+}
+
+/// The mapped futex word, as loom sees it.
+///
+/// futex(2): "the load, the comparison with the expected value, and
+/// starting to sleep are performed atomically and totally ordered with
+/// respect to other futex operations on the same futex word" — hence the
+/// `bucket` lock around the check-and-sleep and around every wake, and one
+/// condition variable per word (no address keys).
+#[derive(Debug)]
+pub struct LoomFutex<P: TimeoutPolicy = TimeoutNow> {
+    v: AtomicU32,
+    bucket: Mutex<()>,
+    queue: Condvar,
+    _policy: PhantomData<P>,
+}
+
+impl<P: TimeoutPolicy> AtomicWord for LoomFutex<P> {
+    fn new(v: u32) -> Self {
+        LoomFutex {
+            v: AtomicU32::new(v),
+            bucket: Mutex::new(()),
+            queue: Condvar::new(),
+            _policy: PhantomData,
+        }
+    }
+    fn load(&self, order: Ordering) -> u32 {
+        self.v.load(order)
+    }
+    fn store(&self, v: u32, order: Ordering) {
+        self.v.store(v, order);
+    }
+    fn swap(&self, v: u32, order: Ordering) -> u32 {
+        self.v.swap(v, order)
+    }
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        self.v.compare_exchange(current, new, success, failure)
+    }
+}
+
+impl<P: TimeoutPolicy> FutexWord for LoomFutex<P> {
+    /// Spinning only multiplies interleavings under loom.
+    const SPIN_LIMIT: u32 = 0;
+
+    fn spin_hint() {
+        loom::thread::yield_now();
+    }
+
+    fn wait(&self, expected: u32, timeout: Option<Duration>) {
+        if timeout.is_some() && !P::TIMED_WAIT_SLEEPS {
+            // The timeout fires at once. Yield, so that loom treats a
+            // caller that loops on this as a spin loop, not a livelock.
+            loom::thread::yield_now();
+            return;
+        }
+        let g = self.bucket.lock().unwrap();
+        // Relaxed: the kernel's compare is a plain read; ordering between
+        // the waker and the woken comes from the word's own atomics.
+        if self.v.load(Relaxed) != expected {
+            return; // EAGAIN
+        }
+        drop(self.queue.wait(g).unwrap());
+    }
+
+    fn wake_one(&self) {
+        let _g = self.bucket.lock().unwrap();
+        self.queue.notify_one();
+    }
+
+    fn wake_all(&self) {
+        let _g = self.bucket.lock().unwrap();
+        self.queue.notify_all();
+    }
+}
+
+/// A known bug applied by [`Seeded`].
+pub trait Bug {
+    /// Transforms the ordering of a load.
+    fn load_order(o: Ordering) -> Ordering {
+        o
+    }
+    /// Transforms the ordering of a store, swap or successful CAS.
+    fn write_order(o: Ordering) -> Ordering {
+        o
+    }
+    /// Transforms the value a CAS writes, given the value it expects.
+    fn cas_new(_current: u32, new: u32) -> u32 {
+        new
+    }
+    /// Whether wakes reach the sleepers.
+    const WAKES: bool = true;
+}
+
+/// No bug: [`Seeded<W, NoBug>`] behaves exactly as `W`.
+#[derive(Debug)]
+pub struct NoBug;
+impl Bug for NoBug {}
+
+/// `bug-lost-wake`: wakes are dropped.
+#[derive(Debug)]
+pub struct LostWake;
+impl Bug for LostWake {
+    const WAKES: bool = false;
+}
+
+/// `bug-weak-release`: no store, swap or CAS releases.
+#[derive(Debug)]
+pub struct WeakRelease;
+impl Bug for WeakRelease {
+    fn write_order(o: Ordering) -> Ordering {
+        match o {
+            Release => Relaxed,
+            AcqRel | SeqCst => Acquire,
+            o => o,
+        }
+    }
+}
+
+/// `bug-weak-acquire`: no load or CAS acquires.
+#[derive(Debug)]
+pub struct WeakAcquire;
+impl Bug for WeakAcquire {
+    fn load_order(o: Ordering) -> Ordering {
+        match o {
+            Acquire | SeqCst => Relaxed,
+            o => o,
+        }
+    }
+    fn write_order(o: Ordering) -> Ordering {
+        match o {
+            Acquire => Relaxed,
+            AcqRel | SeqCst => Release,
+            o => o,
+        }
+    }
+}
+
+/// `bug-no-waiters-bit`: `WAITERS` is never written by a CAS.
+#[derive(Debug)]
+pub struct NoWaitersBit;
+impl Bug for NoWaitersBit {
+    fn cas_new(_current: u32, new: u32) -> u32 {
+        new & !raw::WAITERS
+    }
+}
+
+/// `bug-acquire-drops-waiters`: a thread taking a free word (TID 0) does
+/// not keep `WAITERS`, so the sleepers it cannot see are forgotten.
+#[derive(Debug)]
+pub struct AcquireDropsWaiters;
+impl Bug for AcquireDropsWaiters {
+    fn cas_new(current: u32, new: u32) -> u32 {
+        if current & TID_MASK == 0 {
+            new & !raw::WAITERS
+        } else {
+            new
+        }
+    }
+}
+
+/// `bug-no-owner-died-bit`: a dead owner's word is freed without
+/// `OWNER_DIED`, so nobody learns of the death.
+#[derive(Debug)]
+pub struct NoOwnerDiedBit;
+impl Bug for NoOwnerDiedBit {
+    fn cas_new(_current: u32, new: u32) -> u32 {
+        new & !raw::OWNER_DIED
+    }
+}
+
+/// A word `W` with the bug `B` applied to what the state machine does with
+/// it. The state machine is unchanged; only the word misbehaves.
+#[derive(Debug)]
+pub struct Seeded<W, B> {
+    w: W,
+    _bug: PhantomData<B>,
+}
+
+impl<W: AtomicWord, B: Bug> AtomicWord for Seeded<W, B> {
+    fn new(v: u32) -> Self {
+        Seeded {
+            w: W::new(v),
+            _bug: PhantomData,
+        }
+    }
+    fn load(&self, order: Ordering) -> u32 {
+        self.w.load(B::load_order(order))
+    }
+    fn store(&self, v: u32, order: Ordering) {
+        self.w.store(v, B::write_order(order));
+    }
+    fn swap(&self, v: u32, order: Ordering) -> u32 {
+        self.w.swap(v, B::write_order(order))
+    }
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        self.w.compare_exchange(
+            current,
+            B::cas_new(current, new),
+            B::write_order(success),
+            B::load_order(failure),
+        )
+    }
+}
+
+impl<W: FutexWord, B: Bug> FutexWord for Seeded<W, B> {
+    const SPIN_LIMIT: u32 = W::SPIN_LIMIT;
+    fn spin_hint() {
+        W::spin_hint();
+    }
+    fn wait(&self, expected: u32, timeout: Option<Duration>) {
+        self.w.wait(expected, timeout);
+    }
+    fn wake_one(&self) {
+        if B::WAKES {
+            self.w.wake_one();
+        }
+    }
+    fn wake_all(&self) {
+        if B::WAKES {
+            self.w.wake_all();
+        }
+    }
+}
+
+#[cfg(any(
+    all(feature = "bug-lost-wake", feature = "bug-weak-release"),
+    all(feature = "bug-lost-wake", feature = "bug-weak-acquire"),
+    all(feature = "bug-lost-wake", feature = "bug-no-waiters-bit"),
+    all(feature = "bug-lost-wake", feature = "bug-acquire-drops-waiters"),
+    all(feature = "bug-lost-wake", feature = "bug-no-owner-died-bit"),
+    all(feature = "bug-weak-release", feature = "bug-weak-acquire"),
+    all(feature = "bug-weak-release", feature = "bug-no-waiters-bit"),
+    all(feature = "bug-weak-release", feature = "bug-acquire-drops-waiters"),
+    all(feature = "bug-weak-release", feature = "bug-no-owner-died-bit"),
+    all(feature = "bug-weak-acquire", feature = "bug-no-waiters-bit"),
+    all(feature = "bug-weak-acquire", feature = "bug-acquire-drops-waiters"),
+    all(feature = "bug-weak-acquire", feature = "bug-no-owner-died-bit"),
+    all(feature = "bug-no-waiters-bit", feature = "bug-acquire-drops-waiters"),
+    all(feature = "bug-no-waiters-bit", feature = "bug-no-owner-died-bit"),
+    all(
+        feature = "bug-acquire-drops-waiters",
+        feature = "bug-no-owner-died-bit"
+    ),
+))]
+compile_error!("enable at most one word bug-* feature");
+
+/// The word bug selected by this build's `bug-*` feature ([`NoBug`] by
+/// default).
+#[cfg(feature = "bug-lost-wake")]
+pub type ActiveBug = LostWake;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-weak-release")]
+pub type ActiveBug = WeakRelease;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-weak-acquire")]
+pub type ActiveBug = WeakAcquire;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-no-waiters-bit")]
+pub type ActiveBug = NoWaitersBit;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-acquire-drops-waiters")]
+pub type ActiveBug = AcquireDropsWaiters;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-no-owner-died-bit")]
+pub type ActiveBug = NoOwnerDiedBit;
+/// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
+#[cfg(not(any(
+    feature = "bug-lost-wake",
+    feature = "bug-weak-release",
+    feature = "bug-weak-acquire",
+    feature = "bug-no-waiters-bit",
+    feature = "bug-acquire-drops-waiters",
+    feature = "bug-no-owner-died-bit",
+)))]
+pub type ActiveBug = NoBug;
+
+/// The word every lock model runs on: [`LoomFutex`] with this build's
+/// [`ActiveBug`] (none by default).
+pub type ModelWord<P = TimeoutNow> = Seeded<LoomFutex<P>, ActiveBug>;
+
+/// The production lock state machine on the model word.
+pub type ModelMutex<P = TimeoutNow> = RawMutex<ModelWord<P>>;
+
+/// Runs `f` under `loom::model` and prints how many executions loom
+/// explored and how long it took (shown with `--nocapture`).
+pub fn model<F>(name: &str, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed as StdRelaxed};
+    // A std (not loom) counter: bookkeeping outside the model.
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let start = std::time::Instant::now();
+    loom::model(move || {
+        counted.fetch_add(1, StdRelaxed);
+        f();
+    });
+    println!(
+        "loom model {name}: {} executions in {:.1?}",
+        runs.load(StdRelaxed),
+        start.elapsed()
+    );
+}
+
+/// Owner id `n` (models use 1..=4).
+pub fn id(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("model ids are non-zero")
+}
+
+/// A deadline that allows `left` more waits and then expires, counting how
+/// often it was asked (loom has no clock).
+#[derive(Debug)]
+pub struct Budget {
+    left: u32,
+    /// Calls of [`Deadline::remaining`] so far.
+    pub asked: u32,
+}
+
+impl Budget {
+    /// Expires after `waits` waits (0: at the first check).
+    pub fn new(waits: u32) -> Self {
+        Budget {
+            left: waits,
+            asked: 0,
+        }
+    }
+    /// Whether it has expired.
+    pub fn expired(&self) -> bool {
+        self.left == 0
+    }
+}
+
+impl Deadline for Budget {
+    fn remaining(&mut self) -> Option<Duration> {
+        self.asked += 1;
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        Some(Duration::from_millis(1))
+    }
+}
+
+/// Which owner ids have died, as a liveness fallback would learn it (in
+/// production: an OFD lock on the segment's fd released by the kernel).
+///
+/// A dying thread calls [`DeadTable::die`] as its last step (Release); a
+/// waiter's probe reads it with Acquire, so the dead owner's writes happen
+/// before the recovery. This is the contract a [`Liveness`] must meet.
+#[derive(Debug)]
+pub struct DeadTable {
+    dead: [AtomicBool; 5],
+}
+
+impl Default for DeadTable {
+    fn default() -> Self {
+        DeadTable {
+            dead: core::array::from_fn(|_| AtomicBool::new(false)),
+        }
+    }
+}
+
+impl DeadTable {
+    /// Records that owner `who` (1..=4) has died. Call it last.
+    pub fn die(&self, who: NonZeroU32) {
+        // Release: pairs with the Acquire load in `owner_is_dead`.
+        self.dead[who.get() as usize].store(true, Release);
+    }
+
+    /// A [`Liveness`] probe on this table.
+    pub fn probe(&self) -> Probe<'_> {
+        Probe {
+            table: self,
+            probes: 0,
+        }
+    }
+}
+
+/// One waiter's [`Liveness`] view of a [`DeadTable`].
+#[derive(Debug)]
+pub struct Probe<'a> {
+    table: &'a DeadTable,
+    /// How many times the waiter asked.
+    pub probes: u32,
+}
+
+/// The ordering of the death-flag read: `Acquire`, or `Relaxed` with the
+/// `bug-liveness-relaxed` feature.
+const DEATH_READ: Ordering = if cfg!(feature = "bug-liveness-relaxed") {
+    Relaxed
+} else {
+    // Acquire: pairs with the Release store in `DeadTable::die`.
+    Acquire
+};
+
+impl Liveness for Probe<'_> {
+    fn probe_interval(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn owner_is_dead(&mut self, word: u32) -> bool {
+        self.probes += 1;
+        let owner = (word & TID_MASK) as usize;
+        self.table
+            .dead
+            .get(owner)
+            .is_some_and(|d| d.load(DEATH_READ))
+    }
+}
+
+/// A lock and the data it protects, shared by the model's threads.
+#[derive(Debug)]
+pub struct Shared<P: TimeoutPolicy = TimeoutNow> {
+    /// The production state machine.
+    pub m: ModelMutex<P>,
+    /// Data that only the lock's holder may touch: loom reports any access
+    /// not ordered by the lock as a causality violation.
+    pub data: loom::cell::UnsafeCell<u32>,
+}
+
+// SAFETY: `data` is only accessed through `read`/`write`, whose callers
+// hold `m` (their contract); `m` is made of loom atomics and locks.
+unsafe impl<P: TimeoutPolicy> Sync for Shared<P> {}
+
+impl<P: TimeoutPolicy> Default for Shared<P> {
+    fn default() -> Self {
+        Shared {
+            m: RawMutex::new(),
+            data: loom::cell::UnsafeCell::new(0),
+        }
+    }
+}
+
+impl<P: TimeoutPolicy> Shared<P> {
+    /// Reads the protected data.
+    ///
+    /// # Safety
+    /// - the calling thread holds `m`.
+    pub unsafe fn read(&self) -> u32 {
+        // SAFETY: the caller holds the lock, so no write is concurrent.
+        self.data.with(|p| unsafe { *p })
+    }
+
+    /// Writes the protected data.
+    ///
+    /// # Safety
+    /// - the calling thread holds `m`.
+    pub unsafe fn write(&self, v: u32) {
+        // SAFETY: the caller holds the lock, so no access is concurrent.
+        self.data.with_mut(|p| unsafe { *p = v });
+    }
+
+    /// The lock word (Relaxed: for checks after the other threads were
+    /// joined, or by the word's owner).
+    pub fn word(&self) -> u32 {
+        self.m.word.load(Relaxed)
+    }
+
+    /// The recursion count (Relaxed: meaningful to the owner only).
+    pub fn count(&self) -> u32 {
+        self.m.count.load(Relaxed)
+    }
+
+    /// Releases one hold of owner `me`; `true` when the lock is now free.
+    ///
+    /// # Safety
+    /// - owner `me` holds `m`.
+    pub unsafe fn unlock(&self, me: NonZeroU32) -> bool {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.m.unlock(me) }
+    }
+}

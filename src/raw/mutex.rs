@@ -192,7 +192,7 @@ impl<W: FutexWord> RawMutex<W> {
         // Once this thread has slept it acquires with WAITERS set: it cannot
         // know whether other sleepers remain, so the next unlock must wake.
         let mut sticky = 0;
-        let mut spins = W::SPIN_LIMIT;
+        let mut polls = 0;
         loop {
             match self.step(me, cur, sticky, recursive, liveness.as_deref_mut()) {
                 Step::Done(r) => return r,
@@ -200,9 +200,13 @@ impl<W: FutexWord> RawMutex<W> {
             }
             // Spin a little with loads only, while nobody sleeps: a short
             // critical section in another process often ends meanwhile.
-            if spins > 0 && cur & WAITERS == 0 {
-                spins -= 1;
-                W::spin_hint();
+            // Backing off exponentially between polls leaves the cache line
+            // to the owner.
+            if polls < W::SPIN_LIMIT && cur & WAITERS == 0 {
+                for _ in 0..1u32 << polls.min(7) {
+                    W::spin_hint();
+                }
+                polls += 1;
                 cur = self.word.load(Relaxed);
                 continue;
             }
@@ -224,8 +228,10 @@ impl<W: FutexWord> RawMutex<W> {
                     None => return Err(Refused::WouldBlock),
                 },
             };
-            if let Some(l) = liveness.as_deref() {
-                let p = l.probe_interval();
+            if let Some(p) = liveness
+                .as_deref_mut()
+                .and_then(|l| l.probe_interval(cur | WAITERS))
+            {
                 timeout = Some(timeout.map_or(p, |t| t.min(p)));
             }
             self.word.wait(cur | WAITERS, timeout);

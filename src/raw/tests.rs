@@ -506,8 +506,8 @@ struct Table<'a> {
 }
 
 impl Liveness for Table<'_> {
-    fn probe_interval(&self) -> Duration {
-        Duration::from_millis(1)
+    fn probe_interval(&mut self, _word: u32) -> Option<Duration> {
+        Some(Duration::from_millis(1))
     }
     fn owner_is_dead(&mut self, word: u32) -> bool {
         self.probes += 1;

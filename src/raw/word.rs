@@ -47,9 +47,12 @@ pub trait FutexWord: AtomicWord {
     fn wake_one(&self);
     /// Wakes every thread blocked in [`FutexWord::wait`].
     fn wake_all(&self);
-    /// How many times a locker re-reads a busy word before it sleeps.
+    /// How many times a locker re-reads a busy word before it sleeps. The
+    /// `k`-th re-read is preceded by `2^min(k, 7)` calls of
+    /// [`FutexWord::spin_hint`] (exponential backoff: polling the word
+    /// back to back would keep taking its cache line away from the owner).
     /// Zero under loom, where spinning only multiplies interleavings.
-    const SPIN_LIMIT: u32 = 100;
+    const SPIN_LIMIT: u32 = 10;
     /// Called between two re-reads while spinning.
     #[inline]
     fn spin_hint() {
@@ -75,8 +78,10 @@ pub trait Deadline {
 /// at most [`Liveness::probe_interval`] at a time and asks after each
 /// sleep.
 pub trait Liveness {
-    /// How long a waiter sleeps between two probes.
-    fn probe_interval(&self) -> Duration;
+    /// How long a waiter may sleep before probing the owner in `word` (the
+    /// value it is about to sleep on); `None` when the owner is known to be
+    /// covered by the kernel's robust list, whose death wake suffices.
+    fn probe_interval(&mut self, word: u32) -> Option<Duration>;
     /// Whether the owner recorded in `word` (the value just read, owner TID
     /// in bits 0–29) is known to be dead. `false` when unsure: a wrong
     /// `true` would hand the lock to two owners. A `true` must also

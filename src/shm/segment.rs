@@ -102,10 +102,12 @@ impl Segment {
         })
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
 
+    #[inline]
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()
     }
@@ -114,6 +116,7 @@ impl Segment {
         self.name.as_deref()
     }
 
+    #[inline]
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

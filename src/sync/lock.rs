@@ -2,7 +2,7 @@
 
 use core::fmt;
 use core::marker::PhantomData;
-use core::num::NonZeroU32;
+use core::num::{NonZeroU32, NonZeroUsize};
 use core::sync::atomic::AtomicU32;
 use core::time::Duration;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -48,6 +48,17 @@ unsafe impl Sync for LockHandle {}
 const PROBE_FIRST: Duration = Duration::from_micros(500);
 const PROBE_MAX: Duration = Duration::from_millis(8);
 
+/// Token value of an owner entry whose owner is on the kernel's robust
+/// list: the kernel reports its death, so waiters need not probe.
+/// (Liveness tokens skip this value.)
+pub(crate) const KERNEL_LIST: u32 = u32::MAX;
+
+/// An owner entry: `tid << 32 | token`.
+#[inline]
+fn entry(me: NonZeroU32, token: u32) -> u64 {
+    u64::from(me.get()) << 32 | u64::from(token)
+}
+
 /// The waiter's owner-liveness probe (fallback path, and backstop on the
 /// kernel-list path for owners that are not on it).
 struct Probe<'a> {
@@ -55,6 +66,8 @@ struct Probe<'a> {
     interval: Duration,
     /// What this waiter publishes when it takes the lock.
     owner: u64,
+    /// Whether to publish it before the CAS (fallback path only).
+    prepublish: bool,
 }
 
 /// Publishes an owner entry ahead of an acquiring CAS.
@@ -62,36 +75,49 @@ struct Probe<'a> {
 fn publish(slot: &LockSlot, owner: u64) {
     // Relaxed store + Release fence: the entry is ordered before the
     // acquiring CAS that follows; a waiter's Acquire fence after reading
-    // that CAS's word value pairs with it (`Probe::owner_is_dead`).
+    // that CAS's word value pairs with it (`Probe::entry_for`).
     slot.owner.store(owner, Relaxed);
     fence(Release);
 }
 
+impl Probe<'_> {
+    /// The owner entry, if it belongs to the owner in `word`.
+    fn entry_for(&self, word: u32) -> Option<u32> {
+        // Acquire: pairs with the Release fence of `publish` before the CAS
+        // that stored `word`, so the entry read below is at least that new.
+        fence(Acquire);
+        let e = self.handle.slot().owner.load(Relaxed);
+        (e != 0 && (e >> 32) as u32 == word & TID_MASK).then_some(e as u32)
+    }
+}
+
 impl Liveness for Probe<'_> {
-    fn probe_interval(&self) -> Duration {
-        self.interval
+    fn probe_interval(&mut self, word: u32) -> Option<Duration> {
+        match self.entry_for(word) {
+            Some(KERNEL_LIST) => None,
+            _ => Some(self.interval),
+        }
     }
 
     fn before_acquire(&mut self) {
-        publish(self.handle.slot(), self.owner);
+        if self.prepublish {
+            publish(self.handle.slot(), self.owner);
+        }
     }
 
     fn owner_is_dead(&mut self, word: u32) -> bool {
         self.interval = (self.interval * 2).min(PROBE_MAX);
-        let tid = word & TID_MASK;
-        // Acquire: pairs with the Release fence of `publish` before the CAS
-        // that stored `word`, so the entry read below is at least that new.
-        fence(Acquire);
-        let owner = self.handle.slot().owner.load(Relaxed);
-        if owner == 0 || (owner >> 32) as u32 != tid {
-            // Not published yet (or released meanwhile): undecided.
+        let Some(token) = self.entry_for(word) else {
+            // Not published yet: undecided.
+            return false;
+        };
+        if token == KERNEL_LIST {
             return false;
         }
-        let token = owner as u32;
         let seg = &self.handle.seg;
         if seg.token.current() == Some(token) {
             // The owner is a thread of this very process.
-            return !liveness::own_thread_alive(tid);
+            return !liveness::own_thread_alive(word & TID_MASK);
         }
         liveness::token_held(seg.fd(), token) == Some(false)
     }
@@ -151,104 +177,123 @@ impl LockHandle {
         unsafe { &*self.seg.as_ptr().cast::<Header>() }
     }
 
-    /// One acquire attempt (`try_lock` when `wait` is false), wrapped in
-    /// the robust-list protocol: `list_op_pending` around the attempt, the
-    /// slot linked into this thread's list and the owner's liveness token
-    /// published once the word is ours.
+    /// One acquire (`try_lock` when `wait` is false), wrapped in the
+    /// owner-death protocol:
+    /// - on the kernel-list path (`head` is this thread's robust head):
+    ///   `list_op_pending` around the attempt, the slot linked into the
+    ///   list once the word is ours, and an owner entry saying so;
+    /// - on the fallback path: the owner entry (TID and liveness token)
+    ///   published before the acquiring CAS and again after it.
     #[inline]
     fn acquire_raw(
         &self,
         me: NonZeroU32,
+        head: Option<NonZeroUsize>,
         wait: bool,
         timeout: Option<Duration>,
     ) -> Result<Acquired, Refused> {
         let slot = self.slot();
-        let head = robust::head();
-        let node = slot.next.as_ptr() as usize;
-        if let Some(h) = head {
-            // SAFETY: `h` is this thread's head.
-            unsafe { robust::set_pending(h, node) };
-        }
-        let owner = self.owner_value(me);
-        if self.raw().word.load(Relaxed) & TID_MASK == 0 {
-            // About to take a free word: publish ourselves first (see
-            // `Liveness::before_acquire`). Skipped when the word is held, so
-            // as not to overwrite the holder's entry.
-            publish(slot, owner);
-        }
-        let r = if wait {
-            let mut probe = Probe {
-                handle: self,
-                interval: PROBE_FIRST,
-                owner,
-            };
-            match timeout {
-                None => self.raw().lock(me, self.recursive, None, Some(&mut probe)),
-                Some(t) => {
-                    let mut until = Until(Instant::now() + t);
-                    self.raw()
-                        .lock(me, self.recursive, Some(&mut until), Some(&mut probe))
-                }
+        let owner = match head {
+            Some(h) => {
+                // SAFETY: `h` is this thread's head.
+                unsafe { robust::set_pending(h.get(), slot.next.as_ptr() as usize) };
+                entry(me, KERNEL_LIST)
             }
-        } else {
-            self.raw().try_lock(me, self.recursive)
+            None => {
+                let owner = self.token_entry(me);
+                if self.raw().word.load(Relaxed) & TID_MASK == 0 {
+                    // About to take a free word: publish ourselves first
+                    // (see `Liveness::before_acquire`). Skipped when the
+                    // word is held, so as not to overwrite its holder's.
+                    publish(slot, owner);
+                }
+                owner
+            }
         };
+        let mut r = self.raw().try_lock(me, self.recursive);
+        if wait && r == Err(Refused::WouldBlock) {
+            r = self.acquire_contended(me, owner, head.is_none(), timeout);
+        }
         if let Ok(Acquired::Locked | Acquired::OwnerDied) = r {
             if let Some(h) = head {
                 // SAFETY: this thread just acquired the slot; the guard that
                 // will release it borrows this handle, which keeps the
                 // mapping alive until then.
-                unsafe { robust::enqueue(h, &slot.next, &slot.prev) };
+                unsafe { robust::enqueue(h.get(), &slot.next, &slot.prev) };
             }
-            // Again: a contender may have published over us meanwhile.
-            // Relaxed: see `publish`.
+            // Relaxed: see `publish`. (Again, on the fallback path: a
+            // contender may have published over us meanwhile.)
             slot.owner.store(owner, Relaxed);
         }
         if let Some(h) = head {
             // SAFETY: as above.
-            unsafe { robust::set_pending(h, 0) };
+            unsafe { robust::set_pending(h.get(), 0) };
         }
         r
     }
 
-    /// `me << 32 | token`: what an owner publishes for waiters on the
-    /// liveness path (0 when this process has no token).
+    /// The blocking part of `acquire_raw`, out of line.
+    #[cold]
+    #[inline(never)]
+    fn acquire_contended(
+        &self,
+        me: NonZeroU32,
+        owner: u64,
+        prepublish: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Acquired, Refused> {
+        let mut probe = Probe {
+            handle: self,
+            interval: PROBE_FIRST,
+            owner,
+            prepublish,
+        };
+        match timeout {
+            None => self.raw().lock(me, self.recursive, None, Some(&mut probe)),
+            Some(t) => {
+                let mut until = Until(Instant::now() + t);
+                self.raw()
+                    .lock(me, self.recursive, Some(&mut until), Some(&mut probe))
+            }
+        }
+    }
+
+    /// `me` with this process's liveness token (0 when it has none).
     #[inline]
-    fn owner_value(&self, me: NonZeroU32) -> u64 {
+    fn token_entry(&self, me: NonZeroU32) -> u64 {
         match self.seg.token.get(self.seg.fd(), &self.header().next_token) {
-            Some(t) => u64::from(me.get()) << 32 | u64::from(t),
+            Some(t) => entry(me, t),
             None => 0,
         }
     }
 
-    /// Releases one hold (the inverse of `acquire_raw`).
+    /// Releases one hold (the inverse of `acquire_raw`; `head` as given to
+    /// it).
     ///
     /// # Safety
-    /// - the calling thread `me` holds the lock.
+    /// - the calling thread `me` holds the lock, acquired with `head`.
     #[inline]
-    unsafe fn release(&self, me: NonZeroU32) {
+    unsafe fn release(&self, me: NonZeroU32, head: Option<NonZeroUsize>) {
         let slot = self.slot();
-        let mut pending = None;
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            // The owner entry is left in place on release: clearing it
-            // would open a window (cleared, word still ours) in which a
-            // kill leaves waiters unable to judge; the next owner
-            // overwrites it, and waiters check its TID against the word.
-            self.raw().unlock_with(me, || {
-                if let Some(h) = robust::head() {
-                    let node = slot.next.as_ptr() as usize;
-                    // SAFETY: `h` is this thread's head, and the slot was
-                    // linked by `acquire_raw` on this thread.
-                    robust::set_pending(h, node);
-                    robust::dequeue(h, &slot.next, &slot.prev);
-                    pending = Some(h);
+        // The owner entry is left in place on release: clearing it would
+        // open a window (cleared, word still ours) in which a kill leaves
+        // waiters unable to judge; the next owner overwrites it, and
+        // waiters check its TID against the word.
+        let unlink = || {
+            if let Some(h) = head {
+                // SAFETY: `h` is this thread's head, and the slot was linked
+                // by `acquire_raw` on this thread (this is the last hold).
+                unsafe {
+                    robust::set_pending(h.get(), slot.next.as_ptr() as usize);
+                    robust::dequeue(h.get(), &slot.next, &slot.prev);
                 }
-            })
+            }
         };
-        if let Some(h) = pending {
+        // SAFETY: forwarded from the caller.
+        let last = unsafe { self.raw().unlock_with(me, unlink) };
+        if let (true, Some(h)) = (last, head) {
             // SAFETY: as above.
-            unsafe { robust::set_pending(h, 0) };
+            unsafe { robust::set_pending(h.get(), 0) };
         }
     }
 
@@ -259,8 +304,9 @@ impl LockHandle {
         guard: impl FnOnce(HeldLock<'a>) -> G,
     ) -> Result<G, LockError<G>> {
         let me = sys::thread::tid();
-        match self.acquire_raw(me, true, None) {
-            Ok(a) => wrap(self, me, a, guard).map_err(LockError::OwnerDied),
+        let head = robust::head();
+        match self.acquire_raw(me, head, true, None) {
+            Ok(a) => wrap(self, me, head, a, guard).map_err(LockError::OwnerDied),
             Err(Refused::NotRecoverable) => Err(LockError::NotRecoverable),
             Err(Refused::Deadlock) => Err(LockError::Deadlock),
             Err(Refused::WouldBlock) => unreachable!("untimed lock does not give up"),
@@ -275,8 +321,9 @@ impl LockHandle {
         guard: impl FnOnce(HeldLock<'a>) -> G,
     ) -> Result<G, TryLockError<G>> {
         let me = sys::thread::tid();
-        match self.acquire_raw(me, timeout.is_some(), timeout) {
-            Ok(a) => wrap(self, me, a, guard).map_err(TryLockError::OwnerDied),
+        let head = robust::head();
+        match self.acquire_raw(me, head, timeout.is_some(), timeout) {
+            Ok(a) => wrap(self, me, head, a, guard).map_err(TryLockError::OwnerDied),
             Err(Refused::WouldBlock) => Err(TryLockError::WouldBlock),
             Err(Refused::NotRecoverable) => Err(TryLockError::NotRecoverable),
             Err(Refused::Deadlock) => Err(TryLockError::Deadlock),
@@ -297,12 +344,14 @@ impl LockHandle {
 fn wrap<'a, G>(
     h: &'a LockHandle,
     me: NonZeroU32,
+    head: Option<NonZeroUsize>,
     a: Acquired,
     guard: impl FnOnce(HeldLock<'a>) -> G,
 ) -> Result<G, G> {
     let g = guard(HeldLock {
         h,
         me,
+        head,
         _not_send: PhantomData,
     });
     match a {
@@ -316,6 +365,8 @@ fn wrap<'a, G>(
 pub(crate) struct HeldLock<'a> {
     h: &'a LockHandle,
     me: NonZeroU32,
+    /// This thread's robust head at acquire time (`None`: fallback path).
+    head: Option<NonZeroUsize>,
     /// The hold belongs to this thread (its TID is in the word): `!Send`.
     _not_send: PhantomData<*const ()>,
 }
@@ -338,7 +389,7 @@ impl Drop for HeldLock<'_> {
         }
         // SAFETY: created only after a successful acquire by thread `me`,
         // which is the current thread (checked above), dropped once.
-        unsafe { self.h.release(self.me) };
+        unsafe { self.h.release(self.me, self.head) };
     }
 }
 

@@ -104,7 +104,8 @@ impl Token {
         for _ in 0..64 {
             // Relaxed: uniqueness comes from the RMW itself.
             let t = counter.fetch_add(1, Relaxed);
-            if set_lock(fd, t) {
+            // u32::MAX marks kernel-list owners (`sync::lock::KERNEL_LIST`).
+            if t != u32::MAX && set_lock(fd, t) {
                 let Some(i) = register(fd) else { break };
                 *slow = Some(i);
                 self.fast.store(gen << 32 | u64::from(t), Relaxed);

@@ -32,6 +32,7 @@
 //! link points back at ours, checked with a fault-safe read.
 
 use core::cell::Cell;
+use core::num::NonZeroUsize;
 use core::sync::atomic::{compiler_fence, AtomicU8, AtomicUsize, Ordering, Ordering::Relaxed};
 
 /// Byte distance from a node (`&slot.next`) to its futex word.
@@ -180,20 +181,23 @@ pub(crate) fn forget_in_child() {
 
 /// This thread's head, or `None` where the list is not used.
 #[inline]
-pub(crate) fn head() -> Option<usize> {
+pub(crate) fn head() -> Option<NonZeroUsize> {
     LOCAL.with(|l| match l.head.get() {
-        0 => {
-            let h = if mode() == Robustness::KernelList {
-                query_head().unwrap_or(1)
-            } else {
-                1
-            };
-            l.head.set(h);
-            (h != 1).then_some(h)
-        }
+        0 => head_slow(l),
         1 => None,
-        h => Some(h),
+        h => NonZeroUsize::new(h),
     })
+}
+
+#[cold]
+fn head_slow(l: &Local) -> Option<NonZeroUsize> {
+    let h = if mode() == Robustness::KernelList {
+        query_head().unwrap_or(1)
+    } else {
+        1
+    };
+    l.head.set(h);
+    NonZeroUsize::new(h).filter(|h| h.get() != 1)
 }
 
 /// `list_op_pending = node` (0 to clear).
@@ -276,12 +280,14 @@ pub(crate) unsafe fn dequeue(head: usize, next: &AtomicUsize, prev: &AtomicUsize
         // points at ours (checked by `trusted`).
         unsafe { core::ptr::write_volatile((nx_node - PREV_FROM_NODE) as *mut usize, pv) };
     }
-    compiler_fence(Ordering::SeqCst);
-    next.store(0, Relaxed);
-    prev.store(0, Relaxed);
+    // (The node's own links are left as they are, as glibc does: nothing
+    // reads an unlinked node's links.)
     LOCAL.with(|l| {
         let n = l.n_held.get();
-        if n > MAX_HELD {
+        if n > 0 && n <= MAX_HELD && l.held[n - 1].get() == node {
+            // Released in LIFO order, the common case.
+            l.n_held.set(n - 1);
+        } else if n > MAX_HELD {
             // The registry overflowed: only the first MAX_HELD are recorded.
             l.n_held.set(n - 1);
         } else if let Some(i) = (0..n).rev().find(|&i| l.held[i].get() == node) {

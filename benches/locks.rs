@@ -7,22 +7,28 @@
 //! How it measures:
 //! - every lock and its counter live in shared memory (memfd mappings), the
 //!   counter on the cache line after the lock's, as in a `Value<u64>`;
-//! - *uncontended*: one process, `ITERS` ops in a loop, ns per op;
+//! - *uncontended*: one process, a loop of ops, ns per op;
 //! - *contended*: the bench `fork()`s (its `main` is single-threaded; the
-//!   child only runs the loop and `_exit`s), both processes wait at a start
-//!   line in shared memory, each does `ITERS` ops, and the wall time runs
-//!   from the start to the moment both are done; the counter must then be
-//!   exactly `2 × ITERS`, or the row reports lost updates;
+//!   child only runs the loop and `_exit`s), each process is pinned to a
+//!   CPU of its own, all wait at a start line in shared memory, each does
+//!   the same number of ops, and the wall time runs from the start until
+//!   all are done; the counter must then be exact, or the row reports the
+//!   lost updates as an `ERROR`;
 //! - rounds are interleaved (each round measures every row once), so a slow
 //!   moment on a shared machine hits all rows alike; the table shows the
-//!   median and the spread over the rounds, and ratios use the medians.
+//!   median and the spread over the rounds. Ratios use the best
+//!   uncontended time (noise from other processes only adds time) and the
+//!   median contended throughput (noise can inflate it too: a process
+//!   that is descheduled leaves the other one running alone, uncontended).
 //!
 //! Environment: `SHMSYNC_BENCH_QUICK=1` for a few-second smoke run (numbers
 //! not meaningful), `SHMSYNC_BENCH_PROCS=N` to contend with N processes
-//! instead of 2. An argument (`cargo bench --bench locks -- glibc`) keeps
-//! only the rows whose key or label contains it. The bench never exits
-//! with an error status: a missed target prints `MISS`, a broken lock
-//! prints `ERROR`.
+//! instead of 2, `SHMSYNC_BENCH_VERBOSE=1` to print every sample.
+//! Arguments select rows: `cargo bench --bench locks -- rlock glibc-normal`
+//! keeps the rows with exactly these keys, or, if no key matches exactly,
+//! the rows whose key or label contains an argument (`-- glibc`). The
+//! bench never exits with an error status: a missed target prints `MISS`,
+//! a broken lock prints `ERROR`.
 //!
 //! Adding a row: implement [`harness::Subject`] (one op, read and reset the
 //! counter) and push a [`harness::Row`] in `rows()`. Adding a ratio: one
@@ -120,6 +126,8 @@ mod harness {
     #[derive(Debug, Clone, Copy)]
     pub(crate) struct Config {
         pub(crate) quick: bool,
+        /// Print every sample as it is taken.
+        pub(crate) verbose: bool,
         /// Ops per uncontended sample.
         pub(crate) iters: u64,
         /// Ops per process per contended sample.
@@ -132,7 +140,9 @@ mod harness {
 
     impl Config {
         pub(crate) fn from_env() -> Config {
-            let quick = std::env::var_os("SHMSYNC_BENCH_QUICK").is_some_and(|v| v != "0");
+            let flag = |name: &str| std::env::var_os(name).is_some_and(|v| v != "0");
+            let quick = flag("SHMSYNC_BENCH_QUICK");
+            let verbose = flag("SHMSYNC_BENCH_VERBOSE");
             let procs = std::env::var("SHMSYNC_BENCH_PROCS")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -141,6 +151,7 @@ mod harness {
             if quick {
                 Config {
                     quick,
+                    verbose,
                     iters: 100_000,
                     contended_iters: 20_000,
                     rounds: 3,
@@ -149,9 +160,10 @@ mod harness {
             } else {
                 Config {
                     quick,
+                    verbose,
                     iters: 2_000_000,
-                    contended_iters: 500_000,
-                    rounds: 7,
+                    contended_iters: 1_000_000,
+                    rounds: 9,
                     procs,
                 }
             }
@@ -209,9 +221,22 @@ mod harness {
     ) -> Result<Duration, String> {
         s.reset();
         line.reset();
+        // One CPU per process where there are enough: left to itself, the
+        // scheduler starts a child on its parent's CPU and moves it only
+        // later, which makes short runs measure time-sharing, not
+        // contention.
+        let _restore = Affinity::save();
+        let cpus = Affinity::cpus();
+        let pin = |i: usize| {
+            if cpus.len() >= procs as usize {
+                Affinity::pin(cpus[i]);
+            }
+        };
+        pin(0);
         let mut children = Vec::new();
-        for _ in 1..procs {
+        for i in 1..procs as usize {
             children.push(Child::fork(|| {
+                pin(i);
                 line.arrive();
                 line.wait_go();
                 s.run(iters);
@@ -321,6 +346,52 @@ mod harness {
                 std::thread::yield_now();
             }
             Ok(())
+        }
+    }
+
+    /// The CPU affinity of the calling thread; restores the saved mask when
+    /// dropped.
+    pub(crate) struct Affinity(Option<libc::cpu_set_t>);
+
+    impl Affinity {
+        pub(crate) fn save() -> Affinity {
+            // SAFETY: cpu_set_t is a plain bit array; all-zero is valid.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            // SAFETY: `set` is a valid cpu_set_t of the size passed.
+            let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+            Affinity((rc == 0).then_some(set))
+        }
+
+        /// The CPUs this thread may run on, in order.
+        pub(crate) fn cpus() -> Vec<usize> {
+            let Some(set) = Affinity::save().0.take() else {
+                return Vec::new();
+            };
+            (0..libc::CPU_SETSIZE as usize)
+                // SAFETY: CPU_ISSET only reads the set, `i` is in range.
+                .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+                .collect()
+        }
+
+        /// Binds the calling thread to `cpu` (best effort: a failure only
+        /// makes the measurement noisier).
+        pub(crate) fn pin(cpu: usize) {
+            // SAFETY: cpu_set_t is a plain bit array; all-zero is valid.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            // SAFETY: CPU_SET writes inside `set`; it ignores out-of-range
+            // CPUs (`cpu` comes from `cpus()`, so it is in range anyway).
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+            // SAFETY: `set` is a valid cpu_set_t of the size passed.
+            unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+        }
+    }
+
+    impl Drop for Affinity {
+        fn drop(&mut self) {
+            if let Some(set) = self.0.take() {
+                // SAFETY: `set` is a valid cpu_set_t of the size passed.
+                unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+            }
         }
     }
 
@@ -703,7 +774,7 @@ const TARGETS: &[Target] = &[
         baseline: "glibc-robust-recursive",
         metric: Metric::Uncontended,
         goal: Some((true, 0.7)),
-        source: "issue #3, once locks join the robust list",
+        source: "issue #3",
     },
     Target {
         row: "lock-raw",
@@ -759,7 +830,7 @@ fn print_table(rows: &[Row], cfg: &Config) {
 fn print_ratios(rows: &[Row]) {
     let find = |k: &str| rows.iter().find(|r| r.key == k);
     println!();
-    println!("ratios (medians of this run):");
+    println!("ratios (this run; uncontended: best of the rounds, contended: median):");
     for t in TARGETS {
         let (Some(a), Some(b)) = (find(t.row), find(t.baseline)) else {
             continue;
@@ -767,8 +838,8 @@ fn print_ratios(rows: &[Row]) {
         let (col, ra, rb) = match t.metric {
             Metric::Uncontended => (
                 "uncontended ns/op",
-                a.uncontended.median(),
-                b.uncontended.median(),
+                a.uncontended.min(),
+                b.uncontended.min(),
             ),
             Metric::Contended => (
                 "contended Mops/s",
@@ -799,7 +870,7 @@ fn print_ratios(rows: &[Row]) {
             }
         };
         println!(
-            "  {:<46} {:>6.2}x  {verdict}  ({})",
+            "  {:<50} {:>6.2}x  {verdict}  ({})",
             format!("{} / {} {col}", t.row, t.baseline),
             ratio,
             t.source
@@ -829,6 +900,16 @@ fn print_machine(cfg: &Config) {
             .map_or_else(|_| "?".into(), |s| s.trim().to_owned()),
         glibc.to_string_lossy(),
     );
+    if let Some(busy) = busy_cpus(std::time::Duration::from_millis(300)) {
+        println!(
+            "other work before the start: {busy:.2} CPUs busy{}",
+            if busy > 0.2 {
+                " (contended figures will be noisy)"
+            } else {
+                ""
+            }
+        );
+    }
     println!(
         "{} rounds; uncontended {} ops/sample; contended {} procs x {} ops/sample{}",
         cfg.rounds,
@@ -841,6 +922,29 @@ fn print_machine(cfg: &Config) {
             ""
         }
     );
+}
+
+/// How many CPUs' worth of time other processes used over `window`, from
+/// `/proc/stat` (this process sleeps meanwhile).
+fn busy_cpus(window: std::time::Duration) -> Option<f64> {
+    fn sample() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let idle = v.get(3)? + v.get(4)?;
+        Some((v.iter().sum(), idle))
+    }
+    let (t0, i0) = sample()?;
+    std::thread::sleep(window);
+    let (t1, i1) = sample()?;
+    let total = t1.checked_sub(t0).filter(|&t| t > 0)? as f64;
+    let idle = i1.saturating_sub(i0) as f64;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    Some((1.0 - idle / total) * cpus)
 }
 
 fn note(what: impl Display) {
@@ -860,11 +964,15 @@ fn main() {
         Ok(r) => r,
         Err(e) => return note(format_args!("setting up: {e}")),
     };
+    // A filter equal to a row's key selects that row; otherwise rows whose
+    // key or label contains the filter are kept.
+    let exact = filter.iter().any(|f| rows.iter().any(|r| r.key == f));
     rows.retain(|r| {
         filter.is_empty()
-            || filter
-                .iter()
-                .any(|f| r.key.contains(f.as_str()) || r.label.contains(f.as_str()))
+            || filter.iter().any(|f| {
+                r.key == f
+                    || (!exact && (r.key.contains(f.as_str()) || r.label.contains(f.as_str())))
+            })
     });
     let line = match harness::StartLine::new() {
         Ok(l) => l,
@@ -878,6 +986,9 @@ fn main() {
     for _ in 0..cfg.rounds {
         for r in &mut rows {
             let ns = harness::uncontended(&*r.subject, cfg.iters);
+            if cfg.verbose {
+                println!("  {:<24} uncontended {ns:8.2} ns/op", r.key);
+            }
             r.uncontended.push(ns);
         }
     }
@@ -887,7 +998,11 @@ fn main() {
                 match harness::contended(&*r.subject, &line, cfg.procs, cfg.contended_iters) {
                     Ok(d) => {
                         let ops = f64::from(cfg.procs) * cfg.contended_iters as f64;
-                        r.contended.push(ops / d.as_secs_f64() / 1e6);
+                        let mops = ops / d.as_secs_f64() / 1e6;
+                        if cfg.verbose {
+                            println!("  {:<24} contended {mops:8.2} Mops/s", r.key);
+                        }
+                        r.contended.push(mops);
                     }
                     Err(e) => r.errors.push(e),
                 }

@@ -112,8 +112,8 @@ struct AllDead {
 }
 
 impl Liveness for AllDead {
-    fn probe_interval(&self) -> Duration {
-        Duration::from_millis(1)
+    fn probe_interval(&mut self, _word: u32) -> Option<Duration> {
+        Some(Duration::from_millis(1))
     }
     fn owner_is_dead(&mut self, word: u32) -> bool {
         self.asked.push(word);

@@ -492,8 +492,8 @@ const DEATH_READ: Ordering = if cfg!(feature = "bug-liveness-relaxed") {
 };
 
 impl Liveness for Probe<'_> {
-    fn probe_interval(&self) -> Duration {
-        Duration::from_millis(1)
+    fn probe_interval(&mut self, _word: u32) -> Option<Duration> {
+        Some(Duration::from_millis(1))
     }
 
     fn owner_is_dead(&mut self, word: u32) -> bool {

@@ -141,18 +141,19 @@ fn word_forged_with_our_tid_does_not_panic() {
 }
 
 #[test]
-fn word_held_by_a_stranger_times_out() {
-    // TID 1 (init) "holds" it, with no liveness token published: not
-    // provably dead, so a timed lock gives up and try_lock refuses.
+fn word_naming_a_thread_without_a_liveness_byte_is_a_dead_owner() {
+    // TID 1 (init) "holds" it, but no process holds TID 1's liveness byte
+    // on this file: an owner that is not alive by the protocol is dead, so
+    // the lock is recovered (reported as OwnerDied), never left to hang.
     let m = forged(bytes_of(Lock::new().unwrap().as_fd()), 1, 1, 0);
     let l = Lock::from_fd(m.as_fd().try_clone_to_owned().unwrap()).unwrap();
     assert!(l.is_locked());
-    assert!(matches!(l.try_lock(), Err(TryLockError::WouldBlock)));
-    assert!(matches!(
-        l.lock_timeout(Duration::from_millis(5)),
-        Err(TryLockError::WouldBlock)
-    ));
-    assert_eq!(word_of(&m) & !WAITERS, 1, "the stranger still owns it");
+    match l.try_lock() {
+        Err(TryLockError::OwnerDied(g)) => g.mark_consistent(),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(!l.is_locked());
+    assert!(l.try_lock().is_ok(), "consistent again");
 }
 
 #[test]

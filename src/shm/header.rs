@@ -71,8 +71,7 @@ pub(crate) struct Header {
     pub(crate) lock_id: AtomicU64,
     /// 0 while the creator initialises, [`READY`] once published.
     pub(crate) init: AtomicU32,
-    /// Next owner-liveness token to hand out (fallback owner detection:
-    /// each attached process locks byte `TOKEN_BASE + token` of the file).
+    /// Reserved (zero): room for owner-detection state.
     pub(crate) next_token: AtomicU32,
     pub(crate) reserved: [AtomicU32; 12],
 }
@@ -105,8 +104,8 @@ pub(crate) struct LockSlot {
     /// Word, recursion count and consistency state (offsets 0, 4, 8).
     pub(crate) raw: RawMutex<AtomicU32>,
     pub(crate) reserved: AtomicU32,
-    /// `owner TID << 32 | liveness token` of the current owner (fallback
-    /// owner detection), 0 when free or unknown.
+    /// Reserved (zero): room for owner-detection state. (Liveness is keyed
+    /// by the TID in the word itself: `sys::liveness`.)
     pub(crate) owner: AtomicU64,
     /// Robust-list `prev` link (glibc's `__list.__prev`).
     pub(crate) prev: AtomicUsize,

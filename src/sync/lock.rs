@@ -10,16 +10,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::Result;
-use core::sync::atomic::fence;
-use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::Ordering::Relaxed;
 
 use crate::raw::{Acquired, Deadline, Liveness, RawMutex, Refused, TID_MASK};
-use crate::shm::header::{Header, LockSlot};
+use crate::shm::header::LockSlot;
 use crate::shm::object::{ElemDesc, Expect, Kind, LockMode, Object, Spec};
 use crate::shm::segment::Segment;
 use crate::sync::{LockError, TryLockError};
 use crate::sys;
-use crate::sys::{liveness, robust};
+use crate::sys::robust;
 
 /// A handle on one in-page lock slot: the segment that holds it (kept
 /// mapped as long as the handle lives) and the slot's address.
@@ -48,78 +47,27 @@ unsafe impl Sync for LockHandle {}
 const PROBE_FIRST: Duration = Duration::from_micros(500);
 const PROBE_MAX: Duration = Duration::from_millis(8);
 
-/// Token value of an owner entry whose owner is on the kernel's robust
-/// list: the kernel reports its death, so waiters need not probe.
-/// (Liveness tokens skip this value.)
-pub(crate) const KERNEL_LIST: u32 = u32::MAX;
-
-/// An owner entry: `tid << 32 | token`.
-#[inline]
-fn entry(me: NonZeroU32, token: u32) -> u64 {
-    u64::from(me.get()) << 32 | u64::from(token)
-}
-
-/// The waiter's owner-liveness probe (fallback path, and backstop on the
-/// kernel-list path for owners that are not on it).
+/// The waiter's owner-liveness probe: on the fallback path, and as a
+/// backstop on the kernel-list path for deaths the kernel does not report
+/// (an `execve` by a non-main thread, a broken or overflowing list).
 struct Probe<'a> {
     handle: &'a LockHandle,
     interval: Duration,
-    /// What this waiter publishes when it takes the lock.
-    owner: u64,
-    /// Whether to publish it before the CAS (fallback path only).
-    prepublish: bool,
-}
-
-/// Publishes an owner entry ahead of an acquiring CAS.
-#[inline]
-fn publish(slot: &LockSlot, owner: u64) {
-    // Relaxed store + Release fence: the entry is ordered before the
-    // acquiring CAS that follows; a waiter's Acquire fence after reading
-    // that CAS's word value pairs with it (`Probe::entry_for`).
-    slot.owner.store(owner, Relaxed);
-    fence(Release);
-}
-
-impl Probe<'_> {
-    /// The owner entry, if it belongs to the owner in `word`.
-    fn entry_for(&self, word: u32) -> Option<u32> {
-        // Acquire: pairs with the Release fence of `publish` before the CAS
-        // that stored `word`, so the entry read below is at least that new.
-        fence(Acquire);
-        let e = self.handle.slot().owner.load(Relaxed);
-        (e != 0 && (e >> 32) as u32 == word & TID_MASK).then_some(e as u32)
-    }
 }
 
 impl Liveness for Probe<'_> {
-    fn probe_interval(&mut self, word: u32) -> Option<Duration> {
-        match self.entry_for(word) {
-            Some(KERNEL_LIST) => None,
-            _ => Some(self.interval),
-        }
-    }
-
-    fn before_acquire(&mut self) {
-        if self.prepublish {
-            publish(self.handle.slot(), self.owner);
-        }
+    fn probe_interval(&mut self, _word: u32) -> Option<Duration> {
+        Some(self.interval)
     }
 
     fn owner_is_dead(&mut self, word: u32) -> bool {
         self.interval = (self.interval * 2).min(PROBE_MAX);
-        let Some(token) = self.entry_for(word) else {
-            // Not published yet: undecided.
-            return false;
-        };
-        if token == KERNEL_LIST {
+        let tid = word & TID_MASK;
+        if tid == 0 || tid == crate::raw::NOT_RECOVERABLE {
             return false;
         }
         let seg = &self.handle.seg;
-        if seg.token.current() == Some(token) {
-            // The owner is a thread of this very process.
-            return !liveness::own_thread_alive(word & TID_MASK);
-        }
-        liveness::token_held(seg.fd(), token) == Some(false)
+        seg.token.owner_dead(seg.fd(), tid)
     }
 }
 
@@ -171,12 +119,6 @@ impl LockHandle {
         &self.slot().raw
     }
 
-    fn header(&self) -> &Header {
-        // SAFETY: every segment holding a lock slot starts with a validated
-        // header (atomics only) and lives as long as `self.seg`.
-        unsafe { &*self.seg.as_ptr().cast::<Header>() }
-    }
-
     /// One acquire (`try_lock` when `wait` is false), wrapped in the
     /// owner-death protocol:
     /// - on the kernel-list path (`head` is this thread's robust head):
@@ -193,26 +135,20 @@ impl LockHandle {
         timeout: Option<Duration>,
     ) -> Result<Acquired, Refused> {
         let slot = self.slot();
-        let owner = match head {
-            Some(h) => {
-                // SAFETY: `h` is this thread's head.
-                unsafe { robust::set_pending(h.get(), slot.next.as_ptr() as usize) };
-                entry(me, KERNEL_LIST)
-            }
-            None => {
-                let owner = self.token_entry(me);
-                if self.raw().word.load(Relaxed) & TID_MASK == 0 {
-                    // About to take a free word: publish ourselves first
-                    // (see `Liveness::before_acquire`). Skipped when the
-                    // word is held, so as not to overwrite its holder's.
-                    publish(slot, owner);
-                }
-                owner
-            }
-        };
+        // This thread's liveness byte is held before the word can name it
+        // (a thread-local check after the first time).
+        self.seg.token.ensure(self.seg.fd(), me.get());
+        if let Some(h) = head {
+            // SAFETY: `h` is this thread's head.
+            unsafe { robust::set_pending(h.get(), slot.next.as_ptr() as usize) };
+        }
         let mut r = self.raw().try_lock(me, self.recursive);
-        if wait && r == Err(Refused::WouldBlock) {
-            r = self.acquire_contended(me, owner, head.is_none(), timeout);
+        if r == Err(Refused::WouldBlock) {
+            r = if wait {
+                self.acquire_contended(me, timeout)
+            } else {
+                self.try_dead_owner(me)
+            };
         }
         if let Ok(Acquired::Locked | Acquired::OwnerDied) = r {
             if let Some(h) = head {
@@ -221,9 +157,6 @@ impl LockHandle {
                 // mapping alive until then.
                 unsafe { robust::enqueue(h.get(), &slot.next, &slot.prev) };
             }
-            // Relaxed: see `publish`. (Again, on the fallback path: a
-            // contender may have published over us meanwhile.)
-            slot.owner.store(owner, Relaxed);
         }
         if let Some(h) = head {
             // SAFETY: as above.
@@ -238,15 +171,11 @@ impl LockHandle {
     fn acquire_contended(
         &self,
         me: NonZeroU32,
-        owner: u64,
-        prepublish: bool,
         timeout: Option<Duration>,
     ) -> Result<Acquired, Refused> {
         let mut probe = Probe {
             handle: self,
             interval: PROBE_FIRST,
-            owner,
-            prepublish,
         };
         match timeout {
             None => self.raw().lock(me, self.recursive, None, Some(&mut probe)),
@@ -258,12 +187,21 @@ impl LockHandle {
         }
     }
 
-    /// `me` with this process's liveness token (0 when it has none).
-    #[inline]
-    fn token_entry(&self, me: NonZeroU32) -> u64 {
-        match self.seg.token.get(self.seg.fd(), &self.header().next_token) {
-            Some(t) => entry(me, t),
-            None => 0,
+    /// `try_lock` found the word held: one liveness probe, so that a dead
+    /// owner is reported to `try_lock` too, not only to waiters.
+    #[cold]
+    #[inline(never)]
+    fn try_dead_owner(&self, me: NonZeroU32) -> Result<Acquired, Refused> {
+        let mut probe = Probe {
+            handle: self,
+            interval: PROBE_FIRST,
+        };
+        let cur = self.raw().word.load(Relaxed);
+        match NonZeroU32::new(cur & TID_MASK) {
+            Some(d) if probe.owner_is_dead(cur) && self.raw().mark_owner_dead(d) => {
+                self.raw().try_lock(me, self.recursive)
+            }
+            _ => Err(Refused::WouldBlock),
         }
     }
 
@@ -275,10 +213,6 @@ impl LockHandle {
     #[inline]
     unsafe fn release(&self, me: NonZeroU32, head: Option<NonZeroUsize>) {
         let slot = self.slot();
-        // The owner entry is left in place on release: clearing it would
-        // open a window (cleared, word still ours) in which a kill leaves
-        // waiters unable to judge; the next owner overwrites it, and
-        // waiters check its TID against the word.
         let unlink = || {
             if let Some(h) = head {
                 // SAFETY: `h` is this thread's head, and the slot was linked

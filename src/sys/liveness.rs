@@ -1,146 +1,305 @@
-//! Owner liveness tokens: the fallback (and backstop) owner-death detector.
+//! Owner liveness: the fallback (and backstop) owner-death detector.
 //!
-//! Each process that locks a lock in a segment holds a *token* on that
-//! segment's file: an open-file-description lock (`F_OFD_SETLK`, not a
-//! classic `fcntl` lock, which any `close` of the file would drop) on one
-//! byte at `TOKEN_BASE + t`, far past the data. `t` comes from a counter in
-//! the segment's header and is never handed out twice, which is what the
-//! "generation" protects against: a new process cannot inherit a dead one's
-//! token. The kernel drops the lock when the owning process dies (its last
-//! descriptor of that open file description closes).
+//! PROTOTYPE (owner-death helper): liveness is keyed by the TID that the
+//! lock word itself holds, so that there is no moment at which the word
+//! names an owner that waiters cannot judge.
 //!
-//! A lock's owner publishes `tid << 32 | t` in the slot while it holds the
-//! lock; a waiter that sleeps in timed waits asks `F_OFD_GETLK` whether the
-//! byte is still locked. Unlocked means the owner process is gone.
+//! Each process opens its own *description* of a segment file (re-opened
+//! through `/proc/self/fd`, close-on-exec, closed in a forked child) and,
+//! before a thread's first acquire on that segment, takes an
+//! open-file-description lock (`F_OFD_SETLK`) on byte `TID_BASE + tid` of
+//! it. The byte is held until the thread ends (a thread-local destructor
+//! unlocks it), the process execs (close-on-exec) or dies (the kernel
+//! drops the description's locks). So a waiter that reads owner `tid` from
+//! the word decides:
 //!
-//! The token lives on a descriptor of its own (re-opened through
-//! `/proc/self/fd`, so a new open file description), and a forked child
-//! closes its inherited copies at once (the atfork handler below): the
-//! child must not keep its parent's token alive, and takes its own token
-//! when it first locks.
+//! - `tid` is a live thread of this process (`tgkill(getpid(), tid, 0)`):
+//!   alive;
+//! - otherwise, if some *other* description holds byte `TID_BASE + tid`
+//!   (`F_OFD_GETLK` through this process's own description, so that the
+//!   bytes of this process's own dead threads do not count): alive;
+//! - otherwise, if some process announced that it locks without a byte
+//!   (a shared read lock on `BLIND`): undecided;
+//! - otherwise: dead.
+//!
+//! The byte is taken *before* the acquiring CAS, so an owner killed at any
+//! instruction of its acquire or release is judged correctly; no owner
+//! record in the page is needed.
 //!
 //! PIDs are deliberately not used (`kill(pid, 0)` across PID namespaces
 //! can call a live owner dead; `shared/ROBUST.md`), except for threads of
 //! our own process, where `tgkill(getpid(), tid, 0)` is exact.
 
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::cell::{Cell, RefCell};
+use core::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU32, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::Mutex;
 
-/// First token byte: far beyond any segment's data.
-const TOKEN_BASE: i64 = 1 << 40;
+/// Byte of thread `tid`: far beyond any segment's data.
+const TID_BASE: i64 = 1 << 40;
+/// Read-locked by a process that holds locks without a TID byte.
+const BLIND: i64 = TID_BASE - 1;
 
-/// Incremented in every forked child: tokens taken before are not ours.
+/// Incremented in every forked child: descriptions opened before are not
+/// ours.
 static FORK_GEN: AtomicU32 = AtomicU32::new(0);
+/// Identities of [`Token`]s, never reused (thread-local cache keys).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Descriptors holding tokens, closed in a forked child (async-signal-safe:
-/// atomics and `close` only). -1 = free entry.
-const MAX_TOKEN_FDS: usize = 1024;
-static TOKEN_FDS: [AtomicI32; MAX_TOKEN_FDS] = [const { AtomicI32::new(-1) }; MAX_TOKEN_FDS];
-
-/// The atfork child handler's part: drop the parent's tokens.
+/// The atfork child handler's part: drop the parent's descriptions (the
+/// child takes its own on first use), whatever state the registry was in.
 pub(crate) fn forget_in_child() {
     // Relaxed: the child has a single thread at this point.
     FORK_GEN.fetch_add(1, Relaxed);
-    for slot in &TOKEN_FDS {
-        let fd = slot.swap(-1, Relaxed);
+    for e in &FILES {
+        let fd = e.fd.swap(-1, Relaxed);
         if fd >= 0 {
-            // SAFETY: `fd` was registered by `Token::take` and is closed
-            // only here (or in `Token::drop`, which first takes it out of
-            // the table with the same swap).
+            // SAFETY: this process's copy of a registered descriptor; the
+            // entry is cleared by the same swap, so it is closed once.
             unsafe { libc::close(fd) };
         }
+        e.refs.store(0, Relaxed);
+    }
+    REGISTRY.store(false, Relaxed);
+}
+
+const CACHE: usize = 4;
+
+thread_local! {
+    /// Keys (`Token::key`) of the descriptions holding this thread's byte.
+    static MINE: [Cell<u64>; CACHE] = const { [const { Cell::new(0) }; CACHE] };
+    static NEXT: Cell<usize> = const { Cell::new(0) };
+    /// Unlocks this thread's bytes when it ends.
+    static EXIT: ThreadBytes = const {
+        ThreadBytes {
+            fds: RefCell::new(Vec::new()),
+        }
+    };
+}
+
+/// The descriptions on which the current thread took its byte.
+struct ThreadBytes {
+    fds: RefCell<Vec<(RawFd, u32)>>,
+}
+
+impl Drop for ThreadBytes {
+    fn drop(&mut self) {
+        let tid = crate::sys::thread::tid().get();
+        // Relaxed: see `forget_in_child`.
+        let gen = FORK_GEN.load(Relaxed);
+        for &(fd, g) in self.fds.borrow().iter() {
+            if g == gen {
+                // A descriptor number may have been closed and reused: an
+                // unlock of this thread's byte is harmless on any file (no
+                // other thread ever locks that byte in this process).
+                set(fd, libc::F_UNLCK, TID_BASE + i64::from(tid));
+            }
+        }
+        MINE.with(|m| m.iter().for_each(|c| c.set(0)));
     }
 }
 
-/// One process's token on one segment file.
-#[derive(Debug, Default)]
+/// A segment handle's use of this process's description of its file.
+///
+/// One description per (process, file), shared by every handle on that
+/// file in the process (a process that opens a segment twice must not
+/// have two descriptions: their byte locks would conflict with each
+/// other) and kept open while any of them lives.
+#[derive(Debug)]
 pub(crate) struct Token {
-    /// `(fork generation + 1) << 32 | t`; 0 = none yet.
+    id: u64,
+    /// `(fork generation + 1) << 32 | table index`; 0 = none yet.
     fast: AtomicU64,
-    /// Serialises taking the token; holds the table index of its fd.
-    slow: Mutex<Option<usize>>,
+}
+
+impl Default for Token {
+    fn default() -> Self {
+        Token {
+            // Relaxed: only uniqueness matters.
+            id: NEXT_ID.fetch_add(1, Relaxed),
+            fast: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Token {
-    /// This process's token number, taking one on first use.
-    /// `None` if no token can be had (no `/proc`, table full, ...): owners
-    /// then publish no token, and waiters on the fallback path cannot
-    /// recover from their death (the kernel list still can).
     #[inline]
-    pub(crate) fn get(&self, file: BorrowedFd<'_>, counter: &AtomicU32) -> Option<u32> {
+    fn key(&self) -> u64 {
         // Relaxed: FORK_GEN changes only in a single-threaded child.
-        let gen = u64::from(FORK_GEN.load(Relaxed)) + 1;
-        // Relaxed: written under `slow` by this process; a stale read just
-        // takes the slow path.
-        let f = self.fast.load(Relaxed);
-        if f >> 32 == gen {
-            return Some(f as u32);
-        }
-        self.take(file, counter, gen)
+        self.id << 20 | u64::from(FORK_GEN.load(Relaxed) & 0xf_ffff)
     }
 
-    /// This process's current token, without taking one.
-    pub(crate) fn current(&self) -> Option<u32> {
-        let gen = u64::from(FORK_GEN.load(Relaxed)) + 1;
-        let f = self.fast.load(Relaxed);
-        (f >> 32 == gen).then_some(f as u32)
+    /// Makes sure the calling thread `tid`'s byte is held on this
+    /// process's description (before any acquiring CAS).
+    #[inline]
+    pub(crate) fn ensure(&self, file: BorrowedFd<'_>, tid: u32) {
+        let key = self.key();
+        if MINE.with(|m| m.iter().any(|c| c.get() == key)) {
+            return;
+        }
+        self.ensure_slow(file, tid, key);
     }
 
     #[cold]
-    fn take(&self, file: BorrowedFd<'_>, counter: &AtomicU32, gen: u64) -> Option<u32> {
-        let mut slow = self
-            .slow
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn ensure_slow(&self, file: BorrowedFd<'_>, tid: u32, key: u64) {
+        let gen = FORK_GEN.load(Relaxed);
+        let fd = self.open(file);
+        let ok = fd.is_some_and(|fd| set(fd, libc::F_WRLCK, TID_BASE + i64::from(tid)));
+        if let (true, Some(fd)) = (ok, fd) {
+            let _ = EXIT.try_with(|e| {
+                let mut fds = e.fds.borrow_mut();
+                if !fds.contains(&(fd, gen)) {
+                    fds.push((fd, gen));
+                }
+            });
+        } else {
+            // Nobody can vouch for this thread: make every waiter undecided
+            // rather than let one call it dead while it lives.
+            let on = fd.unwrap_or(file.as_raw_fd());
+            set(on, libc::F_RDLCK, BLIND);
+        }
+        MINE.with(|m| {
+            let i = NEXT.with(|n| {
+                let i = n.get();
+                n.set((i + 1) % CACHE);
+                i
+            });
+            m[i].set(key);
+        });
+    }
+
+    /// This process's description of the file, opened (or shared with
+    /// another handle on the same file) on first use.
+    fn open(&self, file: BorrowedFd<'_>) -> Option<RawFd> {
+        if let Some(fd) = self.current() {
+            return Some(fd);
+        }
+        let gen = u64::from(FORK_GEN.load(Relaxed)) + 1;
+        let st = rustix::fs::fstat(file).ok()?;
+        let _g = RegistryLock::take();
         let f = self.fast.load(Relaxed);
         if f >> 32 == gen {
-            return Some(f as u32);
+            return Some(FILES[f as u32 as usize].fd.load(Relaxed));
         }
-        // A token from before a fork was closed by `forget_in_child`,
-        // which also freed its table entry: just forget the index.
-        *slow = None;
-        let fd = reopen(file)?;
-        for _ in 0..64 {
-            // Relaxed: uniqueness comes from the RMW itself.
-            let t = counter.fetch_add(1, Relaxed);
-            // u32::MAX marks kernel-list owners (`sync::lock::KERNEL_LIST`).
-            if t != u32::MAX && set_lock(fd, t) {
-                let Some(i) = register(fd) else { break };
-                *slow = Some(i);
-                self.fast.store(gen << 32 | u64::from(t), Relaxed);
-                return Some(t);
+        let (dev, ino) = (st.st_dev, st.st_ino);
+        // Relaxed (all table accesses): ordered by the registry lock.
+        let i = match FILES.iter().position(|e| {
+            e.fd.load(Relaxed) >= 0 && e.dev.load(Relaxed) == dev && e.ino.load(Relaxed) == ino
+        }) {
+            Some(i) => {
+                FILES[i].refs.fetch_add(1, Relaxed);
+                i
             }
+            None => {
+                let i = FILES.iter().position(|e| e.fd.load(Relaxed) < 0)?;
+                let fd = reopen(file)?;
+                let e = &FILES[i];
+                e.dev.store(dev, Relaxed);
+                e.ino.store(ino, Relaxed);
+                e.refs.store(1, Relaxed);
+                e.fd.store(fd, Relaxed);
+                i
+            }
+        };
+        self.fast.store(gen << 32 | i as u64, Relaxed);
+        Some(FILES[i].fd.load(Relaxed))
+    }
+
+    /// This process's description in this fork generation, if open.
+    fn current(&self) -> Option<RawFd> {
+        let gen = u64::from(FORK_GEN.load(Relaxed)) + 1;
+        let f = self.fast.load(Relaxed);
+        // Relaxed: the entry cannot change while this handle holds a
+        // reference to it (refs > 0) in this fork generation.
+        (f >> 32 == gen).then(|| FILES[f as u32 as usize].fd.load(Relaxed))
+    }
+
+    /// Whether thread `tid`, which the lock word names as the owner, is
+    /// known to be dead (see the module docs). `false` when unsure.
+    pub(crate) fn owner_dead(&self, file: BorrowedFd<'_>, tid: u32) -> bool {
+        if own_thread_alive(tid) {
+            return false;
         }
-        // SAFETY: `fd` was opened by `reopen` and never registered.
-        unsafe { libc::close(fd) };
-        None
+        let probe = self.current().unwrap_or(file.as_raw_fd());
+        if held(probe, TID_BASE + i64::from(tid)) != Some(false) {
+            return false;
+        }
+        held(file.as_raw_fd(), BLIND) == Some(false)
     }
 }
 
 impl Drop for Token {
     fn drop(&mut self) {
         let gen = u64::from(FORK_GEN.load(Relaxed)) + 1;
-        let slow = self.slow.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = slow.take() {
-            if self.fast.load(Relaxed) >> 32 == gen {
-                release(i);
+        let f = self.fast.load(Relaxed);
+        if f == 0 || f >> 32 != gen {
+            // Never opened, or opened before a fork (closed in the child).
+            return;
+        }
+        let _g = RegistryLock::take();
+        let e = &FILES[f as u32 as usize];
+        // Relaxed: ordered by the registry lock.
+        if e.refs.fetch_sub(1, Relaxed) == 1 {
+            let fd = e.fd.swap(-1, Relaxed);
+            if fd >= 0 {
+                // SAFETY: the last reference to this table entry: the fd
+                // was opened by `reopen` and is closed exactly once.
+                unsafe { libc::close(fd) };
             }
         }
     }
 }
 
-fn register(fd: RawFd) -> Option<usize> {
-    TOKEN_FDS
-        .iter()
-        .position(|s| s.compare_exchange(-1, fd, Relaxed, Relaxed).is_ok())
+/// One process-wide description of a segment file.
+struct FileEntry {
+    /// -1 = free entry.
+    fd: AtomicI32,
+    dev: AtomicU64,
+    ino: AtomicU64,
+    /// Handles (`Token`s) using it.
+    refs: AtomicU32,
 }
 
-fn release(i: usize) {
-    let fd = TOKEN_FDS[i].swap(-1, Relaxed);
-    if fd >= 0 {
-        // SAFETY: taken out of the table by this swap: closed exactly once.
-        unsafe { libc::close(fd) };
+const MAX_FILES: usize = 1024;
+
+/// The descriptions (async-signal-safe to clear in a forked child: atomics
+/// and `close` only).
+static FILES: [FileEntry; MAX_FILES] = [const {
+    FileEntry {
+        fd: AtomicI32::new(-1),
+        dev: AtomicU64::new(0),
+        ino: AtomicU64::new(0),
+        refs: AtomicU32::new(0),
+    }
+}; MAX_FILES];
+
+/// A spin lock over `FILES` (taken briefly, on first use of a segment by a
+/// handle and when a handle is dropped). A spin lock rather than a
+/// `Mutex`, because a forked child must be able to reset it: a thread of
+/// the parent may have held it at the fork.
+static REGISTRY: AtomicBool = AtomicBool::new(false);
+
+struct RegistryLock;
+
+impl RegistryLock {
+    fn take() -> RegistryLock {
+        // Acquire: pairs with the Release in `drop`, ordering the table.
+        while REGISTRY
+            .compare_exchange_weak(false, true, Acquire, Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
+        RegistryLock
+    }
+}
+
+impl Drop for RegistryLock {
+    fn drop(&mut self) {
+        // Release: pairs with the Acquire in `take`.
+        REGISTRY.store(false, Release);
     }
 }
 
@@ -152,28 +311,28 @@ fn reopen(file: BorrowedFd<'_>) -> Option<RawFd> {
     (fd >= 0).then_some(fd)
 }
 
-fn flock(ty: libc::c_short, t: u32) -> libc::flock {
+fn flock(ty: libc::c_int, at: i64) -> libc::flock {
     // SAFETY: `flock` is plain data; all-zero is a valid value.
     let mut fl: libc::flock = unsafe { core::mem::zeroed() };
-    fl.l_type = ty;
+    fl.l_type = ty as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = TOKEN_BASE + i64::from(t);
+    fl.l_start = at;
     fl.l_len = 1;
     fl
 }
 
-fn set_lock(fd: RawFd, t: u32) -> bool {
-    let fl = flock(libc::F_WRLCK as libc::c_short, t);
+fn set(fd: RawFd, ty: libc::c_int, at: i64) -> bool {
+    let fl = flock(ty, at);
     // SAFETY: F_OFD_SETLK reads one valid `struct flock`.
     unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) == 0 }
 }
 
-/// Whether token `t` is still held by some open file description other
-/// than `probe`'s. `None` if the kernel would not say.
-pub(crate) fn token_held(probe: BorrowedFd<'_>, t: u32) -> Option<bool> {
-    let mut fl = flock(libc::F_WRLCK as libc::c_short, t);
+/// Whether byte `at` is locked by a description other than `probe`'s.
+/// `None` if the kernel would not say.
+fn held(probe: RawFd, at: i64) -> Option<bool> {
+    let mut fl = flock(libc::F_WRLCK, at);
     // SAFETY: F_OFD_GETLK reads and writes one valid `struct flock`.
-    let rc = unsafe { libc::fcntl(probe.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+    let rc = unsafe { libc::fcntl(probe, libc::F_OFD_GETLK, &mut fl) };
     (rc == 0).then_some(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 

@@ -1,0 +1,1702 @@
+//! Owner death across real processes, in both robustness modes (the
+//! kernel's robust list, and the liveness-token fallback forced with
+//! `SHMSYNC_ROBUST=fallback`): a lock whose holder dies is recovered, the
+//! first locker after the death — and only it — gets `OwnerDied` with a
+//! guard, the protected data stays readable, and `mark_consistent` /
+//! `NotRecoverable` behave as POSIX robust mutexes do.
+//!
+//! Every scenario runs [`TRIALS`] times per mode (`SHMSYNC_OD_TRIALS`
+//! overrides). `cargo test --test owner_death -- --ignored soak` runs the
+//! kill-while-held soak (1000 trials per mode and scenario by default).
+//! The child-process machinery is in `common_od/mod.rs`.
+
+mod common_od;
+
+use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use common_od::{
+    arg, arg_parse, await_msg, block_until_killed, gettid, run_child, spawn, tell, trials,
+    wait_until, Kid, Mode, OdName, Peek, Rng,
+};
+use shmsync::raw::{OWNER_DIED, TID_MASK, WAITERS};
+use shmsync::{Array, ArrayGuard, LockError, SharedMemory, TryLockError, Value};
+
+/// Trials per scenario and mode in `cargo test`.
+const TRIALS: usize = 20;
+/// Trials per scenario and mode in the soak.
+const SOAK_TRIALS: usize = 1000;
+/// A bound that is never reached when recovery works ("nothing hangs").
+const LONG: Duration = Duration::from_secs(10);
+
+// ===========================================================================
+// Result helpers
+// ===========================================================================
+
+fn lk<T, G>(r: &Result<T, LockError<G>>) -> &'static str {
+    match r {
+        Ok(_) => "Ok",
+        Err(LockError::OwnerDied(_)) => "OwnerDied",
+        Err(LockError::NotRecoverable) => "NotRecoverable",
+        Err(LockError::Deadlock) => "Deadlock",
+        Err(_) => "another error",
+    }
+}
+
+fn tlk<T, G>(r: &Result<T, TryLockError<G>>) -> &'static str {
+    match r {
+        Ok(_) => "Ok",
+        Err(TryLockError::WouldBlock) => "WouldBlock",
+        Err(TryLockError::OwnerDied(_)) => "OwnerDied",
+        Err(TryLockError::NotRecoverable) => "NotRecoverable",
+        Err(TryLockError::Deadlock) => "Deadlock",
+        Err(_) => "another error",
+    }
+}
+
+/// A consistent value holding `want`, through every locking entry point.
+/// `exclusive`: nobody else uses the lock now, so `try_lock` must succeed.
+fn check_value_ok(v: &Value<i64>, want: i64, exclusive: bool) {
+    let r = v.get();
+    assert!(
+        matches!(r, Ok(x) if x == want),
+        "get: {} (want {want})",
+        lk(&r)
+    );
+    let r = v.update(|x| x);
+    assert!(matches!(r, Ok(x) if x == want), "update: {}", lk(&r));
+    let r = v.lock_timeout(LONG);
+    assert!(
+        matches!(&r, Ok(g) if g.get() == want),
+        "lock_timeout: {}",
+        tlk(&r)
+    );
+    drop(r);
+    let r = v.lock();
+    assert!(matches!(&r, Ok(g) if g.get() == want), "lock: {}", lk(&r));
+    drop(r);
+    if exclusive {
+        let r = v.try_lock();
+        assert!(
+            matches!(&r, Ok(g) if g.get() == want),
+            "try_lock: {}",
+            tlk(&r)
+        );
+    }
+}
+
+/// A value whose lock was released without `mark_consistent` after an
+/// owner death: every entry point fails with `NotRecoverable`, and no
+/// closure runs.
+fn check_value_not_recoverable(v: &Value<i64>) {
+    let r = v.lock();
+    assert!(
+        matches!(r, Err(LockError::NotRecoverable)),
+        "lock: {}",
+        lk(&r)
+    );
+    let r = v.try_lock();
+    assert!(
+        matches!(r, Err(TryLockError::NotRecoverable)),
+        "try_lock: {}",
+        tlk(&r)
+    );
+    let r = v.lock_timeout(Duration::from_millis(1));
+    assert!(
+        matches!(r, Err(TryLockError::NotRecoverable)),
+        "lock_timeout: {}",
+        tlk(&r)
+    );
+    let r = v.get();
+    assert!(
+        matches!(r, Err(LockError::NotRecoverable)),
+        "get: {}",
+        lk(&r)
+    );
+    let r = v.set(1);
+    assert!(
+        matches!(r, Err(LockError::NotRecoverable)),
+        "set: {}",
+        lk(&r)
+    );
+    let mut called = false;
+    let r = v.update(|x| {
+        called = true;
+        x
+    });
+    assert!(
+        matches!(r, Err(LockError::NotRecoverable)),
+        "update: {}",
+        lk(&r)
+    );
+    assert!(!called, "update ran its closure on a not-recoverable lock");
+    assert!(
+        !v.get_lock().is_locked(),
+        "a not-recoverable lock is not 'locked'"
+    );
+}
+
+fn check_array_ok(a: &Array<i64>, want: &[i64], exclusive: bool) {
+    let r = a.to_vec();
+    assert!(matches!(&r, Ok(x) if x == want), "to_vec: {}", lk(&r));
+    let r = a.get(0);
+    assert!(matches!(r, Ok(x) if x == want[0]), "get: {}", lk(&r));
+    let r = a.update(1, |x| x);
+    assert!(matches!(r, Ok(x) if x == want[1]), "update: {}", lk(&r));
+    let r = a.lock_timeout(LONG);
+    assert!(
+        matches!(&r, Ok(g) if g.to_vec() == want),
+        "lock_timeout: {}",
+        tlk(&r)
+    );
+    drop(r);
+    if exclusive {
+        let r = a.try_lock();
+        assert!(
+            matches!(&r, Ok(g) if g.to_vec() == want),
+            "try_lock: {}",
+            tlk(&r)
+        );
+    }
+}
+
+fn check_array_not_recoverable(a: &Array<i64>) {
+    let r = a.lock();
+    assert!(
+        matches!(r, Err(LockError::NotRecoverable)),
+        "lock: {}",
+        lk(&r)
+    );
+    let r = a.try_lock();
+    assert!(
+        matches!(r, Err(TryLockError::NotRecoverable)),
+        "try_lock: {}",
+        tlk(&r)
+    );
+    let r = a.to_vec();
+    assert!(
+        matches!(r, Err(LockError::NotRecoverable)),
+        "to_vec: {}",
+        lk(&r)
+    );
+    let r = a.set(0, 1);
+    assert!(
+        matches!(r, Err(LockError::NotRecoverable)),
+        "set: {}",
+        lk(&r)
+    );
+    let mut called = false;
+    let r = a.update(0, |x| {
+        called = true;
+        x
+    });
+    assert!(
+        matches!(r, Err(LockError::NotRecoverable)),
+        "update: {}",
+        lk(&r)
+    );
+    assert!(!called, "update ran its closure on a not-recoverable lock");
+}
+
+/// Locks `v`, whose holder died (or another waiter recovered it), and says
+/// what happened. After `OwnerDied`: checks the dead owner's data (`val`),
+/// that its recursion count was not inherited, repairs to `val + 1`, marks
+/// it consistent or not, and checks the outcome in this process.
+fn lock_verdict(v: &Value<i64>, val: i64, consistent: bool) -> &'static str {
+    match v.lock() {
+        Err(LockError::OwnerDied(g)) => {
+            assert_eq!(g.get(), val, "data left by the dead owner");
+            assert!(v.get_lock().is_held_by_current_thread());
+            // One more (recursive) hold and its release: the lock is still
+            // ours, with a count of 1 — not the dead owner's count.
+            drop(v.lock().expect("recursive hold after OwnerDied"));
+            assert!(v.get_lock().is_held_by_current_thread());
+            g.set(val + 1);
+            if consistent {
+                g.mark_consistent();
+            }
+            drop(g);
+            assert!(
+                !v.get_lock().is_held_by_current_thread(),
+                "one release after OwnerDied must free the lock (dead owner's count inherited?)"
+            );
+            if consistent {
+                check_value_ok(v, val + 1, false);
+            } else {
+                check_value_not_recoverable(v);
+            }
+            "owner_died"
+        }
+        Ok(g) => {
+            assert_eq!(g.get(), val + 1, "Ok only after another locker repaired it");
+            "ok"
+        }
+        Err(LockError::NotRecoverable) => "not_recoverable",
+        Err(e) => panic!("lock after the owner died: {e:?}"),
+    }
+}
+
+/// The parent's (another process's) view after the trial.
+fn check_value_after(v: &Value<i64>, consistent: bool, want: i64) {
+    if consistent {
+        check_value_ok(v, want, true);
+    } else {
+        check_value_not_recoverable(v);
+    }
+}
+
+// ===========================================================================
+// Child roles (one dispatcher for every test)
+// ===========================================================================
+
+fn roles(role: &str, mode: Mode) {
+    match role {
+        "server" => server(mode),
+        "holder" => hold_and_block(),
+        "looper" => looper(),
+        "mt_holder" => mt_holder(),
+        "exec_holder" => exec_holder(),
+        "thread_exit" => thread_exit(mode),
+        "interleave" => interleave(mode),
+        r => panic!("unknown role {r}"),
+    }
+}
+
+/// Single-threaded children: the role runs from an `.init_array`
+/// constructor, before libtest starts, in the main thread.
+extern "C" fn premain() {
+    let Some(role) = common_od::premain_role() else {
+        return;
+    };
+    let ok = catch_unwind(|| {
+        let mode = Mode::of_child();
+        match role.as_str() {
+            "exec_holder" => exec_holder(),
+            "forker" => forker(mode),
+            r => panic!("unknown premain role {r}"),
+        }
+        tell("done");
+    })
+    .is_ok();
+    let _ = std::io::stdout().flush();
+    std::process::exit(if ok { 0 } else { 101 });
+}
+
+#[used]
+#[link_section = ".init_array"]
+static PREMAIN: extern "C" fn() = premain;
+
+/// Locks the object `NAME` (`KIND` value or array) twice (recursively),
+/// writes `VAL` (array: `VAL + i`), reports `held <tid>` and waits to be
+/// killed.
+fn hold_and_block() {
+    let name = arg("NAME");
+    let val: i64 = arg_parse("VAL");
+    match arg("KIND").as_str() {
+        "value" => {
+            let v = Value::<i64>::open(&name).unwrap();
+            let g = v.lock().unwrap();
+            let g2 = v.lock().unwrap();
+            g2.set(val);
+            tell(&format!("held {}", gettid()));
+            let _keep = (g, g2);
+            block_until_killed()
+        }
+        "array" => {
+            let a = Array::<i64>::open(&name).unwrap();
+            let g = a.lock().unwrap();
+            let g2 = a.lock().unwrap();
+            for i in 0..g.len() {
+                g2.set(i, val + i as i64);
+            }
+            tell(&format!("held {}", gettid()));
+            let _keep = (g, g2);
+            block_until_killed()
+        }
+        k => panic!("unknown kind {k}"),
+    }
+}
+
+/// A long-lived child that locks on command, so that a trial costs one
+/// process start (the victim's) rather than several.
+fn server(mode: Mode) {
+    tell("ready");
+    loop {
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line).expect("read stdin") == 0 {
+            return;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.is_empty() {
+            continue;
+        }
+        let reply = match w[0] {
+            "wait" => wait_cmd(w[1], w[2].parse().unwrap(), w[3] == "1"),
+            "first" => first_locker(&w[1..]),
+            "after" => after_random_kill(w[1]),
+            "glibc" => glibc_check(&w[1..]),
+            "mode" => {
+                assert_eq!(shmsync::robustness(), mode.expected());
+                format!("{:?}", shmsync::robustness())
+            }
+            c => panic!("unknown command {c}"),
+        };
+        tell(&reply);
+    }
+}
+
+/// Server command `wait NAME VAL CONSISTENT`: `lock()` in a thread of its
+/// own, so that a lock that is never recovered fails the test after
+/// [`LONG`] with the state of its word instead of hanging it.
+fn wait_cmd(name: &str, val: i64, consistent: bool) -> String {
+    let (tx, rx) = mpsc::channel();
+    let n = name.to_owned();
+    std::thread::spawn(move || {
+        let v = Value::<i64>::open(&n).unwrap();
+        tell("locking");
+        let _ = tx.send(lock_verdict(&v, val, consistent));
+    });
+    match rx.recv_timeout(LONG) {
+        Ok(verdict) => verdict.to_owned(),
+        Err(_) => {
+            let p = Peek::open(name);
+            panic!(
+                "lock() still blocked {LONG:?} after the owner's death: word {:#x}, owner record {:#x}",
+                p.word(),
+                p.owner()
+            )
+        }
+    }
+}
+
+// ===========================================================================
+// Scenario 1: holder SIGKILLed while waiters (other processes) are blocked
+// ===========================================================================
+
+fn waiter_blocked(test: &str, mode: Mode) {
+    if run_child(test, roles) {
+        return;
+    }
+    let mut ws = [start_server(test, mode), start_server(test, mode)];
+    for trial in 0..trials(TRIALS) {
+        trial_waiter_blocked(test, mode, trial, &mut ws);
+    }
+    for w in ws {
+        w.wait();
+    }
+}
+
+fn start_server(test: &str, mode: Mode) -> Kid {
+    let mut k = spawn(test, "server", mode).start();
+    k.expect("ready");
+    k
+}
+
+/// One holder (recursion count 2) and two waiter processes asleep on the
+/// lock; the holder is SIGKILLed. Exactly one waiter gets `OwnerDied`
+/// with the dead owner's data; the other then gets `Ok` (repaired and
+/// marked consistent) or `NotRecoverable` (dropped without it), and so
+/// does this (third) process.
+fn trial_waiter_blocked(test: &str, mode: Mode, trial: usize, ws: &mut [Kid; 2]) {
+    let name = OdName::new("wb");
+    let v = Value::<i64>::create(&name, -1).unwrap();
+    let peek = Peek::open(&name);
+    let val = 1000 + trial as i64;
+    let consistent = trial % 2 == 0;
+    let mut h = spawn(test, "holder", mode)
+        .arg("NAME", &*name)
+        .arg("KIND", "value")
+        .arg("VAL", val)
+        .start();
+    let tid: u32 = h.expect_prefixed("held ").parse().unwrap();
+    assert_eq!(peek.word() & TID_MASK, tid, "holder's TID in the word");
+    for w in ws.iter_mut() {
+        w.send(&format!("wait {} {val} {}", &*name, u8::from(consistent)));
+        w.expect("locking");
+    }
+    peek.wait_for("a waiter asleep on the word", |w| w & WAITERS != 0);
+    h.kill();
+    let mut verdicts: Vec<String> = ws.iter_mut().map(Kid::recv).collect();
+    verdicts.sort();
+    let mut want = vec![
+        if consistent { "ok" } else { "not_recoverable" },
+        "owner_died",
+    ];
+    want.sort();
+    assert_eq!(
+        verdicts, want,
+        "{mode:?} trial {trial}: exactly one OwnerDied"
+    );
+    check_value_after(&v, consistent, val + 1);
+}
+
+#[test]
+fn waiter_blocked_list() {
+    waiter_blocked("waiter_blocked_list", Mode::List);
+}
+
+#[test]
+fn waiter_blocked_fallback() {
+    waiter_blocked("waiter_blocked_fallback", Mode::Fallback);
+}
+
+// ===========================================================================
+// Scenario 2: holder dead before anyone locks; every entry point reports it
+// ===========================================================================
+
+/// The first call after the death, rotated over the typed objects'
+/// surface: each must return `OwnerDied` with the guard and must not have
+/// done its work (a failed `set` did not write, `update` did not call its
+/// closure).
+const FIRST_OPS: [&str; 10] = [
+    "lock",
+    "try_lock",
+    "lock_timeout",
+    "get",
+    "set",
+    "update",
+    "arr_set",
+    "arr_update",
+    "arr_to_vec",
+    "arr_try_lock",
+];
+const ARR_LEN: usize = 3;
+
+fn dead_before_lock(test: &str, mode: Mode) {
+    if run_child(test, roles) {
+        return;
+    }
+    let mut server = start_server(test, mode);
+    for trial in 0..trials(TRIALS) {
+        trial_dead_before_lock(test, mode, trial, &mut server);
+    }
+    server.wait();
+}
+
+enum Obj {
+    V(Value<i64>),
+    A(Array<i64>),
+}
+
+fn trial_dead_before_lock(test: &str, mode: Mode, trial: usize, server: &mut Kid) {
+    let op = FIRST_OPS[(trial / 2) % FIRST_OPS.len()];
+    let consistent = trial % 2 == 0;
+    let val = 2000 + 10 * trial as i64;
+    let name = OdName::new("db");
+    let (kind, obj) = if op.starts_with("arr_") {
+        let a = Array::<i64>::create(&name, &[-1; ARR_LEN]).unwrap();
+        ("array", Obj::A(a))
+    } else {
+        ("value", Obj::V(Value::<i64>::create(&name, -1).unwrap()))
+    };
+    let peek = Peek::open(&name);
+    let mut h = spawn(test, "holder", mode)
+        .arg("NAME", &*name)
+        .arg("KIND", kind)
+        .arg("VAL", val)
+        .start();
+    let tid: u32 = h.expect_prefixed("held ").parse().unwrap();
+    h.kill();
+    let w = peek.word();
+    if mode.kernel_marks() {
+        assert_eq!(
+            w, OWNER_DIED,
+            "the kernel marks a dead list-mode owner's word ({w:#x})"
+        );
+    } else {
+        assert_eq!(
+            w & (TID_MASK | OWNER_DIED),
+            tid,
+            "nobody marks a fallback owner's word before a locker probes ({w:#x})"
+        );
+    }
+    server.send(&format!(
+        "first {kind} {} {op} {val} {}",
+        &*name,
+        u8::from(consistent)
+    ));
+    assert_eq!(
+        server.recv(),
+        "owner_died",
+        "{mode:?} trial {trial} op {op}"
+    );
+    let repaired = val + 100;
+    match obj {
+        Obj::V(v) => check_value_after(&v, consistent, repaired),
+        Obj::A(a) => {
+            if consistent {
+                let want: Vec<i64> = (0..ARR_LEN as i64).map(|i| repaired + i).collect();
+                check_array_ok(&a, &want, true);
+            } else {
+                check_array_not_recoverable(&a);
+            }
+        }
+    }
+}
+
+/// Server command `first KIND NAME OP VAL CONSISTENT`.
+fn first_locker(a: &[&str]) -> String {
+    let (kind, name, op) = (a[0], a[1], a[2]);
+    let val: i64 = a[3].parse().unwrap();
+    let consistent = a[4] == "1";
+    let repaired = val + 100;
+    let mut called = false;
+    if kind == "value" {
+        let v = Value::<i64>::open(name).unwrap();
+        let g = match op {
+            "lock" => match v.lock() {
+                Err(LockError::OwnerDied(g)) => g,
+                r => panic!("lock after the owner died: {}", lk(&r)),
+            },
+            "try_lock" => match v.try_lock() {
+                Err(TryLockError::OwnerDied(g)) => g,
+                r => panic!("try_lock after the owner died: {}", tlk(&r)),
+            },
+            "lock_timeout" => match v.lock_timeout(LONG) {
+                Err(TryLockError::OwnerDied(g)) => g,
+                r => panic!("lock_timeout after the owner died: {}", tlk(&r)),
+            },
+            "get" => match v.get() {
+                Err(LockError::OwnerDied(g)) => g,
+                r => panic!("get after the owner died: {}", lk(&r)),
+            },
+            "set" => match v.set(-5) {
+                Err(LockError::OwnerDied(g)) => g,
+                r => panic!("set after the owner died: {}", lk(&r)),
+            },
+            "update" => match v.update(|x| {
+                called = true;
+                x + 1
+            }) {
+                Err(LockError::OwnerDied(g)) => g,
+                r => panic!("update after the owner died: {}", lk(&r)),
+            },
+            o => panic!("unknown op {o}"),
+        };
+        assert!(!called, "update ran its closure on a dead owner's data");
+        assert_eq!(g.get(), val, "the dead owner's data, untouched by {op}");
+        assert!(v.get_lock().is_held_by_current_thread());
+        g.set(repaired);
+        if consistent {
+            g.mark_consistent();
+        }
+        drop(g);
+        assert!(
+            !v.get_lock().is_held_by_current_thread(),
+            "dead owner's recursion count inherited"
+        );
+        check_value_after(&v, consistent, repaired);
+    } else {
+        let arr = Array::<i64>::open(name).unwrap();
+        let g: ArrayGuard<'_, i64> = match op {
+            "arr_set" => match arr.set(0, -5) {
+                Err(LockError::OwnerDied(g)) => g,
+                r => panic!("set after the owner died: {}", lk(&r)),
+            },
+            "arr_update" => match arr.update(1, |x| {
+                called = true;
+                x + 1
+            }) {
+                Err(LockError::OwnerDied(g)) => g,
+                r => panic!("update after the owner died: {}", lk(&r)),
+            },
+            "arr_to_vec" => match arr.to_vec() {
+                Err(LockError::OwnerDied(g)) => g,
+                r => panic!("to_vec after the owner died: {}", lk(&r)),
+            },
+            "arr_try_lock" => match arr.try_lock() {
+                Err(TryLockError::OwnerDied(g)) => g,
+                r => panic!("try_lock after the owner died: {}", tlk(&r)),
+            },
+            o => panic!("unknown op {o}"),
+        };
+        assert!(!called, "update ran its closure on a dead owner's data");
+        let left: Vec<i64> = (0..ARR_LEN as i64).map(|i| val + i).collect();
+        assert_eq!(g.to_vec(), left, "the dead owner's data, untouched by {op}");
+        for i in 0..ARR_LEN {
+            g.set(i, repaired + i as i64);
+        }
+        if consistent {
+            g.mark_consistent();
+        }
+        drop(g);
+        assert!(!arr.get_lock().is_held_by_current_thread());
+        if consistent {
+            let want: Vec<i64> = (0..ARR_LEN as i64).map(|i| repaired + i).collect();
+            check_array_ok(&arr, &want, true);
+        } else {
+            check_array_not_recoverable(&arr);
+        }
+    }
+    "owner_died".to_owned()
+}
+
+#[test]
+fn dead_before_lock_list() {
+    dead_before_lock("dead_before_lock_list", Mode::List);
+}
+
+#[test]
+fn dead_before_lock_fallback() {
+    dead_before_lock("dead_before_lock_fallback", Mode::Fallback);
+}
+
+// ===========================================================================
+// Scenario 3: holders killed at random times while looping lock/unlock
+// ===========================================================================
+
+fn random_kill(test: &str, mode: Mode) {
+    if run_child(test, roles) {
+        return;
+    }
+    let seed = Rng::seed();
+    let mut rng = Rng::new(seed);
+    let mut server = start_server(test, mode);
+    let mut died = 0;
+    // Cheap trials, and the windows they aim at are narrow: three times as
+    // many as the other scenarios.
+    let n = trials(3 * TRIALS);
+    for trial in 0..n {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            trial_random_kill(test, mode, &mut rng, &mut server)
+        }));
+        match r {
+            Ok(owner_died) => died += usize::from(owner_died),
+            Err(e) => {
+                eprintln!("random_kill {mode:?}: trial {trial} failed (SHMSYNC_OD_SEED={seed})");
+                std::panic::resume_unwind(e);
+            }
+        }
+    }
+    println!("random_kill {mode:?}: {died} of {n} trials ended in OwnerDied");
+    server.wait();
+}
+
+/// Two processes loop lock / update `a[0]`, `a[1]` / unlock (through
+/// `lock`, `try_lock` and `lock_timeout`, repairing after `OwnerDied`) and
+/// are SIGKILLed at random moments (a quarter of the trials before they
+/// report running: during start-up and their first lock). Afterwards
+/// `lock_timeout(10 s)` must give `Ok` with `a[0] == a[1]` or `OwnerDied`
+/// with at most the one interrupted step — never `WouldBlock`. Returns
+/// whether it was `OwnerDied`.
+fn trial_random_kill(test: &str, mode: Mode, rng: &mut Rng, server: &mut Kid) -> bool {
+    let name = OdName::new("rk");
+    let a = Array::<i64>::create(&name, &[0, 0]).unwrap();
+    let early = rng.below(4) == 0;
+    let mut ls: Vec<Kid> = (0..2)
+        .map(|_| spawn(test, "looper", mode).arg("NAME", &*name).start())
+        .collect();
+    if early {
+        std::thread::sleep(Duration::from_micros(rng.below(15_000)));
+    } else {
+        for l in &mut ls {
+            l.expect("looping");
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(3_000)));
+    }
+    let first = rng.below(2) as usize;
+    if ls[first].running() {
+        ls[first].kill_now();
+    }
+    std::thread::sleep(Duration::from_micros(rng.below(500)));
+    if ls[1 - first].running() {
+        ls[1 - first].kill_now();
+    }
+    for l in ls {
+        l.kill_any();
+    }
+    server.send(&format!("after {}", &*name));
+    let verdict = server.recv();
+    assert!(
+        verdict == "ok" || verdict == "owner_died",
+        "after the kill: {verdict}"
+    );
+    // Repaired and consistent now, for this process too.
+    let r = a.try_lock();
+    assert!(
+        matches!(&r, Ok(g) if g.get(0) == g.get(1)),
+        "try_lock after repair: {}",
+        tlk(&r)
+    );
+    verdict == "owner_died"
+}
+
+fn repair_pair(g: &ArrayGuard<'_, i64>) {
+    let m = g.get(0).max(g.get(1));
+    g.set(0, m);
+    g.set(1, m);
+    g.mark_consistent();
+}
+
+fn looper() {
+    let a = Array::<i64>::open(&arg("NAME")).unwrap();
+    tell("looping");
+    let mut k = 0u64;
+    loop {
+        k += 1;
+        let g = match k % 3 {
+            0 => match a.try_lock() {
+                Ok(g) => g,
+                Err(TryLockError::WouldBlock) => continue,
+                Err(TryLockError::OwnerDied(g)) => {
+                    repair_pair(&g);
+                    g
+                }
+                Err(e) => panic!("looper try_lock: {e:?}"),
+            },
+            1 => match a.lock_timeout(Duration::from_millis(1)) {
+                Ok(g) => g,
+                Err(TryLockError::WouldBlock) => continue,
+                Err(TryLockError::OwnerDied(g)) => {
+                    repair_pair(&g);
+                    g
+                }
+                Err(e) => panic!("looper lock_timeout: {e:?}"),
+            },
+            _ => match a.lock() {
+                Ok(g) => g,
+                Err(LockError::OwnerDied(g)) => {
+                    repair_pair(&g);
+                    g
+                }
+                Err(e) => panic!("looper lock: {e:?}"),
+            },
+        };
+        let n = g.get(0) + 1;
+        g.set(0, n);
+        g.set(1, n);
+    }
+}
+
+/// Server command `after NAME`.
+fn after_random_kill(name: &str) -> String {
+    let a = Array::<i64>::open(name).unwrap();
+    let start = Instant::now();
+    let r = a.lock_timeout(LONG);
+    let verdict = match &r {
+        Ok(g) => {
+            assert_eq!(g.get(0), g.get(1), "torn data after a clean release");
+            "ok"
+        }
+        Err(TryLockError::OwnerDied(g)) => {
+            let (x, y) = (g.get(0), g.get(1));
+            assert!(x == y || x == y + 1, "more than one step torn: {x} {y}");
+            repair_pair(g);
+            "owner_died"
+        }
+        Err(TryLockError::WouldBlock) => {
+            let p = Peek::open(name);
+            panic!(
+                "still held {:?} after its holders were killed: word {:#x}, owner record {:#x}",
+                start.elapsed(),
+                p.word(),
+                p.owner()
+            )
+        }
+        Err(e) => panic!("lock_timeout after the kill: {e:?}"),
+    };
+    verdict.to_owned()
+}
+
+#[test]
+fn random_kill_list() {
+    random_kill("random_kill_list", Mode::List);
+}
+
+#[test]
+fn random_kill_fallback() {
+    random_kill("random_kill_fallback", Mode::Fallback);
+}
+
+// ===========================================================================
+// Scenario 4: the owner is a non-main thread of a multi-threaded process
+// ===========================================================================
+
+fn non_main_thread(test: &str, mode: Mode) {
+    if run_child(test, roles) {
+        return;
+    }
+    let mut server = start_server(test, mode);
+    for trial in 0..trials(TRIALS) {
+        let blocked = trial % 2 == 0;
+        let consistent = (trial / 2) % 2 == 0;
+        let name = OdName::new("mt");
+        let v = Value::<i64>::create(&name, -1).unwrap();
+        let peek = Peek::open(&name);
+        let val = 3000 + trial as i64;
+        let mut h = spawn(test, "mt_holder", mode)
+            .arg("NAME", &*name)
+            .arg("VAL", val)
+            .start();
+        let held = h.expect_prefixed("held ");
+        let (tid, pid) = held.split_once(' ').unwrap();
+        let (tid, pid): (u32, i32) = (tid.parse().unwrap(), pid.parse().unwrap());
+        assert_eq!(pid, h.pid());
+        assert_ne!(tid as i32, pid, "the owner must not be the main thread");
+        assert_eq!(peek.word() & TID_MASK, tid);
+        let cmd = format!("wait {} {val} {}", &*name, u8::from(consistent));
+        if blocked {
+            server.send(&cmd);
+            server.expect("locking");
+            peek.wait_for("the waiter asleep", |w| w & WAITERS != 0);
+        }
+        h.kill();
+        if !blocked {
+            server.send(&cmd);
+            server.expect("locking");
+        }
+        assert_eq!(server.recv(), "owner_died", "{mode:?} trial {trial}");
+        check_value_after(&v, consistent, val + 1);
+    }
+    server.wait();
+}
+
+/// Four threads besides main; the second holds the lock.
+fn mt_holder() {
+    let v = Arc::new(Value::<i64>::open(&arg("NAME")).unwrap());
+    let val: i64 = arg_parse("VAL");
+    let (tx, rx) = mpsc::channel();
+    for i in 0..4 {
+        let v = Arc::clone(&v);
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            if i == 1 {
+                let g = v.lock().unwrap();
+                g.set(val);
+                tx.send(gettid()).unwrap();
+                loop {
+                    std::thread::park();
+                    let _ = g.get();
+                }
+            }
+            loop {
+                std::thread::park();
+            }
+        });
+    }
+    let tid: u32 = rx.recv().unwrap();
+    tell(&format!("held {tid} {}", std::process::id()));
+    block_until_killed()
+}
+
+#[test]
+fn non_main_thread_list() {
+    non_main_thread("non_main_thread_list", Mode::List);
+}
+
+#[test]
+fn non_main_thread_fallback() {
+    non_main_thread("non_main_thread_fallback", Mode::Fallback);
+}
+
+// ===========================================================================
+// Scenario 5: a thread (not the process) ends while holding
+// ===========================================================================
+
+fn thread_ends(test: &str, mode: Mode) {
+    if run_child(test, roles) {
+        return;
+    }
+    let n = trials(TRIALS);
+    let names: Vec<OdName> = (0..n).map(|_| OdName::new("te")).collect();
+    let values: Vec<Value<i64>> = names
+        .iter()
+        .map(|nm| Value::<i64>::create(nm, -1).unwrap())
+        .collect();
+    let list: Vec<&str> = names.iter().map(|nm| &**nm).collect();
+    let mut k = spawn(test, "thread_exit", mode)
+        .arg("NAMES", list.join(","))
+        .start();
+    for i in 0..n {
+        k.expect(&format!("trial {i} owner_died"));
+    }
+    k.wait();
+    // Another process: repaired ones are consistent, the others dead.
+    for (i, v) in values.iter().enumerate() {
+        check_value_after(v, thread_exit_consistent(i), 5000 + i as i64 + 1);
+    }
+}
+
+fn thread_exit_consistent(i: usize) -> bool {
+    (i / 2) % 2 == 0
+}
+
+/// For each value: a thread locks it, writes, `mem::forget`s the guard and
+/// returns; another thread — asleep on the lock when the first ends (even
+/// trials) or arriving after it ended (odd) — gets `OwnerDied`.
+fn thread_exit(mode: Mode) {
+    let names = arg("NAMES");
+    for (i, name) in names.split(',').enumerate() {
+        let blocked = i % 2 == 0;
+        let consistent = thread_exit_consistent(i);
+        let val = 5000 + i as i64;
+        let v = Arc::new(Value::<i64>::open(name).unwrap());
+        let peek = Peek::open(name);
+        let (held_tx, held_rx) = mpsc::channel();
+        let (exit_tx, exit_rx) = mpsc::channel::<()>();
+        let t1 = {
+            let v = Arc::clone(&v);
+            std::thread::spawn(move || {
+                let g = v.lock().unwrap();
+                g.set(val);
+                held_tx.send(gettid()).unwrap();
+                // The thread ends holding the lock.
+                std::mem::forget(g);
+                exit_rx.recv().unwrap();
+            })
+        };
+        let tid1: u32 = held_rx.recv().unwrap();
+        let locker =
+            |v: Arc<Value<i64>>| std::thread::spawn(move || lock_verdict(&v, val, consistent));
+        let verdict = if blocked {
+            let t2 = locker(Arc::clone(&v));
+            peek.wait_for("the second thread asleep", |w| w & WAITERS != 0);
+            exit_tx.send(()).unwrap();
+            t1.join().unwrap();
+            t2.join().unwrap()
+        } else {
+            exit_tx.send(()).unwrap();
+            t1.join().unwrap();
+            let w = peek.word();
+            if mode.kernel_marks() {
+                assert_eq!(w, OWNER_DIED, "the kernel marks an ended thread's lock");
+            } else {
+                assert_eq!(w & (TID_MASK | OWNER_DIED), tid1, "word {w:#x}");
+            }
+            locker(Arc::clone(&v)).join().unwrap()
+        };
+        assert_eq!(verdict, "owner_died", "trial {i}");
+        tell(&format!("trial {i} owner_died"));
+    }
+}
+
+#[test]
+fn thread_ends_list() {
+    thread_ends("thread_ends_list", Mode::List);
+}
+
+#[test]
+fn thread_ends_fallback() {
+    thread_ends("thread_ends_fallback", Mode::Fallback);
+}
+
+// ===========================================================================
+// Scenario 6: the holder execve()s while holding
+// ===========================================================================
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+fn exec_while_holding(test: &str, mode: Mode) {
+    if run_child(test, roles) {
+        return;
+    }
+    let mut server = start_server(test, mode);
+    for trial in 0..trials(TRIALS) {
+        // The exec'ing thread: the process's main thread (a single-threaded
+        // child), or libtest's test thread (the kernel then cannot match the
+        // word's TID: the liveness token recovers it).
+        let main_thread = trial % 2 == 0;
+        let blocked = (trial / 2) % 2 == 0;
+        let consistent = (trial / 4) % 2 == 0;
+        let name = OdName::new("ex");
+        let v = Value::<i64>::create(&name, -1).unwrap();
+        let peek = Peek::open(&name);
+        let val = 4000 + trial as i64;
+        let mut sp = spawn(test, "exec_holder", mode)
+            .arg("NAME", &*name)
+            .arg("VAL", val);
+        if main_thread {
+            sp = sp.premain();
+        }
+        let mut h = sp.start();
+        let tid: u32 = h.expect_prefixed("held ").parse().unwrap();
+        assert_eq!(tid as i32 == h.pid(), main_thread);
+        let cmd = format!("wait {} {val} {}", &*name, u8::from(consistent));
+        if blocked {
+            server.send(&cmd);
+            server.expect("locking");
+            peek.wait_for("the waiter asleep", |w| w & WAITERS != 0);
+        }
+        h.send("exec");
+        let pid = h.pid();
+        if !blocked {
+            wait_until("the holder to become `sleep`", || {
+                (comm(pid) == "sleep").then_some(())
+            });
+            if mode.kernel_marks() && main_thread {
+                let w = peek.wait_for("the kernel to mark the word at exec", |w| {
+                    w & TID_MASK != tid
+                });
+                assert_eq!(w, OWNER_DIED, "word after exec: {w:#x}");
+            }
+            server.send(&cmd);
+            server.expect("locking");
+        }
+        assert_eq!(server.recv(), "owner_died", "{mode:?} trial {trial}");
+        // Recovered while the exec'd program still runs (the kernel drops
+        // the token at close-on-exec, just before it renames the process:
+        // the rename may trail the recovery by a moment).
+        wait_until("the holder to become `sleep`", || {
+            (comm(pid) == "sleep").then_some(())
+        });
+        assert!(h.running(), "the exec'd holder still runs");
+        h.kill();
+        check_value_after(&v, consistent, val + 1);
+    }
+    server.wait();
+}
+
+fn exec_holder() {
+    let v = Value::<i64>::open(&arg("NAME")).unwrap();
+    let g = v.lock().unwrap();
+    g.set(arg_parse("VAL"));
+    tell(&format!("held {}", gettid()));
+    await_msg("exec");
+    let err = std::process::Command::new("sleep").arg("30").exec();
+    drop(g);
+    panic!("exec failed: {err}");
+}
+
+#[test]
+fn exec_while_holding_list() {
+    exec_while_holding("exec_while_holding_list", Mode::List);
+}
+
+#[test]
+fn exec_while_holding_fallback() {
+    exec_while_holding("exec_while_holding_fallback", Mode::Fallback);
+}
+
+// ===========================================================================
+// Scenario 7: glibc robust pthread mutexes held in the same thread as ours
+// ===========================================================================
+
+/// Byte offsets in the glibc block: mutex X, its data, mutex Y, its data.
+const GX: usize = 0;
+const GX_DATA: usize = 64;
+const GY: usize = 128;
+const GY_DATA: usize = 192;
+/// Our locks A, B (two `Value`s) and glibc's X, Y.
+const LOCKS: [&str; 4] = ["A", "B", "X", "Y"];
+
+/// Lock/unlock sequences over A, B, X, Y: fixed orders first, then random.
+fn glibc_sequence(trial: usize, rng: &mut Rng) -> Vec<(usize, bool)> {
+    let fixed: [&[(usize, bool)]; 6] = [
+        // ours then glibc's, both held
+        &[(0, true), (2, true)],
+        // glibc's then ours, both held
+        &[(2, true), (0, true)],
+        // unlock in lock order, then in reverse order; B and Y held
+        &[
+            (0, true),
+            (2, true),
+            (0, false),
+            (2, false),
+            (1, true),
+            (3, true),
+        ],
+        &[
+            (2, true),
+            (0, true),
+            (0, false),
+            (2, false),
+            (3, true),
+            (1, true),
+        ],
+        // unlock from the middle of the list
+        &[
+            (0, true),
+            (2, true),
+            (1, true),
+            (3, true),
+            (2, false),
+            (1, false),
+        ],
+        // everything released before death
+        &[
+            (3, true),
+            (1, true),
+            (0, true),
+            (1, false),
+            (3, false),
+            (0, false),
+        ],
+    ];
+    if trial < fixed.len() {
+        return fixed[trial].to_vec();
+    }
+    let mut held = [false; 4];
+    let len = 3 + rng.below(12) as usize;
+    (0..len)
+        .map(|_| {
+            let l = rng.below(4) as usize;
+            held[l] = !held[l];
+            (l, held[l])
+        })
+        .collect()
+}
+
+fn glibc_interleaved(test: &str, mode: Mode) {
+    if run_child(test, roles) {
+        return;
+    }
+    let seed = Rng::seed();
+    let mut rng = Rng::new(seed);
+    let mut server = start_server(test, mode);
+    for trial in 0..trials(TRIALS) {
+        let seq = glibc_sequence(trial, &mut rng);
+        let ctx = format!("{mode:?} trial {trial} seq {seq:?} (SHMSYNC_OD_SEED={seed})");
+        let na = OdName::new("ga");
+        let nb = OdName::new("gb");
+        let ng = OdName::new("gg");
+        let va = Value::<i64>::create(&na, -1).unwrap();
+        let vb = Value::<i64>::create(&nb, -1).unwrap();
+        let gm = SharedMemory::create(&ng, 4096).unwrap();
+        for (m, d) in [(GX, GX_DATA), (GY, GY_DATA)] {
+            // SAFETY: the offsets lie inside the 4096-byte mapping, 8-aligned
+            // for pthread_mutex_t (40 bytes, align 8); nobody else uses the
+            // block yet.
+            unsafe { init_robust_mutex(gm.as_ptr().add(m).cast()) };
+            gm.write_at(d, &(-1i64).to_ne_bytes()).unwrap();
+        }
+        // Expected state at death: held or not, and the data last written
+        // (the step number of the lock's last acquisition).
+        let mut held = [false; 4];
+        let mut data = [-1i64; 4];
+        for (step, &(l, lock)) in seq.iter().enumerate() {
+            held[l] = lock;
+            if lock {
+                data[l] = step as i64 + 1;
+            }
+        }
+        let mask: u32 = (0..4).filter(|&l| held[l]).map(|l| 1 << l).sum();
+        let seq_arg: Vec<String> = seq
+            .iter()
+            .map(|&(l, lock)| format!("{}{}", LOCKS[l], if lock { '+' } else { '-' }))
+            .collect();
+        let mut h = spawn(test, "interleave", mode)
+            .arg("A", &*na)
+            .arg("B", &*nb)
+            .arg("G", &*ng)
+            .arg("SEQ", seq_arg.join(" "))
+            .start();
+        h.expect("held");
+        h.kill();
+        let consistent = trial % 3 != 2;
+        server.send(&format!(
+            "glibc {} {} {} {mask} {} {} {} {} {}",
+            &*na,
+            &*nb,
+            &*ng,
+            data[0],
+            data[1],
+            data[2],
+            data[3],
+            u8::from(consistent)
+        ));
+        assert_eq!(server.recv(), "checked", "{ctx}");
+        // Ours, from this process: a lock held at death and not repaired is
+        // dead for everyone; the rest are consistent.
+        for (l, v) in [(0, &va), (1, &vb)] {
+            if held[l] && !consistent {
+                check_value_not_recoverable(v);
+            } else {
+                let want = if held[l] { data[l] + 1000 } else { data[l] };
+                check_value_ok(v, want, true);
+            }
+        }
+    }
+    server.wait();
+}
+
+/// # Safety
+/// `m` points to writable memory for a `pthread_mutex_t` that nobody uses.
+unsafe fn init_robust_mutex(m: *mut libc::pthread_mutex_t) {
+    const PTHREAD_MUTEX_ROBUST: libc::c_int = 1;
+    // SAFETY: a local attribute object, initialised before use and
+    // destroyed after; `m` is valid per the caller.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
+        assert_eq!(
+            libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+            0
+        );
+        assert_eq!(
+            libc::pthread_mutexattr_setrobust(&mut attr, PTHREAD_MUTEX_ROBUST),
+            0
+        );
+        assert_eq!(libc::pthread_mutex_init(m, &attr), 0);
+        libc::pthread_mutexattr_destroy(&mut attr);
+    }
+}
+
+/// `pthread_mutex_timedlock` with a deadline `d` from now.
+///
+/// # Safety
+/// `m` is an initialised process-shared mutex in a live mapping.
+unsafe fn glibc_timedlock(m: *mut libc::pthread_mutex_t, d: Duration) -> libc::c_int {
+    // SAFETY: `ts` is a valid out-pointer; `m` per the caller.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+        ts.tv_sec += d.as_secs() as libc::time_t;
+        libc::pthread_mutex_timedlock(m, &ts)
+    }
+}
+
+/// This thread's robust list as the kernel would walk it: the nodes from
+/// the head's `list` round to the head, each `prev` link checked.
+fn robust_list() -> Vec<usize> {
+    let mut head: usize = 0;
+    let mut len: usize = 0;
+    // SAFETY: get_robust_list(2) writes one pointer and one size_t into the
+    // two valid out-pointers; pid 0 is the calling thread.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0 as libc::c_long,
+            &raw mut head,
+            &raw mut len,
+        )
+    };
+    assert!(rc == 0 && head != 0, "no robust list head");
+    let mut nodes = Vec::new();
+    let mut prev = head;
+    // SAFETY: `head` is this thread's live robust-list head (glibc's TLS).
+    let mut cur = unsafe { std::ptr::read_volatile(head as *const usize) } & !1;
+    while cur != head {
+        assert!(
+            nodes.len() < 64,
+            "the robust list does not return to its head"
+        );
+        // SAFETY: every entry is the `next` field of a lock this thread
+        // holds (ours or glibc's) in a live mapping, with `prev` 8 bytes
+        // before it: the very property this walk checks (a corrupted list
+        // crashes the holder and fails the test).
+        let (back, next) = unsafe {
+            (
+                std::ptr::read_volatile((cur - 8) as *const usize),
+                std::ptr::read_volatile(cur as *const usize),
+            )
+        };
+        assert_eq!(
+            back & !1,
+            prev,
+            "prev link of robust-list entry {}",
+            nodes.len()
+        );
+        nodes.push(cur);
+        prev = cur;
+        cur = next & !1;
+    }
+    nodes
+}
+
+/// Runs `SEQ` over our A, B and glibc's X, Y in this one thread, checking
+/// the thread's robust list after every step, then waits to be killed.
+fn interleave(mode: Mode) {
+    let va = Value::<i64>::open(&arg("A")).unwrap();
+    let vb = Value::<i64>::open(&arg("B")).unwrap();
+    let gm = SharedMemory::open(&arg("G")).unwrap();
+    let mx: *mut libc::pthread_mutex_t = gm.as_ptr().wrapping_add(GX).cast();
+    let my: *mut libc::pthread_mutex_t = gm.as_ptr().wrapping_add(GY).cast();
+    let mut ga = None;
+    let mut gb = None;
+    // Held locks, most recently locked first (the list is LIFO).
+    let mut order: Vec<usize> = Vec::new();
+    let seq = arg("SEQ");
+    let before = robust_list();
+    for (step, tok) in seq.split_whitespace().enumerate() {
+        let data = step as i64 + 1;
+        let l = LOCKS.iter().position(|&n| tok.starts_with(n)).unwrap();
+        let lock = tok.ends_with('+');
+        let (m, d) = if l == 2 { (mx, GX_DATA) } else { (my, GY_DATA) };
+        match (l, lock) {
+            (0, true) => {
+                let g = va.lock().unwrap();
+                g.set(data);
+                ga = Some(g);
+            }
+            (0, false) => ga = None,
+            (1, true) => {
+                let g = vb.lock().unwrap();
+                g.set(data);
+                gb = Some(g);
+            }
+            (1, false) => gb = None,
+            (_, true) => {
+                // SAFETY: an initialised robust pshared mutex in `gm`.
+                assert_eq!(unsafe { libc::pthread_mutex_lock(m) }, 0);
+                gm.write_at(d, &data.to_ne_bytes()).unwrap();
+            }
+            (_, false) => {
+                // SAFETY: as above; this thread holds it.
+                assert_eq!(unsafe { libc::pthread_mutex_unlock(m) }, 0);
+            }
+        }
+        if lock {
+            order.insert(0, l);
+        } else {
+            order.retain(|&x| x != l);
+        }
+        // The list holds exactly the held locks, in LIFO order: glibc's at
+        // their own addresses, ours (list mode only) elsewhere.
+        let nodes = robust_list();
+        let want: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&x| x >= 2 || mode.kernel_marks())
+            .collect();
+        let extra = before.len();
+        assert_eq!(
+            nodes.len(),
+            want.len() + extra,
+            "step {step} ({tok}): robust list {nodes:x?}, held {want:?}"
+        );
+        for (node, &x) in nodes.iter().zip(&want) {
+            let glibc_node = |m: *mut libc::pthread_mutex_t| m as usize + 32;
+            match x {
+                2 => assert_eq!(*node, glibc_node(mx), "step {step}: X's place"),
+                3 => assert_eq!(*node, glibc_node(my), "step {step}: Y's place"),
+                _ => assert!(
+                    *node != glibc_node(mx) && *node != glibc_node(my),
+                    "step {step}: our lock's place"
+                ),
+            }
+        }
+    }
+    tell("held");
+    let _keep = (ga, gb);
+    block_until_killed()
+}
+
+/// Server command `glibc A B G MASK dA dB dX dY CONSISTENT`: exactly the
+/// locks held at death report the death (ours `OwnerDied`, glibc's
+/// `EOWNERDEAD`), with the data last written.
+fn glibc_check(a: &[&str]) -> String {
+    let va = Value::<i64>::open(a[0]).unwrap();
+    let vb = Value::<i64>::open(a[1]).unwrap();
+    let gm = SharedMemory::open(a[2]).unwrap();
+    let mask: u32 = a[3].parse().unwrap();
+    let data: Vec<i64> = a[4..8].iter().map(|s| s.parse().unwrap()).collect();
+    let consistent = a[8] == "1";
+    for (l, v) in [(0, &va), (1, &vb)] {
+        let held = mask & (1 << l) != 0;
+        match v.lock_timeout(LONG) {
+            Err(TryLockError::OwnerDied(g)) if held => {
+                assert_eq!(g.get(), data[l], "{}: data", LOCKS[l]);
+                g.set(data[l] + 1000);
+                if consistent {
+                    g.mark_consistent();
+                }
+            }
+            Ok(g) if !held => assert_eq!(g.get(), data[l], "{}: data", LOCKS[l]),
+            r => panic!("{} (held at death: {held}): {}", LOCKS[l], tlk(&r)),
+        }
+    }
+    for (l, off, d) in [(2, GX, GX_DATA), (3, GY, GY_DATA)] {
+        let held = mask & (1 << l) != 0;
+        let m: *mut libc::pthread_mutex_t = gm.as_ptr().wrapping_add(off).cast();
+        // SAFETY: an initialised robust pshared mutex in `gm`.
+        let rc = unsafe { glibc_timedlock(m, LONG) };
+        let want = if held { libc::EOWNERDEAD } else { 0 };
+        assert_eq!(rc, want, "{} (held at death: {held})", LOCKS[l]);
+        let mut b = [0u8; 8];
+        gm.read_at(d, &mut b).unwrap();
+        assert_eq!(i64::from_ne_bytes(b), data[l], "{}: data", LOCKS[l]);
+        // SAFETY: this thread holds `m`.
+        unsafe {
+            if held && consistent {
+                assert_eq!(libc::pthread_mutex_consistent(m), 0);
+            }
+            assert_eq!(libc::pthread_mutex_unlock(m), 0);
+            let again = glibc_timedlock(m, LONG);
+            if held && !consistent {
+                assert_eq!(again, libc::ENOTRECOVERABLE, "{}", LOCKS[l]);
+            } else {
+                assert_eq!(again, 0, "{}", LOCKS[l]);
+                assert_eq!(libc::pthread_mutex_unlock(m), 0);
+            }
+        }
+    }
+    "checked".to_owned()
+}
+
+#[test]
+fn glibc_interleaved_list() {
+    glibc_interleaved("glibc_interleaved_list", Mode::List);
+}
+
+#[test]
+fn glibc_interleaved_fallback() {
+    glibc_interleaved("glibc_interleaved_fallback", Mode::Fallback);
+}
+
+// ===========================================================================
+// Scenario 8: fork while held
+// ===========================================================================
+
+fn fork_while_held(mode: Mode) {
+    for trial in 0..trials(TRIALS) {
+        let killed = trial % 2 == 0;
+        let consistent = (trial / 2) % 2 == 0;
+        let n1 = OdName::new("f1");
+        let n2 = OdName::new("f2");
+        let v1 = Value::<i64>::create(&n1, 0).unwrap();
+        let v2 = Value::<i64>::create(&n2, 0).unwrap();
+        let peek1 = Peek::open(&n1);
+        let mut p = spawn("fork", "forker", mode)
+            .premain()
+            .arg("V1", &*n1)
+            .arg("V2", &*n2)
+            .arg("END", if killed { "kill" } else { "exit" })
+            .arg("CONSISTENT", u8::from(consistent))
+            .start();
+        let ptid: u32 = p.expect_prefixed("parent_holds ").parse().unwrap();
+        p.expect("child_blocking");
+        // The child is asleep on v1, which its parent holds.
+        let w = peek1.wait_for("the forked child asleep", |w| w & WAITERS != 0);
+        assert_eq!(w & TID_MASK, ptid, "still the parent's");
+        p.send("release");
+        let cpid: i32 = p.expect_prefixed("child_holds_v2 ").parse().unwrap();
+        if killed {
+            // SAFETY: kill(2) on the forker's child, which the forker reaps
+            // only after "child_killed": the PID cannot be reused before.
+            assert_eq!(unsafe { libc::kill(cpid, libc::SIGKILL) }, 0);
+            p.send("child_killed");
+        }
+        p.expect("parent_recovered");
+        p.wait();
+        check_value_after(&v2, consistent, 51);
+        check_value_ok(&v1, 3, true);
+    }
+}
+
+/// Single-threaded: holds v1, forks. The child: `try_lock` is
+/// `WouldBlock`, `lock` sleeps until the parent releases (and is `Ok`, not
+/// `OwnerDied`), then it takes v2 and dies holding it (`_exit` or
+/// SIGKILL); the forker then gets `OwnerDied` on v2.
+fn forker(mode: Mode) {
+    let v1 = Value::<i64>::open(&arg("V1")).unwrap();
+    let v2 = Value::<i64>::open(&arg("V2")).unwrap();
+    let killed = arg("END") == "kill";
+    let consistent = arg("CONSISTENT") == "1";
+    let g = v1.lock().unwrap();
+    g.set(1);
+    let ptid = gettid();
+    tell(&format!("parent_holds {ptid}"));
+    // SAFETY: this process is single-threaded (a pre-main role), so the
+    // child may run arbitrary code; it ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ok = catch_unwind(AssertUnwindSafe(|| {
+            forked_child(&v1, &v2, ptid, mode, killed)
+        }))
+        .is_ok();
+        if !ok {
+            tell("child_failed");
+        }
+        let _ = std::io::stdout().flush();
+        // SAFETY: ends the forked child without running the parent's
+        // destructors or exit handlers.
+        unsafe { libc::_exit(if ok { 0 } else { 101 }) };
+    }
+    await_msg("release");
+    g.set(2);
+    drop(g);
+    if killed {
+        await_msg("child_killed");
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    if killed {
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+            "child status {status:#x}"
+        );
+    } else {
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status:#x}"
+        );
+    }
+    // The child died holding v2: its lock was on the child's own robust
+    // list (list mode) / token (fallback), not the parent's.
+    match v2.lock() {
+        Err(LockError::OwnerDied(g)) => {
+            assert_eq!(g.get(), 50, "the child's data");
+            g.set(51);
+            if consistent {
+                g.mark_consistent();
+            }
+        }
+        r => panic!("v2 after the forked child died holding it: {}", lk(&r)),
+    }
+    // v1 was released by the child normally.
+    let r = v1.lock();
+    assert!(matches!(&r, Ok(g) if g.get() == 3), "v1: {}", lk(&r));
+    drop(r);
+    if consistent {
+        check_value_ok(&v2, 51, true);
+    } else {
+        check_value_not_recoverable(&v2);
+    }
+    tell("parent_recovered");
+}
+
+fn forked_child(v1: &Value<i64>, v2: &Value<i64>, ptid: u32, mode: Mode, killed: bool) {
+    assert_eq!(shmsync::robustness(), mode.expected());
+    assert_ne!(gettid(), ptid);
+    assert!(!v1.get_lock().is_held_by_current_thread());
+    let r = v1.try_lock();
+    assert!(
+        matches!(r, Err(TryLockError::WouldBlock)),
+        "child's try_lock while the parent holds: {}",
+        tlk(&r)
+    );
+    drop(r);
+    let r = v1.lock_timeout(Duration::from_millis(1));
+    assert!(
+        matches!(r, Err(TryLockError::WouldBlock)),
+        "child's lock_timeout while the parent holds: {}",
+        tlk(&r)
+    );
+    drop(r);
+    tell("child_blocking");
+    let g = match v1.lock() {
+        Ok(g) => g,
+        r => panic!("child's lock after the parent released: {}", lk(&r)),
+    };
+    assert_eq!(g.get(), 2, "the child got v1 before its parent released it");
+    g.set(3);
+    drop(g);
+    let g2 = v2.lock().unwrap();
+    g2.set(50);
+    tell(&format!("child_holds_v2 {}", std::process::id()));
+    if killed {
+        loop {
+            // SAFETY: pause(2) only waits for a signal.
+            unsafe { libc::pause() };
+        }
+    }
+    // `_exit` (by the caller) while still holding v2.
+    std::mem::forget(g2);
+}
+
+#[test]
+fn fork_while_held_list() {
+    fork_while_held(Mode::List);
+}
+
+#[test]
+fn fork_while_held_fallback() {
+    fork_while_held(Mode::Fallback);
+}
+
+// ===========================================================================
+// Mode check of the machinery itself
+// ===========================================================================
+
+/// The children really run in the mode they were started in (each child
+/// also asserts it at start).
+#[test]
+fn children_run_in_their_mode() {
+    let test = "children_run_in_their_mode";
+    if run_child(test, roles) {
+        return;
+    }
+    for mode in [Mode::List, Mode::Fallback] {
+        let mut s = start_server(test, mode);
+        s.send("mode");
+        assert_eq!(s.recv(), format!("{:?}", mode.expected()));
+        s.wait();
+    }
+    assert_eq!(Mode::List.expected(), shmsync::Robustness::KernelList);
+}
+
+// ===========================================================================
+// Soak: ≥ 1000 kill-while-held trials per mode
+// ===========================================================================
+
+/// `cargo test --release --test owner_death -- --ignored soak --nocapture`
+/// (`SHMSYNC_OD_TRIALS=N` to change the count, `SHMSYNC_OD_SOAK_MODE=list`
+/// or `fallback` for one mode only): the blocked-waiter and
+/// the random-time kill scenarios, `SOAK_TRIALS` each per mode; prints
+/// every failing trial and a summary, fails if any trial failed.
+#[test]
+#[ignore = "soak: minutes; run explicitly"]
+fn soak() {
+    let test = "soak";
+    if run_child(test, roles) {
+        return;
+    }
+    let n = trials(SOAK_TRIALS);
+    let modes: &[Mode] = match std::env::var("SHMSYNC_OD_SOAK_MODE").as_deref() {
+        Ok("list") => &[Mode::List],
+        Ok("fallback") => &[Mode::Fallback],
+        _ => &[Mode::List, Mode::Fallback],
+    };
+    let mut failures = Vec::new();
+    for &mode in modes {
+        let seed = Rng::seed();
+        let mut rng = Rng::new(seed);
+        let start = Instant::now();
+        let mut ws = [start_server(test, mode), start_server(test, mode)];
+        let mut server = start_server(test, mode);
+        let mut died = 0;
+        for trial in 0..n {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                trial_waiter_blocked(test, mode, trial, &mut ws)
+            }));
+            if let Err(e) = r {
+                failures.push(format!(
+                    "{mode:?} blocked-waiter trial {trial}: {}",
+                    panic_msg(&e)
+                ));
+                ws = [start_server(test, mode), start_server(test, mode)];
+            }
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                trial_random_kill(test, mode, &mut rng, &mut server)
+            }));
+            match r {
+                Ok(d) => died += usize::from(d),
+                Err(e) => {
+                    failures.push(format!(
+                        "{mode:?} random-kill trial {trial} (SHMSYNC_OD_SEED={seed}): {}",
+                        panic_msg(&e)
+                    ));
+                    server = start_server(test, mode);
+                }
+            }
+        }
+        for k in ws {
+            k.wait();
+        }
+        server.wait();
+        println!(
+            "soak {mode:?}: {n} blocked-waiter + {n} random-kill trials ({died} OwnerDied) in {:?}",
+            start.elapsed()
+        );
+    }
+    for f in &failures {
+        println!("FAILED: {f}");
+    }
+    assert!(failures.is_empty(), "{} failed trials", failures.len());
+}
+
+fn panic_msg(e: &Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "panic".to_owned())
+}

@@ -147,7 +147,7 @@ impl<W: FutexWord> RawMutex<W> {
 
     #[cold]
     fn try_lock_slow(&self, me: u32, cur: u32, recursive: bool) -> Result<Acquired, Refused> {
-        match self.step(me, cur, 0, recursive, None) {
+        match self.step(me, cur, 0, recursive) {
             Step::Done(r) => r,
             Step::Busy(_) => Err(Refused::WouldBlock),
         }
@@ -194,7 +194,7 @@ impl<W: FutexWord> RawMutex<W> {
         let mut sticky = 0;
         let mut polls = 0;
         loop {
-            match self.step(me, cur, sticky, recursive, liveness.as_deref_mut()) {
+            match self.step(me, cur, sticky, recursive) {
                 Step::Done(r) => return r,
                 Step::Busy(busy) => cur = busy,
             }
@@ -252,21 +252,11 @@ impl<W: FutexWord> RawMutex<W> {
 
     /// One attempt on the value `cur` just read.
     #[inline]
-    fn step<'d>(
-        &self,
-        me: u32,
-        mut cur: u32,
-        sticky: u32,
-        recursive: bool,
-        mut liveness: Option<&mut (dyn Liveness + 'd)>,
-    ) -> Step {
+    fn step(&self, me: u32, mut cur: u32, sticky: u32, recursive: bool) -> Step {
         loop {
             let owner = cur & TID_MASK;
             if owner == 0 {
                 // Free, possibly with OWNER_DIED and/or WAITERS left in it.
-                if let Some(l) = liveness.as_deref_mut() {
-                    l.before_acquire();
-                }
                 let new = me | (cur & WAITERS) | sticky;
                 // Acquire: pairs with the Release swap in `unlock` (or the
                 // kernel's atomic update of a dead owner's word).

@@ -91,10 +91,4 @@ pub trait Liveness {
     /// production probe learns of the death through a system call on the
     /// owner's token, after the owner's exit.)
     fn owner_is_dead(&mut self, word: u32) -> bool;
-    /// Called by a waiter right before it tries to take a free word, so
-    /// that it can publish who it is *before* the word names it (an owner
-    /// killed between taking the word and publishing itself could otherwise
-    /// never be judged dead). The implementation orders its writes before
-    /// the acquiring CAS (e.g. with a `Release` fence).
-    fn before_acquire(&mut self) {}
 }

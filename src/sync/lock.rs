@@ -419,6 +419,10 @@ macro_rules! lock_type {
 
             /// Acquires the lock if it is free, without blocking.
             ///
+            /// When another thread holds it, `try_lock` asks the kernel once
+            /// whether that owner is still alive (two system calls), so that
+            /// an owner that died is reported here too, on every path.
+            ///
             /// # Errors
             /// [`TryLockError::WouldBlock`] if another thread holds it; the
             /// other variants as for [`lock`](Self::lock).

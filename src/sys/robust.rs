@@ -287,7 +287,19 @@ pub(crate) unsafe fn dequeue(head: usize, next: &AtomicUsize, prev: &AtomicUsize
         if n > 0 && n <= MAX_HELD && l.held[n - 1].get() == node {
             // Released in LIFO order, the common case.
             l.n_held.set(n - 1);
-        } else if n > MAX_HELD {
+        } else {
+            forget_held(l, node);
+        }
+    });
+}
+
+/// The registry update of [`dequeue`] for a release out of LIFO order.
+#[cold]
+#[inline(never)]
+fn forget_held(l: &Local, node: usize) {
+    {
+        let n = l.n_held.get();
+        if n > MAX_HELD {
             // The registry overflowed: only the first MAX_HELD are recorded.
             l.n_held.set(n - 1);
         } else if let Some(i) = (0..n).rev().find(|&i| l.held[i].get() == node) {
@@ -296,7 +308,7 @@ pub(crate) unsafe fn dequeue(head: usize, next: &AtomicUsize, prev: &AtomicUsize
             }
             l.n_held.set(n - 1);
         }
-    });
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -313,6 +325,14 @@ fn trusted(head: usize, cand: usize, node: usize, link: Link) -> bool {
     if cand == head {
         return matches!(link, Link::Prev);
     }
+    trusted_node(cand, node, link)
+}
+
+/// [`trusted`] for a link that is not the head: a slot this thread holds,
+/// or a foreign node that links back to ours.
+#[cold]
+#[inline(never)]
+fn trusted_node(cand: usize, node: usize, link: Link) -> bool {
     if cand == 0 || cand % 8 != 0 {
         return false;
     }

@@ -72,7 +72,7 @@ pub(crate) struct Header {
     /// 0 while the creator initialises, [`READY`] once published.
     pub(crate) init: AtomicU32,
     /// Reserved (zero): room for owner-detection state.
-    pub(crate) next_token: AtomicU32,
+    pub(crate) reserved_76: AtomicU32,
     pub(crate) reserved: [AtomicU32; 12],
 }
 
@@ -92,7 +92,7 @@ const_assert_eq!(offset_of!(Header, lock_name_len), 52);
 const_assert_eq!(offset_of!(Header, id), 56);
 const_assert_eq!(offset_of!(Header, lock_id), 64);
 const_assert_eq!(offset_of!(Header, init), 72);
-const_assert_eq!(offset_of!(Header, next_token), 76);
+const_assert_eq!(offset_of!(Header, reserved_76), 76);
 
 /// The in-page lock: a node laid out like glibc's 64-bit `pthread_mutex_t`
 /// (`shared/ROBUST.md`), so the kernel's robust-list walk can find the word:
@@ -106,7 +106,7 @@ pub(crate) struct LockSlot {
     pub(crate) reserved: AtomicU32,
     /// Reserved (zero): room for owner-detection state. (Liveness is keyed
     /// by the TID in the word itself: `sys::liveness`.)
-    pub(crate) owner: AtomicU64,
+    pub(crate) reserved_16: AtomicU64,
     /// Robust-list `prev` link (glibc's `__list.__prev`).
     pub(crate) prev: AtomicUsize,
     /// Robust-list `next` link: the node the kernel walks.
@@ -119,7 +119,7 @@ const_assert_eq!(offset_of!(LockSlot, raw), 0);
 const_assert_eq!(offset_of!(RawMutex<AtomicU32>, word), 0);
 const_assert_eq!(offset_of!(RawMutex<AtomicU32>, count), 4);
 const_assert_eq!(offset_of!(RawMutex<AtomicU32>, state), 8);
-const_assert_eq!(offset_of!(LockSlot, owner), 16);
+const_assert_eq!(offset_of!(LockSlot, reserved_16), 16);
 const_assert_eq!(offset_of!(LockSlot, prev), 24);
 const_assert_eq!(offset_of!(LockSlot, next), 32);
 const_assert!(LOCK_OFFSET + size_of::<LockSlot>() <= LOCK_NAME_OFFSET);

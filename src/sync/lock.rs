@@ -121,11 +121,12 @@ impl LockHandle {
 
     /// One acquire (`try_lock` when `wait` is false), wrapped in the
     /// owner-death protocol:
+    /// - always: this thread's liveness byte held before the acquiring CAS
+    ///   (`sys::liveness`), and waiters (or a busy `try_lock`) probing the
+    ///   owner named in the word;
     /// - on the kernel-list path (`head` is this thread's robust head):
-    ///   `list_op_pending` around the attempt, the slot linked into the
-    ///   list once the word is ours, and an owner entry saying so;
-    /// - on the fallback path: the owner entry (TID and liveness token)
-    ///   published before the acquiring CAS and again after it.
+    ///   `list_op_pending` around the attempt and the slot linked into the
+    ///   list once the word is ours.
     #[inline]
     fn acquire_raw(
         &self,

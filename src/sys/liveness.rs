@@ -337,7 +337,7 @@ fn held(probe: RawFd, at: i64) -> Option<bool> {
 }
 
 /// Whether thread `tid` of this process is alive.
-pub(crate) fn own_thread_alive(tid: u32) -> bool {
+fn own_thread_alive(tid: u32) -> bool {
     // SAFETY: tgkill with signal 0 only checks existence and permission.
     let rc = unsafe {
         libc::syscall(

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::element::{CChar, Element};
 use crate::error::{Error, Result};
 use crate::shm::object::Kind;
-use crate::sync::HeldLock;
+use crate::sync::{HasLock, HeldLock, LockHandle};
 use crate::sync::{LockError, RLock, TryLockError};
 use crate::typed::{Cells, NewLock};
 use crate::value::object_common;
@@ -48,9 +48,15 @@ pub struct Array<T> {
 /// An [`Array`] locked by the current thread. Releases the lock when
 /// dropped.
 #[must_use = "if unused the lock will immediately unlock"]
-pub struct ArrayGuard<'a, T> {
-    cells: &'a Cells<T>,
-    held: HeldLock<'a>,
+pub struct ArrayGuard<'a, T: Element> {
+    held: HeldLock<'a, Array<T>>,
+}
+
+impl<T: Element> HasLock for Array<T> {
+    #[inline]
+    fn lock_handle(&self) -> &LockHandle {
+        self.lock.handle()
+    }
 }
 
 type Res<'a, R, T> = core::result::Result<R, LockError<ArrayGuard<'a, T>>>;
@@ -264,10 +270,7 @@ impl<T: Element> Array<T> {
     /// See [`RLock::lock`].
     #[inline]
     pub fn lock(&self) -> Res<'_, ArrayGuard<'_, T>, T> {
-        let cells = &self.cells;
-        self.lock
-            .handle()
-            .acquire(|held| ArrayGuard { cells, held })
+        HeldLock::acquire(self, |held| ArrayGuard { held })
     }
 
     /// Locks the array if the lock is free.
@@ -275,10 +278,7 @@ impl<T: Element> Array<T> {
     /// # Errors
     /// See [`RLock::try_lock`].
     pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        let cells = &self.cells;
-        self.lock
-            .handle()
-            .try_acquire(None, |held| ArrayGuard { cells, held })
+        HeldLock::try_acquire(self, None, |held| ArrayGuard { held })
     }
 
     /// Locks the array, waiting at most `timeout`.
@@ -289,10 +289,7 @@ impl<T: Element> Array<T> {
         &self,
         timeout: Duration,
     ) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        let cells = &self.cells;
-        self.lock
-            .handle()
-            .try_acquire(Some(timeout), |held| ArrayGuard { cells, held })
+        HeldLock::try_acquire(self, Some(timeout), |held| ArrayGuard { held })
     }
 
     /// The lock protecting this array (Python's `get_lock()`).
@@ -320,10 +317,15 @@ impl Array<CChar> {
 }
 
 impl<T: Element> ArrayGuard<'_, T> {
+    #[inline]
+    fn cells(&self) -> &Cells<T> {
+        &self.held.obj().cells
+    }
+
     /// Number of elements.
     #[inline]
     pub fn len(&self) -> usize {
-        self.cells.len()
+        self.cells().len()
     }
 
     /// Whether the array has no elements.
@@ -334,36 +336,36 @@ impl<T: Element> ArrayGuard<'_, T> {
     /// Element `i`. Panics if out of bounds.
     #[inline]
     pub fn get(&self, i: usize) -> T {
-        self.cells.load(i)
+        self.cells().load(i)
     }
 
     /// Writes element `i`. Panics if out of bounds.
     #[inline]
     pub fn set(&self, i: usize, v: T) {
-        self.cells.store(i, v);
+        self.cells().store(i, v);
     }
 
     /// Applies `f` to element `i`; returns the new value.
     #[inline]
     pub fn update(&self, i: usize, f: impl FnOnce(T) -> T) -> T {
-        let n = f(self.cells.load(i));
-        self.cells.store(i, n);
+        let n = f(self.cells().load(i));
+        self.cells().store(i, n);
         n
     }
 
     /// Copies elements `start..start + out.len()` into `out`.
     pub fn read(&self, start: usize, out: &mut [T]) {
-        self.cells.read(start, out);
+        self.cells().read(start, out);
     }
 
     /// Stores `data` at `start..start + data.len()`.
     pub fn write(&self, start: usize, data: &[T]) {
-        self.cells.write(start, data);
+        self.cells().write(start, data);
     }
 
     /// Every element.
     pub fn to_vec(&self) -> Vec<T> {
-        self.cells.to_vec()
+        self.cells().to_vec()
     }
 
     /// Declares the array repaired after [`LockError::OwnerDied`]; see

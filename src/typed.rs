@@ -14,6 +14,10 @@ use crate::sync::{LockHandle, RLock};
 #[derive(Debug)]
 pub(crate) struct Cells<T> {
     pub(crate) obj: Object,
+    /// Element 0, in the mapping `obj` keeps alive (the stride is
+    /// `size_of::<T>()`, validated).
+    data: *mut T,
+    len: usize,
     _t: PhantomData<T>,
 }
 
@@ -74,10 +78,24 @@ impl<T: Element> Cells<T> {
                 unsafe { access::store(obj.elem_ptr(i).cast::<T>(), init(i)) };
             }
         })?;
-        Ok(Cells {
+        Ok(Cells::of(obj))
+    }
+
+    fn of(obj: Object) -> Self {
+        debug_assert_eq!(obj.layout.stride, core::mem::size_of::<T>());
+        // In the mapping or at its end (data_offset + count * stride ==
+        // mapping length, validated); dereferenced only below `len`.
+        let data = obj
+            .seg
+            .as_ptr()
+            .wrapping_add(obj.layout.data_offset)
+            .cast::<T>();
+        Cells {
+            len: obj.layout.count,
+            data,
             obj,
             _t: PhantomData,
-        })
+        }
     }
 
     fn expect(kind: &[Kind]) -> Expect<'_> {
@@ -89,17 +107,11 @@ impl<T: Element> Cells<T> {
     }
 
     pub(crate) fn open(name: &str, kind: &[Kind]) -> Result<Self> {
-        Ok(Cells {
-            obj: Object::open(name, &Self::expect(kind))?,
-            _t: PhantomData,
-        })
+        Ok(Cells::of(Object::open(name, &Self::expect(kind))?))
     }
 
     pub(crate) fn from_fd(fd: OwnedFd, kind: &[Kind]) -> Result<Self> {
-        Ok(Cells {
-            obj: Object::from_fd(fd, &Self::expect(kind))?,
-            _t: PhantomData,
-        })
+        Ok(Cells::of(Object::from_fd(fd, &Self::expect(kind))?))
     }
 
     /// The lock of a locked object: its own slot, the separate lock object
@@ -119,7 +131,7 @@ impl<T: Element> Cells<T> {
 
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.obj.layout.count
+        self.len
     }
 
     #[inline]
@@ -129,8 +141,9 @@ impl<T: Element> Cells<T> {
             "index {i} out of bounds for length {}",
             self.len()
         );
-        // SAFETY: i < count, checked just above.
-        unsafe { self.obj.elem_ptr(i).cast::<T>() }
+        // SAFETY: i < count, checked just above; elements are `stride ==
+        // size_of::<T>()` apart from element 0 (see `of`).
+        unsafe { self.data.add(i) }
     }
 
     /// Element `i` (Relaxed). Panics if out of bounds.

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::element::Element;
 use crate::error::Result;
 use crate::shm::object::Kind;
-use crate::sync::HeldLock;
+use crate::sync::{HasLock, HeldLock, LockHandle};
 use crate::sync::{LockError, RLock, TryLockError};
 use crate::typed::{Cells, NewLock};
 
@@ -45,9 +45,15 @@ pub struct Value<T> {
 
 /// A [`Value`] locked by the current thread. Releases the lock when dropped.
 #[must_use = "if unused the lock will immediately unlock"]
-pub struct ValueGuard<'a, T> {
-    cells: &'a Cells<T>,
-    held: HeldLock<'a>,
+pub struct ValueGuard<'a, T: Element> {
+    held: HeldLock<'a, Value<T>>,
+}
+
+impl<T: Element> HasLock for Value<T> {
+    #[inline]
+    fn lock_handle(&self) -> &LockHandle {
+        self.lock.handle()
+    }
 }
 
 const VALUE: &[Kind] = &[Kind::Value];
@@ -180,10 +186,7 @@ impl<T: Element> Value<T> {
     /// See [`RLock::lock`].
     #[inline]
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        let cells = &self.cells;
-        self.lock
-            .handle()
-            .acquire(|held| ValueGuard { cells, held })
+        HeldLock::acquire(self, |held| ValueGuard { held })
     }
 
     /// Locks the value if the lock is free.
@@ -191,10 +194,7 @@ impl<T: Element> Value<T> {
     /// # Errors
     /// See [`RLock::try_lock`].
     pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
-        let cells = &self.cells;
-        self.lock
-            .handle()
-            .try_acquire(None, |held| ValueGuard { cells, held })
+        HeldLock::try_acquire(self, None, |held| ValueGuard { held })
     }
 
     /// Locks the value, waiting at most `timeout`.
@@ -205,10 +205,7 @@ impl<T: Element> Value<T> {
         &self,
         timeout: Duration,
     ) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
-        let cells = &self.cells;
-        self.lock
-            .handle()
-            .try_acquire(Some(timeout), |held| ValueGuard { cells, held })
+        HeldLock::try_acquire(self, Some(timeout), |held| ValueGuard { held })
     }
 
     /// The lock protecting this value (Python's `get_lock()`).
@@ -218,16 +215,21 @@ impl<T: Element> Value<T> {
 }
 
 impl<T: Element> ValueGuard<'_, T> {
+    #[inline]
+    fn cells(&self) -> &Cells<T> {
+        &self.held.obj().cells
+    }
+
     /// Reads the value.
     #[inline]
     pub fn get(&self) -> T {
-        self.cells.load(0)
+        self.cells().load(0)
     }
 
     /// Writes the value.
     #[inline]
     pub fn set(&self, v: T) {
-        self.cells.store(0, v);
+        self.cells().store(0, v);
     }
 
     /// Declares the value repaired after [`LockError::OwnerDied`]; see

@@ -64,3 +64,54 @@ fn one_lock_shared_by_several_objects() {
     assert_eq!(x.get().unwrap(), 4);
     assert!(!l.is_locked());
 }
+
+/// A child forked while its parent holds a lock inherits copies of the
+/// parent's guards; dropping them must not release (or count down) the
+/// parent's holds. The child only drops guards, reads the lock word and
+/// `_exit`s (no allocation, no locks: async-signal-safe), so forking from
+/// the multi-threaded test harness is sound.
+#[test]
+fn guard_copies_dropped_in_a_forked_child_keep_the_parents_holds() {
+    let v = Value::<i64>::new(7).unwrap();
+    let g1 = v.lock().unwrap();
+    let g2 = v.lock().unwrap();
+    let lock = v.get_lock();
+    // SAFETY: the child runs only the code described above, then `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        drop(g2);
+        drop(g1);
+        let code = if !lock.is_locked() {
+            1
+        } else if lock.is_held_by_current_thread() {
+            2
+        } else {
+            0
+        };
+        // SAFETY: `_exit` is async-signal-safe and ends the child.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child with a valid status pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status),
+        "the child did not exit normally: {status:#x}"
+    );
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "1: the child's drops released the lock; 2: the child held it"
+    );
+    assert!(lock.is_held_by_current_thread());
+    g2.set(8);
+    drop(g2);
+    assert!(
+        lock.is_held_by_current_thread(),
+        "the child's drops counted the recursion down"
+    );
+    drop(g1);
+    assert!(!lock.is_locked());
+    assert_eq!(v.get().unwrap(), 8);
+}

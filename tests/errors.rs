@@ -2,7 +2,7 @@
 //! unlink rules of named segments.
 //!
 //! Header facts used to damage segments on purpose (`src/shm/header.rs`):
-//! magic `u64` at 0 (`b"SHMSYNC\0"`), version `u32` at 8 (= 1), kind at 12,
+//! magic `u64` at 0 (`b"SHMSYNC\0"`), version `u32` at 8, kind at 12,
 //! type code at 16, element size at 20, alignment at 24, stride at 28,
 //! count `u64` at 32, data offset `u64` at 40, lock mode `u32` at 48, lock
 //! name length at 52, init `u32` at 72 (`b"REDY"` once published); data of
@@ -51,6 +51,16 @@ fn poke(name: &str, offset: usize, bytes: &[u8]) {
         .unwrap()
         .write_at(offset, bytes)
         .unwrap();
+}
+
+/// Reads a little-endian `u32` of the named segment.
+fn peek_u32(name: &str, offset: usize) -> u32 {
+    let mut b = [0u8; 4];
+    SharedMemory::open(name)
+        .unwrap()
+        .read_at(offset, &mut b)
+        .unwrap();
+    u32::from_le_bytes(b)
 }
 
 /// Creates `/dev/shm/NAME` (mode 0600) with exactly `bytes`.
@@ -490,20 +500,22 @@ fn garbage_file_is_bad_magic() {
 fn changed_version_is_version_mismatch() {
     let name = ShmName::new("version");
     let v = Value::<i32>::create(&name, 1).unwrap();
-    poke(&name, OFF_VERSION, &2u32.to_le_bytes());
+    // The version this build writes, read back from the file.
+    let ours = peek_u32(&name, OFF_VERSION);
+    poke(&name, OFF_VERSION, &(ours + 1).to_le_bytes());
     assert_eq!(
         err(Value::<i32>::open(&name)),
         Error::VersionMismatch {
-            expected: 1,
-            found: 2
+            expected: ours,
+            found: ours + 1
         }
     );
     // Checked before the type: any request sees the version first.
     assert!(matches!(
         err(Array::<u64>::open(&name)),
-        Error::VersionMismatch { found: 2, .. }
+        Error::VersionMismatch { found, .. } if found == ours + 1
     ));
-    poke(&name, OFF_VERSION, &1u32.to_le_bytes());
+    poke(&name, OFF_VERSION, &ours.to_le_bytes());
     assert_eq!(Value::<i32>::open(&name).unwrap().get().unwrap(), 1);
     drop(v);
     common::assert_gone(&name);

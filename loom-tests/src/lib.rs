@@ -556,7 +556,7 @@ impl<P: TimeoutPolicy> Shared<P> {
 
     /// The recursion count (Relaxed: meaningful to the owner only).
     pub fn count(&self) -> u32 {
-        self.m.count.load(Relaxed)
+        self.m.holds()
     }
 
     /// Releases one hold of owner `me`; `true` when the lock is now free.

@@ -37,11 +37,16 @@
 //!
 //! # The other fields
 //!
-//! `count` (recursion depth) and `state` (consistency after an owner died)
-//! are read and written only by the current owner, with `Relaxed` accesses:
+//! `extra` (the owner's holds beyond the first) and `state` (consistency
+//! after an owner died) are read and written only by the current owner, with
+//! `Relaxed` accesses:
 //! the `Acquire` that took the word and the `Release` that gives it back
 //! order them between successive owners, exactly as std's `ReentrantLock`
 //! leaves the synchronisation of its `lock_count` to the mutex.
+//!
+//! `extra` is 0 whenever the lock is free, so the first acquire and the
+//! last release need not write it: only recursion does. A dead owner's
+//! leftover is reset by the thread that takes the lock over.
 
 use core::num::NonZeroU32;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -97,8 +102,9 @@ pub enum Refused {
 pub struct RawMutex<W> {
     /// Owner TID | `OWNER_DIED` | `WAITERS` (see the module docs).
     pub word: W,
-    /// Recursion depth; meaningful only to the owner.
-    pub count: W,
+    /// The owner's holds beyond the first (0 while free); meaningful only
+    /// to the owner.
+    pub extra: W,
     /// `CONSISTENT` or `INCONSISTENT`; meaningful only to the owner.
     pub state: W,
 }
@@ -122,7 +128,7 @@ impl<W: FutexWord> RawMutex<W> {
     pub fn new() -> Self {
         RawMutex {
             word: W::new(0),
-            count: W::new(0),
+            extra: W::new(0),
             state: W::new(CONSISTENT),
         }
     }
@@ -137,10 +143,8 @@ impl<W: FutexWord> RawMutex<W> {
         // Acquire: pairs with the Release swap in `unlock`, so the previous
         // owner's writes to the protected data happen before ours.
         match self.word.compare_exchange(0, me, Acquire, Relaxed) {
-            Ok(_) => {
-                self.count.store(1, Relaxed);
-                Ok(Acquired::Locked)
-            }
+            // `extra` is already 0: the word was free.
+            Ok(_) => Ok(Acquired::Locked),
             Err(cur) => self.try_lock_slow(me, cur, recursive),
         }
     }
@@ -172,10 +176,7 @@ impl<W: FutexWord> RawMutex<W> {
         let me = me.get();
         // Acquire: pairs with the Release swap in `unlock`.
         match self.word.compare_exchange(0, me, Acquire, Relaxed) {
-            Ok(_) => {
-                self.count.store(1, Relaxed);
-                Ok(Acquired::Locked)
-            }
+            Ok(_) => Ok(Acquired::Locked),
             Err(cur) => self.lock_contended(me, cur, recursive, deadline, liveness),
         }
     }
@@ -262,8 +263,9 @@ impl<W: FutexWord> RawMutex<W> {
                 // kernel's atomic update of a dead owner's word).
                 match self.word.compare_exchange(cur, new, Acquire, Relaxed) {
                     Ok(_) => {
-                        self.count.store(1, Relaxed);
                         if cur & OWNER_DIED != 0 {
+                            // The dead owner's holds die with it.
+                            self.extra.store(0, Relaxed);
                             self.state.store(INCONSISTENT, Relaxed);
                             return Step::Done(Ok(Acquired::OwnerDied));
                         }
@@ -281,13 +283,13 @@ impl<W: FutexWord> RawMutex<W> {
                 if !recursive {
                     return Step::Done(Err(Refused::Deadlock));
                 }
-                let n = self.count.load(Relaxed);
-                return Step::Done(match n.checked_add(1) {
-                    Some(n) => {
-                        self.count.store(n, Relaxed);
-                        Ok(Acquired::Recursive)
-                    }
-                    None => Err(Refused::Deadlock),
+                // At most u32::MAX holds, so that `holds` cannot overflow.
+                let n = self.extra.load(Relaxed);
+                return Step::Done(if n < u32::MAX - 1 {
+                    self.extra.store(n + 1, Relaxed);
+                    Ok(Acquired::Recursive)
+                } else {
+                    Err(Refused::Deadlock)
                 });
             }
             if owner == NOT_RECOVERABLE {
@@ -321,12 +323,11 @@ impl<W: FutexWord> RawMutex<W> {
     #[inline]
     pub unsafe fn unlock_with(&self, me: NonZeroU32, before_release: impl FnOnce()) -> bool {
         debug_assert_eq!(self.word.load(Relaxed) & TID_MASK, me.get());
-        let n = self.count.load(Relaxed);
-        if n > 1 {
-            self.count.store(n - 1, Relaxed);
+        let n = self.extra.load(Relaxed);
+        if n > 0 {
+            self.extra.store(n - 1, Relaxed);
             return false;
         }
-        self.count.store(0, Relaxed);
         before_release();
         if self.state.load(Relaxed) == INCONSISTENT {
             self.poison();
@@ -356,6 +357,16 @@ impl<W: FutexWord> RawMutex<W> {
     #[inline]
     pub unsafe fn mark_consistent(&self) {
         self.state.store(CONSISTENT, Relaxed);
+    }
+
+    /// How many times the owner holds the lock (0 while free; a Relaxed
+    /// snapshot, exact for the owner itself).
+    pub fn holds(&self) -> u32 {
+        if self.is_locked() {
+            self.extra.load(Relaxed).saturating_add(1)
+        } else {
+            0
+        }
     }
 
     /// Whether the lock is held by the thread `me` (a Relaxed snapshot: exact

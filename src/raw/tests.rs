@@ -189,19 +189,19 @@ fn recursive_lock_counts_holds() {
         b.asked, 0,
         "a recursive acquire never consults the deadline"
     );
-    assert_eq!(m.count.load(Relaxed), 4);
+    assert_eq!(m.holds(), 4);
     assert_eq!(m.try_lock(id(4), true), Err(Refused::WouldBlock));
     for left in (1..4).rev() {
         // SAFETY: owner 3 holds it (4 holds).
         assert!(!unsafe { m.unlock(id(3)) }, "still held");
-        assert_eq!(m.count.load(Relaxed), left);
+        assert_eq!(m.holds(), left);
         assert_eq!(m.word.load(Relaxed), 3);
     }
     // SAFETY: the last hold.
     assert!(unsafe { m.unlock(id(3)) });
     assert_eq!(m.word.load(Relaxed), 0);
     assert_eq!(m.try_lock(id(4), true), Ok(Acquired::Locked));
-    assert_eq!(m.count.load(Relaxed), 1, "a new owner starts at one hold");
+    assert_eq!(m.holds(), 1, "a new owner starts at one hold");
 }
 
 #[test]
@@ -216,7 +216,7 @@ fn relock_of_non_recursive_lock_is_deadlock() {
         Err(Refused::Deadlock)
     );
     assert_eq!(m.word.load(Relaxed), 5, "a refused relock changes nothing");
-    assert_eq!(m.count.load(Relaxed), 1);
+    assert_eq!(m.holds(), 1);
     // SAFETY: owner 5 holds it once.
     assert!(unsafe { m.unlock(id(5)) });
     assert_eq!(m.word.load(Relaxed), 0);
@@ -227,10 +227,10 @@ fn recursion_count_overflow_is_deadlock() {
     let m = Mutex::new();
     assert_eq!(m.lock(id(5), true, None, None), Ok(Acquired::Locked));
     // Owner-only field: we are the owner.
-    m.count.store(u32::MAX, Relaxed);
+    m.extra.store(u32::MAX - 1, Relaxed);
     assert_eq!(m.lock(id(5), true, None, None), Err(Refused::Deadlock));
     assert_eq!(m.try_lock(id(5), true), Err(Refused::Deadlock));
-    assert_eq!(m.count.load(Relaxed), u32::MAX);
+    assert_eq!(m.holds(), u32::MAX);
 }
 
 #[test]
@@ -368,7 +368,7 @@ fn owner_death_is_reported_once_and_resets_the_count() {
     assert!(!m.mark_owner_dead(id(1)), "a second walk finds nothing");
     assert_eq!(m.lock(id(2), true, None, None), Ok(Acquired::OwnerDied));
     assert_eq!(m.word.load(Relaxed), 2, "OWNER_DIED never stays while held");
-    assert_eq!(m.count.load(Relaxed), 1, "the dead owner's holds are gone");
+    assert_eq!(m.holds(), 1, "the dead owner's holds are gone");
     assert_eq!(m.try_lock(id(3), true), Err(Refused::WouldBlock));
     assert_eq!(m.lock(id(2), true, None, None), Ok(Acquired::Recursive));
     // SAFETY: owner 2 holds it.
@@ -421,11 +421,11 @@ fn sleepers_recover_a_dead_owner_exactly_once() {
                     Ok(Acquired::OwnerDied) => {
                         // Relaxed: read after the joins, which synchronise.
                         died.fetch_add(1, Relaxed);
-                        assert_eq!(m.count.load(Relaxed), 1);
+                        assert_eq!(m.holds(), 1);
                         // SAFETY: owner t holds it.
                         unsafe { m.mark_consistent() };
                     }
-                    Ok(Acquired::Locked) => assert_eq!(m.count.load(Relaxed), 1),
+                    Ok(Acquired::Locked) => assert_eq!(m.holds(), 1),
                     other => panic!("waiter {t}: {other:?}"),
                 }
                 // SAFETY: owner t holds it once.
@@ -547,7 +547,7 @@ fn liveness_probe_takes_over_from_a_dead_owner() {
             };
             let r = g.m.lock(id(2), true, None, Some(&mut probe));
             assert_eq!(r, Ok(Acquired::OwnerDied));
-            assert_eq!(g.m.count.load(Relaxed), 1, "count reset");
+            assert_eq!(g.m.holds(), 1, "count reset");
             // SAFETY: owner 2 holds the lock that guards `data`.
             let v = unsafe { *g.data.get() };
             // SAFETY: owner 2 holds it.

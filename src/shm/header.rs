@@ -25,7 +25,8 @@ use crate::raw::RawMutex;
 /// `b"SHMSYNC\0"` read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMSYNC\0");
 /// Layout version; bump on any change to this file's format.
-pub(crate) const VERSION: u32 = 1;
+/// 2: the lock slot keeps the holds beyond the first (`RawMutex::extra`).
+pub(crate) const VERSION: u32 = 2;
 /// `init` once the creator has finished: `b"REDY"` as little-endian.
 pub(crate) const READY: u32 = u32::from_le_bytes(*b"REDY");
 
@@ -101,7 +102,8 @@ const_assert_eq!(offset_of!(Header, reserved_76), 76);
 #[repr(C, align(8))]
 #[derive(Debug)]
 pub(crate) struct LockSlot {
-    /// Word, recursion count and consistency state (offsets 0, 4, 8).
+    /// Word, extra holds of a recursive owner and consistency state
+    /// (offsets 0, 4, 8).
     pub(crate) raw: RawMutex<AtomicU32>,
     pub(crate) reserved: AtomicU32,
     /// Reserved (zero): room for owner-detection state. (Liveness is keyed
@@ -117,7 +119,7 @@ const_assert_eq!(size_of::<LockSlot>(), 40);
 const_assert_eq!(align_of::<LockSlot>(), 8);
 const_assert_eq!(offset_of!(LockSlot, raw), 0);
 const_assert_eq!(offset_of!(RawMutex<AtomicU32>, word), 0);
-const_assert_eq!(offset_of!(RawMutex<AtomicU32>, count), 4);
+const_assert_eq!(offset_of!(RawMutex<AtomicU32>, extra), 4);
 const_assert_eq!(offset_of!(RawMutex<AtomicU32>, state), 8);
 const_assert_eq!(offset_of!(LockSlot, reserved_16), 16);
 const_assert_eq!(offset_of!(LockSlot, prev), 24);

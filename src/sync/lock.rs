@@ -232,39 +232,6 @@ impl LockHandle {
         }
     }
 
-    /// Locks and wraps the outcome as std's `LockResult`.
-    #[inline]
-    pub(crate) fn acquire<'a, G>(
-        &'a self,
-        guard: impl FnOnce(HeldLock<'a>) -> G,
-    ) -> Result<G, LockError<G>> {
-        let me = sys::thread::tid();
-        let head = robust::head();
-        match self.acquire_raw(me, head, true, None) {
-            Ok(a) => wrap(self, me, head, a, guard).map_err(LockError::OwnerDied),
-            Err(Refused::NotRecoverable) => Err(LockError::NotRecoverable),
-            Err(Refused::Deadlock) => Err(LockError::Deadlock),
-            Err(Refused::WouldBlock) => unreachable!("untimed lock does not give up"),
-        }
-    }
-
-    /// `try_lock` (timeout `None`) or `lock_timeout`, as `TryLockResult`.
-    #[inline]
-    pub(crate) fn try_acquire<'a, G>(
-        &'a self,
-        timeout: Option<Duration>,
-        guard: impl FnOnce(HeldLock<'a>) -> G,
-    ) -> Result<G, TryLockError<G>> {
-        let me = sys::thread::tid();
-        let head = robust::head();
-        match self.acquire_raw(me, head, timeout.is_some(), timeout) {
-            Ok(a) => wrap(self, me, head, a, guard).map_err(TryLockError::OwnerDied),
-            Err(Refused::WouldBlock) => Err(TryLockError::WouldBlock),
-            Err(Refused::NotRecoverable) => Err(TryLockError::NotRecoverable),
-            Err(Refused::Deadlock) => Err(TryLockError::Deadlock),
-        }
-    }
-
     /// Whether some thread holds the lock (a racy snapshot).
     pub(crate) fn is_locked(&self) -> bool {
         self.raw().is_locked()
@@ -276,55 +243,112 @@ impl LockHandle {
     }
 }
 
-fn wrap<'a, G>(
-    h: &'a LockHandle,
-    me: NonZeroU32,
-    head: Option<NonZeroUsize>,
-    a: Acquired,
-    guard: impl FnOnce(HeldLock<'a>) -> G,
-) -> Result<G, G> {
-    let g = guard(HeldLock {
-        h,
-        me,
-        head,
-        _not_send: PhantomData,
-    });
-    match a {
-        Acquired::Locked | Acquired::Recursive => Ok(g),
-        Acquired::OwnerDied => Err(g),
+/// Something that holds a lock slot: what a guard points at. A guard is
+/// one pointer to it, so that `lock()`'s `Result` comes back in registers
+/// even where the call is not inlined.
+pub(crate) trait HasLock {
+    fn lock_handle(&self) -> &LockHandle;
+}
+
+impl HasLock for LockHandle {
+    #[inline]
+    fn lock_handle(&self) -> &LockHandle {
+        self
     }
 }
 
-/// One hold of a lock by the current thread; releases it when dropped.
-/// The common core of every guard in the crate.
-pub(crate) struct HeldLock<'a> {
-    h: &'a LockHandle,
-    me: NonZeroU32,
-    /// This thread's robust head at acquire time (`None`: fallback path).
-    head: Option<NonZeroUsize>,
-    /// The hold belongs to this thread (its TID is in the word): `!Send`.
+/// One hold of the lock of `O` by the current thread; releases it when
+/// dropped. The common core of every guard in the crate.
+///
+/// It stores nothing but the pointer: the owner's TID and robust head are
+/// per-thread facts that the release reads again (thread-local loads),
+/// and the lock word itself says whether the hold is this thread's.
+pub(crate) struct HeldLock<'a, O: HasLock = LockHandle> {
+    obj: &'a O,
+    /// The hold belongs to the thread whose TID is in the word: `!Send`.
     _not_send: PhantomData<*const ()>,
 }
 
-impl HeldLock<'_> {
+impl<'a, O: HasLock> HeldLock<'a, O> {
+    #[inline]
+    fn new(obj: &'a O) -> Self {
+        HeldLock {
+            obj,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The object whose lock is held.
+    #[inline]
+    pub(crate) fn obj(&self) -> &'a O {
+        self.obj
+    }
+
+    /// Locks `obj`'s lock, as std's `LockResult` of the guard `wrap` makes.
+    #[inline]
+    pub(crate) fn acquire<G>(obj: &'a O, wrap: impl FnOnce(Self) -> G) -> Result<G, LockError<G>> {
+        let h = obj.lock_handle();
+        let me = sys::thread::tid();
+        match h.acquire_raw(me, robust::head(), true, None) {
+            Ok(Acquired::Locked | Acquired::Recursive) => Ok(wrap(Self::new(obj))),
+            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(wrap(Self::new(obj)))),
+            Err(r) => Err(refused(r)),
+        }
+    }
+
+    /// `try_lock` (timeout `None`) or `lock_timeout`, as `TryLockResult`.
+    #[inline]
+    pub(crate) fn try_acquire<G>(
+        obj: &'a O,
+        timeout: Option<Duration>,
+        wrap: impl FnOnce(Self) -> G,
+    ) -> Result<G, TryLockError<G>> {
+        let h = obj.lock_handle();
+        let me = sys::thread::tid();
+        match h.acquire_raw(me, robust::head(), timeout.is_some(), timeout) {
+            Ok(Acquired::Locked | Acquired::Recursive) => Ok(wrap(Self::new(obj))),
+            Ok(Acquired::OwnerDied) => Err(TryLockError::OwnerDied(wrap(Self::new(obj)))),
+            Err(Refused::WouldBlock) => Err(TryLockError::WouldBlock),
+            Err(Refused::NotRecoverable) => Err(TryLockError::NotRecoverable),
+            Err(Refused::Deadlock) => Err(TryLockError::Deadlock),
+        }
+    }
+
     pub(crate) fn mark_consistent(&self) {
         // SAFETY: this value exists only while the current thread holds the
         // lock.
-        unsafe { self.h.raw().mark_consistent() }
+        unsafe { self.obj.lock_handle().raw().mark_consistent() }
     }
 }
 
-impl Drop for HeldLock<'_> {
+/// An untimed acquire that failed.
+#[cold]
+fn refused<G>(r: Refused) -> LockError<G> {
+    match r {
+        Refused::NotRecoverable => LockError::NotRecoverable,
+        Refused::Deadlock => LockError::Deadlock,
+        Refused::WouldBlock => unreachable!("untimed lock does not give up"),
+    }
+}
+
+impl<O: HasLock> Drop for HeldLock<'_, O> {
     #[inline]
     fn drop(&mut self) {
-        if sys::thread::tid() != self.me {
-            // A copy of the guard in a child forked while it was held: the
-            // hold is the parent's, not ours to release.
+        let h = self.obj.lock_handle();
+        let me = sys::thread::tid();
+        if sys::thread::in_forked_child() && !h.raw().is_held_by(me) {
+            // A copy of a guard that the parent held when it forked: the
+            // word names the parent's thread, and the hold is not ours to
+            // release. (Only this thread can store its own TID in the word,
+            // so reading it is exact for the calling thread. Checked only
+            // in a forked child, the one place such a copy can exist: the
+            // load costs ~2 ns on the uncontended path.)
             return;
         }
-        // SAFETY: created only after a successful acquire by thread `me`,
-        // which is the current thread (checked above), dropped once.
-        unsafe { self.h.release(self.me, self.head) };
+        // SAFETY: this thread holds the lock (checked above; a guard exists
+        // only after a successful acquire), and the head is this thread's,
+        // the same per-thread value `acquire` used.
+        unsafe { h.release(me, robust::head()) };
     }
 }
 
@@ -415,7 +439,7 @@ macro_rules! lock_type {
             /// [`LockError::Deadlock`].
             #[inline]
             pub fn lock(&self) -> Result<$guard<'_>, LockError<$guard<'_>>> {
-                self.h.acquire(|held| $guard { held })
+                HeldLock::acquire(&self.h, |held| $guard { held })
             }
 
             /// Acquires the lock if it is free, without blocking.
@@ -429,7 +453,7 @@ macro_rules! lock_type {
             /// other variants as for [`lock`](Self::lock).
             #[inline]
             pub fn try_lock(&self) -> Result<$guard<'_>, TryLockError<$guard<'_>>> {
-                self.h.try_acquire(None, |held| $guard { held })
+                HeldLock::try_acquire(&self.h, None, |held| $guard { held })
             }
 
             /// Acquires the lock, blocking at most `timeout`.
@@ -442,7 +466,7 @@ macro_rules! lock_type {
                 &self,
                 timeout: Duration,
             ) -> Result<$guard<'_>, TryLockError<$guard<'_>>> {
-                self.h.try_acquire(Some(timeout), |held| $guard { held })
+                HeldLock::try_acquire(&self.h, Some(timeout), |held| $guard { held })
             }
 
             /// Whether any thread of any process holds the lock now (a

@@ -4,5 +4,5 @@ mod error;
 mod lock;
 
 pub use error::{LockError, TryLockError};
-pub(crate) use lock::{HeldLock, LockHandle};
+pub(crate) use lock::{HasLock, HeldLock, LockHandle};
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};

@@ -63,6 +63,10 @@ pub(crate) fn forget_in_child() {
         e.refs.store(0, Relaxed);
     }
     REGISTRY.store(false, Relaxed);
+    // The forking thread's cache named the parent's descriptions. (The
+    // const-initialised thread locals have no lazy registration: plain
+    // stores, async-signal-safe.)
+    MINE.with(|m| m.iter().for_each(|c| c.set(0)));
 }
 
 const CACHE: usize = 4;
@@ -125,10 +129,11 @@ impl Default for Token {
 }
 
 impl Token {
+    /// The thread-local cache key: the token's identity (the cache is
+    /// cleared in a forked child, whose descriptions are new).
     #[inline]
     fn key(&self) -> u64 {
-        // Relaxed: FORK_GEN changes only in a single-threaded child.
-        self.id << 20 | u64::from(FORK_GEN.load(Relaxed) & 0xf_ffff)
+        self.id
     }
 
     /// Makes sure the calling thread `tid`'s byte is held on this

@@ -153,10 +153,21 @@ fn query_head() -> Option<usize> {
 const MAX_HELD: usize = 16;
 
 /// Per-thread state: the head (0 = not looked up, 1 = none) and the nodes
-/// of the slots this thread holds.
+/// of the slots this thread holds, which are the only links read back from
+/// a page that are trusted without a check.
+///
+/// Holding one lock at a time, the common case, costs one store on each
+/// side: the node then sits alone on the list (`bottom`). Nodes linked in
+/// front of other entries (nested holds, or a glibc robust mutex held too)
+/// are kept in the `held` stack.
 struct Local {
     head: Cell<usize>,
+    /// The held node that this thread linked onto an empty list (0: none).
+    bottom: Cell<usize>,
+    /// The other held nodes, in the order they were linked.
     held: [Cell<usize>; MAX_HELD],
+    /// Entries of `held`. A node that finds the stack full is not
+    /// recorded: its links are then checked like a foreign node's.
     n_held: Cell<usize>,
 }
 
@@ -164,6 +175,7 @@ thread_local! {
     static LOCAL: Local = const {
         Local {
             head: Cell::new(0),
+            bottom: Cell::new(0),
             held: [const { Cell::new(0) }; MAX_HELD],
             n_held: Cell::new(0),
         }
@@ -175,6 +187,7 @@ thread_local! {
 pub(crate) fn forget_in_child() {
     LOCAL.with(|l| {
         l.head.set(0);
+        l.bottom.set(0);
         l.n_held.set(0);
     });
 }
@@ -226,7 +239,9 @@ pub(crate) unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize
     // SAFETY: this thread's head (see `set_pending`).
     let first = unsafe { core::ptr::read_volatile(&raw const (*h).list) };
     let first_node = first & !1;
-    if first_node != head {
+    if first_node == head {
+        LOCAL.with(|l| l.bottom.set(node));
+    } else {
         // The old first entry (ours or glibc's) gets us as its prev. Never
         // write in front of the head itself (glibc's write-only
         // `robust_prev` there is other data on other libcs).
@@ -234,6 +249,7 @@ pub(crate) unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize
         // memory: glibc's or one of the slots this thread holds), and its
         // `prev` link is 8 bytes before it.
         unsafe { core::ptr::write_volatile((first_node - PREV_FROM_NODE) as *mut usize, node) };
+        remember_nested(node);
     }
     // Relaxed: the links are read by this thread and by the kernel in this
     // thread's context only; the compiler fence orders them before the
@@ -243,12 +259,19 @@ pub(crate) unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize
     compiler_fence(Ordering::SeqCst);
     // SAFETY: as above.
     unsafe { core::ptr::write_volatile(&raw mut (*h).list, node) };
+}
+
+/// The registry update of [`enqueue`] for a node linked in front of
+/// another entry.
+#[cold]
+#[inline(never)]
+fn remember_nested(node: usize) {
     LOCAL.with(|l| {
         let n = l.n_held.get();
         if n < MAX_HELD {
             l.held[n].set(node);
+            l.n_held.set(n + 1);
         }
-        l.n_held.set(n + 1);
     });
 }
 
@@ -260,55 +283,72 @@ pub(crate) unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize
 #[inline]
 pub(crate) unsafe fn dequeue(head: usize, next: &AtomicUsize, prev: &AtomicUsize) {
     let node = next.as_ptr() as usize;
-    // Relaxed: see `enqueue`. These two links live in peer-writable memory
-    // and are checked before use.
+    let h = head as *mut Head;
+    // SAFETY: this thread's head.
+    let first = unsafe { core::ptr::read_volatile(&raw const (*h).list) };
+    // Relaxed: see `enqueue`. The link lives in peer-writable memory: it is
+    // used as is only when it is the head.
     let nx = next.load(Relaxed);
-    let pv = prev.load(Relaxed);
+    if first & !1 == node && nx & !1 == head && LOCAL.with(|l| l.bottom.get()) == node {
+        // The node is alone on the list, where `enqueue` put it.
+        // SAFETY: this thread's head; `nx` is the head itself.
+        unsafe { core::ptr::write_volatile(&raw mut (*h).list, nx) };
+        LOCAL.with(|l| l.bottom.set(0));
+        // (The node's own links are left as they are, as glibc does:
+        // nothing reads an unlinked node's links.)
+        return;
+    }
+    // SAFETY: forwarded.
+    unsafe { dequeue_general(head, node, first, nx, prev) }
+}
+
+/// [`dequeue`] of a node that is not alone on the list.
+///
+/// # Safety
+/// As for [`dequeue`]; `first` and `nx` are the head's and the node's
+/// `next` links as read there.
+#[cold]
+#[inline(never)]
+unsafe fn dequeue_general(head: usize, node: usize, first: usize, nx: usize, prev: &AtomicUsize) {
+    // A first node's predecessor is the head, whatever its `prev` says.
+    // Otherwise `prev` was written by whoever linked the entry in front of
+    // it, and is checked before use.
+    let is_first = first & !1 == node;
+    let pv = if is_first { head } else { prev.load(Relaxed) };
     let nx_node = nx & !1;
     let pv_node = pv & !1;
     // prev->next = next. The head's `list` is at offset 0, so the head is a
-    // node like any other here.
-    if trusted(head, pv_node, node, Link::Prev) {
+    // node like any other here; it is our predecessor only if we are first.
+    let pv_ok = if is_first {
+        true
+    } else {
+        pv_node != head && trusted_node(pv_node, node, Link::Prev)
+    };
+    if pv_ok {
         // SAFETY: `pv_node` is the head or a node whose `next` points at
         // ours (checked by `trusted`): writing its `next` is what glibc's
         // DEQUEUE_MUTEX does.
         unsafe { core::ptr::write_volatile(pv_node as *mut usize, nx) };
     }
     // next->prev = prev, unless next is the head.
-    if nx_node != head && trusted(head, nx_node, node, Link::Next) {
+    if nx_node != head && trusted_node(nx_node, node, Link::Next) {
         // SAFETY: `nx_node` is a node whose `prev` (8 bytes before it)
         // points at ours (checked by `trusted`).
         unsafe { core::ptr::write_volatile((nx_node - PREV_FROM_NODE) as *mut usize, pv) };
     }
-    // (The node's own links are left as they are, as glibc does: nothing
-    // reads an unlinked node's links.)
     LOCAL.with(|l| {
-        let n = l.n_held.get();
-        if n > 0 && n <= MAX_HELD && l.held[n - 1].get() == node {
-            // Released in LIFO order, the common case.
-            l.n_held.set(n - 1);
-        } else {
-            forget_held(l, node);
+        if l.bottom.get() == node {
+            l.bottom.set(0);
+            return;
         }
-    });
-}
-
-/// The registry update of [`dequeue`] for a release out of LIFO order.
-#[cold]
-#[inline(never)]
-fn forget_held(l: &Local, node: usize) {
-    {
         let n = l.n_held.get();
-        if n > MAX_HELD {
-            // The registry overflowed: only the first MAX_HELD are recorded.
-            l.n_held.set(n - 1);
-        } else if let Some(i) = (0..n).rev().find(|&i| l.held[i].get() == node) {
+        if let Some(i) = (0..n).rev().find(|&i| l.held[i].get() == node) {
             for j in i..n - 1 {
                 l.held[j].set(l.held[j + 1].get());
             }
             l.n_held.set(n - 1);
         }
-    }
+    });
 }
 
 #[derive(Clone, Copy)]
@@ -319,36 +359,33 @@ enum Link {
     Next,
 }
 
-/// Whether a link read from a slot may be written through.
-#[inline]
-fn trusted(head: usize, cand: usize, node: usize, link: Link) -> bool {
-    if cand == head {
-        return matches!(link, Link::Prev);
-    }
-    trusted_node(cand, node, link)
-}
-
-/// [`trusted`] for a link that is not the head: a slot this thread holds,
-/// or a foreign node that links back to ours.
+/// Whether a link read from a slot, other than the head, may be written
+/// through: a slot this thread holds, or a foreign node that links back to
+/// ours.
 #[cold]
 #[inline(never)]
 fn trusted_node(cand: usize, node: usize, link: Link) -> bool {
-    if cand == 0 || cand % 8 != 0 {
+    if cand == 0 || cand % 8 != 0 || cand == node {
         return false;
     }
-    let ours = LOCAL.with(|l| {
-        let n = l.n_held.get();
-        n <= MAX_HELD && (0..n).any(|i| l.held[i].get() == cand)
-    });
-    if ours {
-        return true;
-    }
-    // A foreign node (glibc's robust mutex, or a registry overflow): read
-    // its back link without risking a fault.
+    // Where the candidate's link back to `node` must be.
     let at = match link {
         Link::Prev => cand,
         Link::Next => cand - PREV_FROM_NODE,
     };
+    let ours = LOCAL.with(|l| {
+        let n = l.n_held.get();
+        l.bottom.get() == cand || (0..n).any(|i| l.held[i].get() == cand)
+    });
+    if ours {
+        // SAFETY: `cand` is `&slot.next` of a slot this thread holds, in a
+        // mapping kept alive by its guard; `at` is that slot's `next` or
+        // `prev`, an `AtomicUsize` (peers may write it: read atomically).
+        let back = unsafe { (*(at as *const AtomicUsize)).load(Relaxed) };
+        return back & !1 == node;
+    }
+    // A foreign node (glibc's robust mutex, or a registry overflow): read
+    // its back link without risking a fault.
     safe_read_usize(at).is_some_and(|v| v & !1 == node)
 }
 

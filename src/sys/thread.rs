@@ -15,6 +15,9 @@ use std::sync::Once;
 thread_local! {
     /// 0 = not known yet (new thread, or just forked).
     static TID: Cell<u32> = const { Cell::new(0) };
+    /// This thread is the one that a `fork` copied into a child (it may
+    /// carry copies of its parent's guards).
+    static FORKED: Cell<bool> = const { Cell::new(false) };
 }
 
 static ATFORK: Once = Once::new();
@@ -24,6 +27,7 @@ extern "C" fn forget_tid_in_child() {
     // const-initialised thread local has no destructor and no lazy
     // registration, so this is a plain store (async-signal-safe).
     TID.with(|t| t.set(0));
+    FORKED.with(|f| f.set(true));
     super::robust::forget_in_child();
     super::liveness::forget_in_child();
 }
@@ -51,6 +55,14 @@ fn tid_slow() -> NonZeroU32 {
     debug_assert!(t < crate::raw::NOT_RECOVERABLE, "TID does not fit 30 bits");
     TID.with(|c| c.set(t));
     NonZeroU32::new(t).expect("kernel TID is non-zero")
+}
+
+/// Whether the calling thread continues a thread of a parent process in a
+/// child made by `fork`: only such a thread can hold copies of guards that
+/// are not its own (guards are `!Send`, so no other thread can).
+#[inline]
+pub(crate) fn in_forked_child() -> bool {
+    FORKED.with(Cell::get)
 }
 
 /// The calling process's PID.

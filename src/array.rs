@@ -268,7 +268,7 @@ impl<T: Element> Array<T> {
     ///
     /// # Errors
     /// See [`RLock::lock`].
-    #[inline]
+    #[inline(always)]
     pub fn lock(&self) -> Res<'_, ArrayGuard<'_, T>, T> {
         HeldLock::acquire(self, |held| ArrayGuard { held })
     }
@@ -277,6 +277,7 @@ impl<T: Element> Array<T> {
     ///
     /// # Errors
     /// See [`RLock::try_lock`].
+    #[inline(always)]
     pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
         HeldLock::try_acquire(self, None, |held| ArrayGuard { held })
     }

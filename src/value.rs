@@ -184,7 +184,7 @@ impl<T: Element> Value<T> {
     ///
     /// # Errors
     /// See [`RLock::lock`].
-    #[inline]
+    #[inline(always)]
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
         HeldLock::acquire(self, |held| ValueGuard { held })
     }
@@ -193,6 +193,7 @@ impl<T: Element> Value<T> {
     ///
     /// # Errors
     /// See [`RLock::try_lock`].
+    #[inline(always)]
     pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
         HeldLock::try_acquire(self, None, |held| ValueGuard { held })
     }

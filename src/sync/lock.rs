@@ -127,7 +127,12 @@ impl LockHandle {
     /// - on the kernel-list path (`head` is this thread's robust head):
     ///   `list_op_pending` around the attempt and the slot linked into the
     ///   list once the word is ours.
-    #[inline]
+    ///
+    /// Always inlined into the (always inlined) public `lock`s: about 40
+    /// instructions up to the CAS and the single-hold link, with every
+    /// other case out of line; inlined, the uncontended lock+unlock of
+    /// `cargo bench --bench locks` is ~0.4 ns faster than through a call.
+    #[inline(always)]
     fn acquire_raw(
         &self,
         me: NonZeroU32,
@@ -285,7 +290,14 @@ impl<'a, O: HasLock> HeldLock<'a, O> {
     }
 
     /// Locks `obj`'s lock, as std's `LockResult` of the guard `wrap` makes.
-    #[inline]
+    ///
+    /// Always inlined, like every public `lock`/`try_lock` above it: the
+    /// `Result` is then built in the caller's registers. Returned from a
+    /// call, it travels through memory (the Rust ABI returns this enum
+    /// indirectly), and a caller that copies it whole reads it back with a
+    /// wider load than the two stores that wrote it, a store-forwarding
+    /// stall of ~8 ns per lock.
+    #[inline(always)]
     pub(crate) fn acquire<G>(obj: &'a O, wrap: impl FnOnce(Self) -> G) -> Result<G, LockError<G>> {
         let h = obj.lock_handle();
         let me = sys::thread::tid();
@@ -297,7 +309,7 @@ impl<'a, O: HasLock> HeldLock<'a, O> {
     }
 
     /// `try_lock` (timeout `None`) or `lock_timeout`, as `TryLockResult`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_acquire<G>(
         obj: &'a O,
         timeout: Option<Duration>,
@@ -437,7 +449,7 @@ macro_rules! lock_type {
             /// [`LockError::OwnerDied`] (with the guard) if the previous
             /// owner died holding it, [`LockError::NotRecoverable`],
             /// [`LockError::Deadlock`].
-            #[inline]
+            #[inline(always)]
             pub fn lock(&self) -> Result<$guard<'_>, LockError<$guard<'_>>> {
                 HeldLock::acquire(&self.h, |held| $guard { held })
             }
@@ -451,7 +463,7 @@ macro_rules! lock_type {
             /// # Errors
             /// [`TryLockError::WouldBlock`] if another thread holds it; the
             /// other variants as for [`lock`](Self::lock).
-            #[inline]
+            #[inline(always)]
             pub fn try_lock(&self) -> Result<$guard<'_>, TryLockError<$guard<'_>>> {
                 HeldLock::try_acquire(&self.h, None, |held| $guard { held })
             }

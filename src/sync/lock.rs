@@ -347,8 +347,8 @@ impl<O: HasLock> Drop for HeldLock<'_, O> {
     #[inline]
     fn drop(&mut self) {
         let h = self.obj.lock_handle();
-        let me = sys::thread::tid();
-        if sys::thread::in_forked_child() && !h.raw().is_held_by(me) {
+        let (me, forked) = sys::thread::current();
+        if forked && !h.raw().is_held_by(me) {
             // A copy of a guard that the parent held when it forked: the
             // word names the parent's thread, and the hold is not ours to
             // release. (Only this thread can store its own TID in the word,

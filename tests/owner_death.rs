@@ -8,8 +8,11 @@
 //! Every scenario runs [`TRIALS`] times per mode (`SHMSYNC_OD_TRIALS`
 //! overrides). `cargo test --test owner_death -- --ignored soak` runs the
 //! kill-while-held soak (1000 trials per mode and scenario by default).
-//! The child-process machinery is in `common_od/mod.rs`.
+//! The child-process machinery is in `common/mod.rs` (shared with the
+//! other cross-process tests), the owner-death specifics (modes, lock-word
+//! peeks, random trials) in `common_od/mod.rs`.
 
+mod common;
 mod common_od;
 
 use std::io::Write as _;
@@ -18,10 +21,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use common_od::{
-    arg, arg_parse, await_msg, block_until_killed, gettid, run_child, spawn, tell, trials,
-    wait_until, Kid, Mode, OdName, Peek, Rng,
+use common::{
+    arg, arg_parse, await_msg, block_until_killed, gettid, tell, wait_until, Child, ShmName,
 };
+use common_od::{run_child, spawn, trials, Mode, Peek, Rng};
 use shmsync::raw::{OWNER_DIED, TID_MASK, WAITERS};
 use shmsync::{Array, ArrayGuard, LockError, SharedMemory, TryLockError, Value};
 
@@ -268,7 +271,7 @@ fn roles(role: &str, mode: Mode) {
 /// Single-threaded children: the role runs from an `.init_array`
 /// constructor, before libtest starts, in the main thread.
 extern "C" fn premain() {
-    let Some(role) = common_od::premain_role() else {
+    let Some(role) = common::premain_role() else {
         return;
     };
     let ok = catch_unwind(|| {
@@ -389,7 +392,7 @@ fn waiter_blocked(test: &str, mode: Mode) {
     }
 }
 
-fn start_server(test: &str, mode: Mode) -> Kid {
+fn start_server(test: &str, mode: Mode) -> Child {
     let mut k = spawn(test, "server", mode).start();
     k.expect("ready");
     k
@@ -400,8 +403,8 @@ fn start_server(test: &str, mode: Mode) -> Kid {
 /// with the dead owner's data; the other then gets `Ok` (repaired and
 /// marked consistent) or `NotRecoverable` (dropped without it), and so
 /// does this (third) process.
-fn trial_waiter_blocked(test: &str, mode: Mode, trial: usize, ws: &mut [Kid; 2]) {
-    let name = OdName::new("wb");
+fn trial_waiter_blocked(test: &str, mode: Mode, trial: usize, ws: &mut [Child; 2]) {
+    let name = ShmName::new("wb");
     let v = Value::<i64>::create(&name, -1).unwrap();
     let peek = Peek::open(&name);
     let val = 1000 + trial as i64;
@@ -419,7 +422,7 @@ fn trial_waiter_blocked(test: &str, mode: Mode, trial: usize, ws: &mut [Kid; 2])
     }
     peek.wait_for("a waiter asleep on the word", |w| w & WAITERS != 0);
     h.kill();
-    let mut verdicts: Vec<String> = ws.iter_mut().map(Kid::recv).collect();
+    let mut verdicts: Vec<String> = ws.iter_mut().map(Child::recv).collect();
     verdicts.sort();
     let mut want = vec![
         if consistent { "ok" } else { "not_recoverable" },
@@ -481,11 +484,11 @@ enum Obj {
     A(Array<i64>),
 }
 
-fn trial_dead_before_lock(test: &str, mode: Mode, trial: usize, server: &mut Kid) {
+fn trial_dead_before_lock(test: &str, mode: Mode, trial: usize, server: &mut Child) {
     let op = FIRST_OPS[(trial / 2) % FIRST_OPS.len()];
     let consistent = trial % 2 == 0;
     let val = 2000 + 10 * trial as i64;
-    let name = OdName::new("db");
+    let name = ShmName::new("db");
     let (kind, obj) = if op.starts_with("arr_") {
         let a = Array::<i64>::create(&name, &[-1; ARR_LEN]).unwrap();
         ("array", Obj::A(a))
@@ -682,11 +685,11 @@ fn random_kill(test: &str, mode: Mode) {
 /// `lock_timeout(10 s)` must give `Ok` with `a[0] == a[1]` or `OwnerDied`
 /// with at most the one interrupted step — never `WouldBlock`. Returns
 /// whether it was `OwnerDied`.
-fn trial_random_kill(test: &str, mode: Mode, rng: &mut Rng, server: &mut Kid) -> bool {
-    let name = OdName::new("rk");
+fn trial_random_kill(test: &str, mode: Mode, rng: &mut Rng, server: &mut Child) -> bool {
+    let name = ShmName::new("rk");
     let a = Array::<i64>::create(&name, &[0, 0]).unwrap();
     let early = rng.below(4) == 0;
-    let mut ls: Vec<Kid> = (0..2)
+    let mut ls: Vec<Child> = (0..2)
         .map(|_| spawn(test, "looper", mode).arg("NAME", &*name).start())
         .collect();
     if early {
@@ -823,7 +826,7 @@ fn non_main_thread(test: &str, mode: Mode) {
     for trial in 0..trials(TRIALS) {
         let blocked = trial % 2 == 0;
         let consistent = (trial / 2) % 2 == 0;
-        let name = OdName::new("mt");
+        let name = ShmName::new("mt");
         let v = Value::<i64>::create(&name, -1).unwrap();
         let peek = Peek::open(&name);
         let val = 3000 + trial as i64;
@@ -901,7 +904,7 @@ fn thread_ends(test: &str, mode: Mode) {
         return;
     }
     let n = trials(TRIALS);
-    let names: Vec<OdName> = (0..n).map(|_| OdName::new("te")).collect();
+    let names: Vec<ShmName> = (0..n).map(|_| ShmName::new("te")).collect();
     let values: Vec<Value<i64>> = names
         .iter()
         .map(|nm| Value::<i64>::create(nm, -1).unwrap())
@@ -1005,7 +1008,7 @@ fn exec_while_holding(test: &str, mode: Mode) {
         let main_thread = trial % 2 == 0;
         let blocked = (trial / 2) % 2 == 0;
         let consistent = (trial / 4) % 2 == 0;
-        let name = OdName::new("ex");
+        let name = ShmName::new("ex");
         let v = Value::<i64>::create(&name, -1).unwrap();
         let peek = Peek::open(&name);
         let val = 4000 + trial as i64;
@@ -1153,9 +1156,9 @@ fn glibc_interleaved(test: &str, mode: Mode) {
     for trial in 0..trials(TRIALS) {
         let seq = glibc_sequence(trial, &mut rng);
         let ctx = format!("{mode:?} trial {trial} seq {seq:?} (SHMSYNC_OD_SEED={seed})");
-        let na = OdName::new("ga");
-        let nb = OdName::new("gb");
-        let ng = OdName::new("gg");
+        let na = ShmName::new("ga");
+        let nb = ShmName::new("gb");
+        let ng = ShmName::new("gg");
         let va = Value::<i64>::create(&na, -1).unwrap();
         let vb = Value::<i64>::create(&nb, -1).unwrap();
         let gm = SharedMemory::create(&ng, 4096).unwrap();
@@ -1448,8 +1451,8 @@ fn fork_while_held(mode: Mode) {
     for trial in 0..trials(TRIALS) {
         let killed = trial % 2 == 0;
         let consistent = (trial / 2) % 2 == 0;
-        let n1 = OdName::new("f1");
-        let n2 = OdName::new("f2");
+        let n1 = ShmName::new("f1");
+        let n2 = ShmName::new("f2");
         let v1 = Value::<i64>::create(&n1, 0).unwrap();
         let v2 = Value::<i64>::create(&n2, 0).unwrap();
         let peek1 = Peek::open(&n1);

@@ -4,9 +4,9 @@
 //! # Child processes
 //!
 //! A cross-process test re-runs its own test binary with
-//! `--exact <test> --nocapture --test-threads=1` and the environment
-//! variable [`ROLE_ENV`] set to `<test>/<role>`. The same `#[test]` function
-//! starts with
+//! `--exact <test> --nocapture --test-threads=1 --include-ignored` and the
+//! environment variable [`ROLE_ENV`] set to `<test>/<role>`. The same
+//! `#[test]` function starts with
 //!
 //! ```ignore
 //! if common::run_child("my_test", |role| match role { ... }) {
@@ -14,19 +14,25 @@
 //! }
 //! ```
 //!
-//! which, in the child, runs the role and prints a `done` message. The two
-//! sides talk in lines: the child writes `@@shmsync:<msg>` lines to stdout
-//! ([`tell`]) and reads plain lines from stdin ([`await_msg`]); the parent
-//! uses [`Child::expect`] and [`Child::send`]. Every wait is bounded by
-//! [`HANG_LIMIT`] (a watchdog against a hung test, not a timing assertion),
-//! and a child that did not print `done` (wrong test name, panic) fails the
-//! parent.
+//! which, in the child, runs the role and prints a `done` message.
+//! [`Spawn::premain`] instead starts a *single-threaded* child: [`PREMAIN_ENV`]
+//! names the role, which the test file runs from an `.init_array`
+//! constructor (dispatching on [`premain_role`]), before libtest's `main`, in
+//! the process's main thread (needed for `fork` and for an `execve` by the
+//! main thread).
+//!
+//! The two sides talk in lines: the child writes `@@shmsync:<msg>` lines to
+//! stdout ([`tell`]) and reads plain lines from stdin ([`read_line`],
+//! [`await_msg`]); the parent uses [`Child::expect`] and [`Child::send`].
+//! Every wait is bounded by [`HANG_LIMIT`] (a watchdog against a hung test,
+//! not a timing assertion), and a child that did not print `done` (wrong
+//! test name, panic) fails the parent.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -35,8 +41,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// `<test>/<role>` of a child process.
+/// `<test>/<role>` of a child process running inside the test harness.
 pub(crate) const ROLE_ENV: &str = "SHMSYNC_CHILD_ROLE";
+/// `<role>` of a single-threaded child that runs before `main`.
+pub(crate) const PREMAIN_ENV: &str = "SHMSYNC_CHILD_PREMAIN";
 /// Prefix of the environment variables carrying a child's arguments.
 const ARG_PREFIX: &str = "SHMSYNC_ARG_";
 /// Prefix of the environment variables carrying inherited descriptors.
@@ -162,8 +170,13 @@ pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
 pub(crate) struct Spawn {
     test: String,
     role: String,
+    /// Appended to `<test>/<role>` in failure messages.
+    note: String,
+    premain: bool,
     args: Vec<(String, String)>,
     fds: Vec<(String, RawFd)>,
+    /// Extra environment changes, in order (`None`: remove the variable).
+    env: Vec<(String, Option<String>)>,
 }
 
 /// Describes a child that runs test `test` in role `role`.
@@ -171,8 +184,11 @@ pub(crate) fn spawn(test: &str, role: &str) -> Spawn {
     Spawn {
         test: test.to_owned(),
         role: role.to_owned(),
+        note: String::new(),
+        premain: false,
         args: Vec::new(),
         fds: Vec::new(),
+        env: Vec::new(),
     }
 }
 
@@ -192,37 +208,85 @@ impl Spawn {
         self
     }
 
+    /// Sets the environment variable `key` in the child.
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Spawn {
+        self.env.push((key.to_owned(), Some(value.to_owned())));
+        self
+    }
+
+    /// Removes the environment variable `key` from the child's environment.
+    pub(crate) fn env_remove(mut self, key: &str) -> Spawn {
+        self.env.push((key.to_owned(), None));
+        self
+    }
+
+    /// Appends `note` to the child's name in failure messages.
+    pub(crate) fn note(mut self, note: &str) -> Spawn {
+        self.note.push_str(note);
+        self
+    }
+
+    /// Runs the role single-threaded, before libtest's `main` (see the
+    /// module documentation).
+    pub(crate) fn premain(mut self) -> Spawn {
+        self.premain = true;
+        self
+    }
+
     /// Starts the child.
     pub(crate) fn start(self) -> Child {
         let exe = std::env::current_exe().expect("current_exe");
         let mut cmd = Command::new(exe);
-        cmd.args(["--exact", &self.test, "--nocapture", "--test-threads=1"])
+        if self.premain {
+            cmd.env(PREMAIN_ENV, &self.role).env_remove(ROLE_ENV);
+        } else {
+            // `--include-ignored`: roles of `#[ignore]`d tests (the
+            // owner-death soak) run too.
+            cmd.args([
+                "--exact",
+                &self.test,
+                "--nocapture",
+                "--test-threads=1",
+                "--include-ignored",
+            ])
             .env(ROLE_ENV, format!("{}/{}", self.test, self.role))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .env_remove(PREMAIN_ENV);
+        }
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
         for (k, v) in &self.args {
             cmd.env(format!("{ARG_PREFIX}{k}"), v);
         }
         for (k, fd) in &self.fds {
             cmd.env(format!("{FD_PREFIX}{k}"), fd.to_string());
         }
-        let fds: Vec<RawFd> = self.fds.iter().map(|&(_, fd)| fd).collect();
-        // SAFETY: the closure runs in the forked child before `execve`, where
-        // only async-signal-safe work is allowed: it iterates a vector
-        // allocated before the fork (no allocation) and makes `fcntl(2)`
-        // system calls, which are async-signal-safe. The descriptors were
-        // open in the parent at fork time (the caller keeps them open until
-        // `spawn` returns), so they are open in the child too.
-        unsafe {
-            cmd.pre_exec(move || {
-                for &fd in &fds {
-                    // SAFETY: `fd` is open in this (child) process, see above.
-                    let b = BorrowedFd::borrow_raw(fd);
-                    rustix::io::fcntl_setfd(b, rustix::io::FdFlags::empty())?;
-                }
-                Ok(())
-            });
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if !self.fds.is_empty() {
+            let fds: Vec<RawFd> = self.fds.iter().map(|&(_, fd)| fd).collect();
+            // SAFETY: the closure runs in the forked child before `execve`,
+            // where only async-signal-safe work is allowed: it iterates a
+            // vector allocated before the fork (no allocation) and makes
+            // `fcntl(2)` system calls, which are async-signal-safe. The
+            // descriptors were open in the parent at fork time (the caller
+            // keeps them open until `start` returns), so they are open in
+            // the child too.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for &fd in &fds {
+                        // SAFETY: `fd` is open in this (child) process, see
+                        // above.
+                        let b = BorrowedFd::borrow_raw(fd);
+                        rustix::io::fcntl_setfd(b, rustix::io::FdFlags::empty())?;
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut proc = cmd.spawn().expect("spawn child test process");
         let stdin = proc.stdin.take();
@@ -231,23 +295,23 @@ impl Spawn {
         let log = Arc::new(Mutex::new(Vec::new()));
         let log2 = Arc::clone(&log);
         let reader = std::thread::spawn(move || {
+            // Reads to the end even when nobody receives any more, so that
+            // the child (or a process it forked) never blocks on, or fails
+            // at, writing to its stdout.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 // libtest prints `test NAME ... ` without a newline before
                 // running the test, so a message can follow other text.
                 match line.find(MSG_PREFIX) {
                     Some(at) => {
-                        let msg = &line[at + MSG_PREFIX.len()..];
-                        if tx.send(msg.to_owned()).is_err() {
-                            break;
-                        }
+                        let _ = tx.send(line[at + MSG_PREFIX.len()..].to_owned());
                     }
                     None => log2.lock().unwrap().push(line),
                 }
             }
         });
         Child {
-            label: format!("{}/{}", self.test, self.role),
+            label: format!("{}/{}{}", self.test, self.role, self.note),
             proc: Some(proc),
             stdin,
             msgs: rx,
@@ -272,6 +336,11 @@ pub(crate) struct Child {
 }
 
 impl Child {
+    /// The child's PID (it is not reaped yet).
+    pub(crate) fn pid(&self) -> i32 {
+        self.proc.as_ref().expect("child not reaped").id() as i32
+    }
+
     /// Sends one line to the child's stdin.
     pub(crate) fn send(&mut self, msg: &str) {
         let stdin = self.stdin.as_mut().expect("child stdin open");
@@ -335,9 +404,49 @@ impl Child {
                     let _ = proc.wait();
                     panic!("{}: did not exit within {HANG_LIMIT:?}", self.label);
                 }
-                None => std::thread::sleep(Duration::from_millis(5)),
+                None => std::thread::sleep(Duration::from_millis(1)),
             }
         }
+    }
+
+    /// Whether the process has not exited yet (it is not reaped).
+    pub(crate) fn running(&mut self) -> bool {
+        let p = self.proc.as_mut().expect("child not reaped yet");
+        p.try_wait().expect("try_wait").is_none()
+    }
+
+    /// SIGKILLs the child without waiting for it.
+    pub(crate) fn kill_now(&mut self) {
+        let pid = self.pid();
+        // SAFETY: kill(2) on our own unreaped child: the PID cannot have
+        // been reused.
+        let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert_eq!(rc, 0, "{}: kill failed", self.label);
+    }
+
+    /// SIGKILLs the child and reaps it; it must die of that signal (not
+    /// have exited or crashed before).
+    pub(crate) fn kill(mut self) {
+        self.kill_now();
+        self.stdin = None;
+        let status = self.reap();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "{}: ended otherwise ({status}) before the kill; output:\n{}",
+            self.label,
+            self.output()
+        );
+    }
+
+    /// Reaps a child that was SIGKILLed or that ended by itself, whatever
+    /// its status (a random-time kill may land before it started).
+    pub(crate) fn kill_any(mut self) {
+        if self.running() {
+            self.kill_now();
+        }
+        self.stdin = None;
+        let _ = self.reap();
     }
 
     /// Closes the child's stdin, waits for it to exit, and checks that it
@@ -392,6 +501,22 @@ pub(crate) fn start_together(n: usize, make: impl Fn(usize) -> Spawn) -> Vec<Chi
     kids
 }
 
+/// Polls `f` every 200 µs until it returns `Some`, at most [`HANG_LIMIT`]
+/// (a handshake, not a timing assertion).
+pub(crate) fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < HANG_LIMIT,
+            "waited {HANG_LIMIT:?} for {what}"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Child side
 // ---------------------------------------------------------------------------
@@ -413,6 +538,12 @@ pub(crate) fn run_child(test: &str, role: impl FnOnce(&str)) -> bool {
     true
 }
 
+/// The role of a single-threaded pre-`main` child ([`Spawn::premain`]), if
+/// this is one.
+pub(crate) fn premain_role() -> Option<String> {
+    std::env::var(PREMAIN_ENV).ok()
+}
+
 /// Sends a protocol message to the parent.
 pub(crate) fn tell(msg: &str) {
     let mut out = std::io::stdout().lock();
@@ -420,21 +551,37 @@ pub(crate) fn tell(msg: &str) {
     out.flush().expect("flush to parent");
 }
 
-/// Reads the next line from the parent, which must be `want`.
-pub(crate) fn await_msg(want: &str) {
+/// The next line from the parent, or `None` if it closed stdin.
+fn next_line() -> Option<String> {
     let mut line = String::new();
     let n = std::io::stdin().read_line(&mut line).expect("read stdin");
-    assert!(
-        n > 0,
-        "parent closed stdin while the child waited for {want:?}"
-    );
-    assert_eq!(line.trim_end(), want, "unexpected message from the parent");
+    (n > 0).then(|| line.trim_end().to_owned())
+}
+
+/// The next line from the parent (panics if the parent closed stdin).
+pub(crate) fn read_line() -> String {
+    next_line().expect("parent closed stdin")
+}
+
+/// Reads the next line from the parent, which must be `want`.
+pub(crate) fn await_msg(want: &str) {
+    let Some(line) = next_line() else {
+        panic!("parent closed stdin while the child waited for {want:?}");
+    };
+    assert_eq!(line, want, "unexpected message from the parent");
 }
 
 /// The child's rendezvous: reports `ready`, then waits for `go`.
 pub(crate) fn ready_go() {
     tell("ready");
     await_msg("go");
+}
+
+/// Blocks until the parent kills this process (or closes stdin, then
+/// fails).
+pub(crate) fn block_until_killed() -> ! {
+    let l = read_line();
+    panic!("expected to be killed, got {l:?}");
 }
 
 /// An argument passed with [`Spawn::arg`].
@@ -466,4 +613,9 @@ pub(crate) fn take_fd(key: &str) -> OwnedFd {
     // alone (see `Spawn::fd`); nothing else in this process owns or closes
     // it, and `take_fd` is called once per key.
     unsafe { OwnedFd::from_raw_fd(n) }
+}
+
+/// The calling thread's kernel TID.
+pub(crate) fn gettid() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
 }

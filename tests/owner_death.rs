@@ -15,6 +15,7 @@
 mod common;
 mod common_od;
 
+use std::cell::Cell;
 use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -25,8 +26,8 @@ use common::{
     arg, arg_parse, await_msg, block_until_killed, gettid, tell, wait_until, Child, ShmName,
 };
 use common_od::{run_child, spawn, trials, Mode, Peek, Rng};
-use shmsync::raw::{OWNER_DIED, TID_MASK, WAITERS};
-use shmsync::{Array, ArrayGuard, LockError, SharedMemory, TryLockError, Value};
+use shmsync::raw::{OWNER_DIED, TID_MASK};
+use shmsync::{Array, ArrayGuard, LockError, RLock, SharedMemory, TryLockError, Value, ValueGuard};
 
 /// Trials per scenario and mode in `cargo test`.
 const TRIALS: usize = 20;
@@ -39,17 +40,32 @@ const LONG: Duration = Duration::from_secs(10);
 // Result helpers
 // ===========================================================================
 
-fn lk<T, G>(r: &Result<T, LockError<G>>) -> &'static str {
-    match r {
-        Ok(_) => "Ok",
-        Err(LockError::OwnerDied(_)) => "OwnerDied",
-        Err(LockError::NotRecoverable) => "NotRecoverable",
-        Err(LockError::Deadlock) => "Deadlock",
-        Err(_) => "another error",
+/// A locking call's result, `LockError`- or `TryLockError`-shaped, widened
+/// to the latter (the same variants, plus `WouldBlock`).
+trait Outcome {
+    type Ok;
+    type Guard;
+    fn widen(self) -> Result<Self::Ok, TryLockError<Self::Guard>>;
+}
+
+impl<T, G> Outcome for Result<T, LockError<G>> {
+    type Ok = T;
+    type Guard = G;
+    fn widen(self) -> Result<T, TryLockError<G>> {
+        self.map_err(TryLockError::from)
     }
 }
 
-fn tlk<T, G>(r: &Result<T, TryLockError<G>>) -> &'static str {
+impl<T, G> Outcome for Result<T, TryLockError<G>> {
+    type Ok = T;
+    type Guard = G;
+    fn widen(self) -> Self {
+        self
+    }
+}
+
+/// The name of what a locking call returned, for messages.
+fn kind<T, G>(r: &Result<T, TryLockError<G>>) -> &'static str {
     match r {
         Ok(_) => "Ok",
         Err(TryLockError::WouldBlock) => "WouldBlock",
@@ -60,34 +76,54 @@ fn tlk<T, G>(r: &Result<T, TryLockError<G>>) -> &'static str {
     }
 }
 
+/// Asserts that `r` is `Ok` with a value (or guard) for which `good` holds.
+fn assert_ok<R: Outcome>(what: &str, r: R, good: impl FnOnce(&R::Ok) -> bool) {
+    let r = r.widen();
+    assert!(r.as_ref().is_ok_and(good), "{what}: {}", kind(&r));
+}
+
+/// [`kind`] of a not-recoverable lock's every result.
+const NR: &str = "NotRecoverable";
+
+/// Asserts that `r` is the outcome named `want` (see [`kind`]).
+fn assert_kind(what: &str, r: impl Outcome, want: &str) {
+    let k = kind(&r.widen());
+    assert!(k == want, "{what}: {k}");
+}
+
+/// The value (or guard) of an `Ok` result; panics with `what` otherwise.
+fn expect_ok<R: Outcome>(what: &str, r: R) -> R::Ok {
+    match r.widen() {
+        Ok(x) => x,
+        r => panic!("{what}: {}", kind(&r)),
+    }
+}
+
+/// The guard of an `OwnerDied` result; panics with `what` otherwise.
+fn expect_owner_died<R: Outcome>(what: &str, r: R) -> R::Guard {
+    match r.widen() {
+        Err(TryLockError::OwnerDied(g)) => g,
+        r => panic!("{what}: {}", kind(&r)),
+    }
+}
+
+/// An `update` closure that changes nothing and records that it ran.
+fn spy(called: &Cell<bool>) -> impl FnOnce(i64) -> i64 + '_ {
+    move |x| {
+        called.set(true);
+        x
+    }
+}
+
 /// A consistent value holding `want`, through every locking entry point.
 /// `exclusive`: nobody else uses the lock now, so `try_lock` must succeed.
 fn check_value_ok(v: &Value<i64>, want: i64, exclusive: bool) {
-    let r = v.get();
-    assert!(
-        matches!(r, Ok(x) if x == want),
-        "get: {} (want {want})",
-        lk(&r)
-    );
-    let r = v.update(|x| x);
-    assert!(matches!(r, Ok(x) if x == want), "update: {}", lk(&r));
-    let r = v.lock_timeout(LONG);
-    assert!(
-        matches!(&r, Ok(g) if g.get() == want),
-        "lock_timeout: {}",
-        tlk(&r)
-    );
-    drop(r);
-    let r = v.lock();
-    assert!(matches!(&r, Ok(g) if g.get() == want), "lock: {}", lk(&r));
-    drop(r);
+    assert_ok(&format!("get (want {want})"), v.get(), |&x| x == want);
+    assert_ok("update", v.update(|x| x), |&x| x == want);
+    assert_ok("lock_timeout", v.lock_timeout(LONG), |g| g.get() == want);
+    assert_ok("lock", v.lock(), |g| g.get() == want);
     if exclusive {
-        let r = v.try_lock();
-        assert!(
-            matches!(&r, Ok(g) if g.get() == want),
-            "try_lock: {}",
-            tlk(&r)
-        );
+        assert_ok("try_lock", v.try_lock(), |g| g.get() == want);
     }
 }
 
@@ -95,113 +131,46 @@ fn check_value_ok(v: &Value<i64>, want: i64, exclusive: bool) {
 /// owner death: every entry point fails with `NotRecoverable`, and no
 /// closure runs.
 fn check_value_not_recoverable(v: &Value<i64>) {
-    let r = v.lock();
+    let called = Cell::new(false);
+    assert_kind("lock", v.lock(), NR);
+    assert_kind("try_lock", v.try_lock(), NR);
+    assert_kind("lock_timeout", v.lock_timeout(Duration::from_millis(1)), NR);
+    assert_kind("get", v.get(), NR);
+    assert_kind("set", v.set(1), NR);
+    assert_kind("update", v.update(spy(&called)), NR);
     assert!(
-        matches!(r, Err(LockError::NotRecoverable)),
-        "lock: {}",
-        lk(&r)
+        !called.get(),
+        "update ran its closure on a not-recoverable lock"
     );
-    let r = v.try_lock();
-    assert!(
-        matches!(r, Err(TryLockError::NotRecoverable)),
-        "try_lock: {}",
-        tlk(&r)
-    );
-    let r = v.lock_timeout(Duration::from_millis(1));
-    assert!(
-        matches!(r, Err(TryLockError::NotRecoverable)),
-        "lock_timeout: {}",
-        tlk(&r)
-    );
-    let r = v.get();
-    assert!(
-        matches!(r, Err(LockError::NotRecoverable)),
-        "get: {}",
-        lk(&r)
-    );
-    let r = v.set(1);
-    assert!(
-        matches!(r, Err(LockError::NotRecoverable)),
-        "set: {}",
-        lk(&r)
-    );
-    let mut called = false;
-    let r = v.update(|x| {
-        called = true;
-        x
-    });
-    assert!(
-        matches!(r, Err(LockError::NotRecoverable)),
-        "update: {}",
-        lk(&r)
-    );
-    assert!(!called, "update ran its closure on a not-recoverable lock");
     assert!(
         !v.get_lock().is_locked(),
         "a not-recoverable lock is not 'locked'"
     );
 }
 
+/// [`check_value_ok`] for an array holding `want`.
 fn check_array_ok(a: &Array<i64>, want: &[i64], exclusive: bool) {
-    let r = a.to_vec();
-    assert!(matches!(&r, Ok(x) if x == want), "to_vec: {}", lk(&r));
-    let r = a.get(0);
-    assert!(matches!(r, Ok(x) if x == want[0]), "get: {}", lk(&r));
-    let r = a.update(1, |x| x);
-    assert!(matches!(r, Ok(x) if x == want[1]), "update: {}", lk(&r));
-    let r = a.lock_timeout(LONG);
-    assert!(
-        matches!(&r, Ok(g) if g.to_vec() == want),
-        "lock_timeout: {}",
-        tlk(&r)
-    );
-    drop(r);
+    assert_ok("to_vec", a.to_vec(), |x| x == want);
+    assert_ok("get", a.get(0), |&x| x == want[0]);
+    assert_ok("update", a.update(1, |x| x), |&x| x == want[1]);
+    assert_ok("lock_timeout", a.lock_timeout(LONG), |g| g.to_vec() == want);
     if exclusive {
-        let r = a.try_lock();
-        assert!(
-            matches!(&r, Ok(g) if g.to_vec() == want),
-            "try_lock: {}",
-            tlk(&r)
-        );
+        assert_ok("try_lock", a.try_lock(), |g| g.to_vec() == want);
     }
 }
 
+/// [`check_value_not_recoverable`] for an array.
 fn check_array_not_recoverable(a: &Array<i64>) {
-    let r = a.lock();
+    let called = Cell::new(false);
+    assert_kind("lock", a.lock(), NR);
+    assert_kind("try_lock", a.try_lock(), NR);
+    assert_kind("to_vec", a.to_vec(), NR);
+    assert_kind("set", a.set(0, 1), NR);
+    assert_kind("update", a.update(0, spy(&called)), NR);
     assert!(
-        matches!(r, Err(LockError::NotRecoverable)),
-        "lock: {}",
-        lk(&r)
+        !called.get(),
+        "update ran its closure on a not-recoverable lock"
     );
-    let r = a.try_lock();
-    assert!(
-        matches!(r, Err(TryLockError::NotRecoverable)),
-        "try_lock: {}",
-        tlk(&r)
-    );
-    let r = a.to_vec();
-    assert!(
-        matches!(r, Err(LockError::NotRecoverable)),
-        "to_vec: {}",
-        lk(&r)
-    );
-    let r = a.set(0, 1);
-    assert!(
-        matches!(r, Err(LockError::NotRecoverable)),
-        "set: {}",
-        lk(&r)
-    );
-    let mut called = false;
-    let r = a.update(0, |x| {
-        called = true;
-        x
-    });
-    assert!(
-        matches!(r, Err(LockError::NotRecoverable)),
-        "update: {}",
-        lk(&r)
-    );
-    assert!(!called, "update ran its closure on a not-recoverable lock");
 }
 
 /// Locks `v`, whose holder died (or another waiter recovered it), and says
@@ -251,6 +220,155 @@ fn check_value_after(v: &Value<i64>, consistent: bool, want: i64) {
     }
 }
 
+/// The lock word `w` after its owner, thread `tid`, died and before anyone
+/// locked: the kernel marks it in list mode; in the fallback nobody marks
+/// it before a locker probes.
+fn check_word_after_death(mode: Mode, w: u32, tid: u32) {
+    if mode.kernel_marks() {
+        assert_eq!(
+            w, OWNER_DIED,
+            "the kernel marks a dead list-mode owner's word ({w:#x})"
+        );
+    } else {
+        assert_eq!(
+            w & (TID_MASK | OWNER_DIED),
+            tid,
+            "nobody marks a fallback owner's word before a locker probes ({w:#x})"
+        );
+    }
+}
+
+// ===========================================================================
+// Objects
+// ===========================================================================
+
+/// Elements `base, base + 1, …` (`len` of them): what the scenarios write
+/// into an object (a value has one element).
+fn elements(base: i64, len: usize) -> Vec<i64> {
+    (0..len as i64).map(|i| base + i).collect()
+}
+
+/// A held guard of a `Value<i64>` or an `Array<i64>`, its data seen as
+/// [`elements`].
+trait Held {
+    fn data(&self) -> Vec<i64>;
+    /// Writes `elements(base, len)`.
+    fn fill(&self, base: i64);
+    fn mark_consistent(&self);
+}
+
+impl Held for ValueGuard<'_, i64> {
+    fn data(&self) -> Vec<i64> {
+        vec![self.get()]
+    }
+    fn fill(&self, base: i64) {
+        self.set(base);
+    }
+    fn mark_consistent(&self) {
+        ValueGuard::mark_consistent(self);
+    }
+}
+
+impl Held for ArrayGuard<'_, i64> {
+    fn data(&self) -> Vec<i64> {
+        self.to_vec()
+    }
+    fn fill(&self, base: i64) {
+        for i in 0..self.len() {
+            self.set(i, base + i as i64);
+        }
+    }
+    fn mark_consistent(&self) {
+        ArrayGuard::mark_consistent(self);
+    }
+}
+
+/// Length of the arrays in [`Obj`].
+const ARR_LEN: usize = 3;
+
+/// A trial's object, by its kind: `value` or `array` (of [`ARR_LEN`]).
+enum Obj {
+    V(Value<i64>),
+    A(Array<i64>),
+}
+
+impl Obj {
+    /// A new named object holding -1 everywhere.
+    fn create(kind: &str, name: &str) -> Obj {
+        match kind {
+            "value" => Obj::V(Value::create(name, -1).unwrap()),
+            "array" => Obj::A(Array::create(name, &[-1; ARR_LEN]).unwrap()),
+            k => panic!("unknown kind {k}"),
+        }
+    }
+
+    fn open(kind: &str, name: &str) -> Obj {
+        match kind {
+            "value" => Obj::V(Value::open(name).unwrap()),
+            "array" => Obj::A(Array::open(name).unwrap()),
+            k => panic!("unknown kind {k}"),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Obj::V(_) => 1,
+            Obj::A(a) => a.len(),
+        }
+    }
+
+    fn get_lock(&self) -> &RLock {
+        match self {
+            Obj::V(v) => v.get_lock(),
+            Obj::A(a) => a.get_lock(),
+        }
+    }
+
+    /// `lock()`, which must succeed.
+    fn lock(&self) -> Box<dyn Held + '_> {
+        match self {
+            Obj::V(v) => Box::new(v.lock().unwrap()),
+            Obj::A(a) => Box::new(a.lock().unwrap()),
+        }
+    }
+
+    /// The first call after the owner's death, `op` (one of [`FIRST_OPS`]
+    /// for this kind): it must return `OwnerDied` with the guard, having
+    /// done none of its work (`update` sets `called` if it runs its
+    /// closure).
+    fn first_call(&self, op: &str, called: &Cell<bool>) -> Box<dyn Held + '_> {
+        let what = format!("{} after the owner died", op.trim_start_matches("arr_"));
+        match self {
+            Obj::V(v) => Box::new(match op {
+                "lock" => expect_owner_died(&what, v.lock()),
+                "try_lock" => expect_owner_died(&what, v.try_lock()),
+                "lock_timeout" => expect_owner_died(&what, v.lock_timeout(LONG)),
+                "get" => expect_owner_died(&what, v.get()),
+                "set" => expect_owner_died(&what, v.set(-5)),
+                "update" => expect_owner_died(&what, v.update(spy(called))),
+                o => panic!("unknown op {o}"),
+            }),
+            Obj::A(a) => Box::new(match op {
+                "arr_set" => expect_owner_died(&what, a.set(0, -5)),
+                "arr_update" => expect_owner_died(&what, a.update(1, spy(called))),
+                "arr_to_vec" => expect_owner_died(&what, a.to_vec()),
+                "arr_try_lock" => expect_owner_died(&what, a.try_lock()),
+                o => panic!("unknown op {o}"),
+            }),
+        }
+    }
+
+    /// This process's view after a trial: repaired to `elements(base, len)`
+    /// and consistent, or not recoverable.
+    fn check_after(&self, consistent: bool, base: i64) {
+        match self {
+            Obj::V(v) => check_value_after(v, consistent, base),
+            Obj::A(a) if consistent => check_array_ok(a, &elements(base, a.len()), true),
+            Obj::A(a) => check_array_not_recoverable(a),
+        }
+    }
+}
+
 // ===========================================================================
 // Child roles (one dispatcher for every test)
 // ===========================================================================
@@ -293,34 +411,16 @@ extern "C" fn premain() {
 static PREMAIN: extern "C" fn() = premain;
 
 /// Locks the object `NAME` (`KIND` value or array) twice (recursively),
-/// writes `VAL` (array: `VAL + i`), reports `held <tid>` and waits to be
+/// writes `elements(VAL, len)`, reports `held <tid>` and waits to be
 /// killed.
 fn hold_and_block() {
-    let name = arg("NAME");
-    let val: i64 = arg_parse("VAL");
-    match arg("KIND").as_str() {
-        "value" => {
-            let v = Value::<i64>::open(&name).unwrap();
-            let g = v.lock().unwrap();
-            let g2 = v.lock().unwrap();
-            g2.set(val);
-            tell(&format!("held {}", gettid()));
-            let _keep = (g, g2);
-            block_until_killed()
-        }
-        "array" => {
-            let a = Array::<i64>::open(&name).unwrap();
-            let g = a.lock().unwrap();
-            let g2 = a.lock().unwrap();
-            for i in 0..g.len() {
-                g2.set(i, val + i as i64);
-            }
-            tell(&format!("held {}", gettid()));
-            let _keep = (g, g2);
-            block_until_killed()
-        }
-        k => panic!("unknown kind {k}"),
-    }
+    let obj = Obj::open(&arg("KIND"), &arg("NAME"));
+    let g = obj.lock();
+    let g2 = obj.lock();
+    g2.fill(arg_parse("VAL"));
+    tell(&format!("held {}", gettid()));
+    let _keep = (g, g2);
+    block_until_killed()
 }
 
 /// A long-lived child that locks on command, so that a trial costs one
@@ -376,13 +476,110 @@ fn wait_cmd(name: &str, val: i64, consistent: bool) -> String {
 }
 
 // ===========================================================================
+// Trial machinery
+// ===========================================================================
+
+/// A scenario's two `#[test]`s, one per mode, named as given: each runs
+/// `scenario(test, mode)` with its own name as `test`, or, in a child
+/// process started for it, the child's role ([`roles`]).
+macro_rules! mode_tests {
+    ($scenario:ident: $list:ident, $fallback:ident) => {
+        #[test]
+        fn $list() {
+            let test = stringify!($list);
+            if !run_child(test, roles) {
+                $scenario(test, Mode::List);
+            }
+        }
+
+        #[test]
+        fn $fallback() {
+            let test = stringify!($fallback);
+            if !run_child(test, roles) {
+                $scenario(test, Mode::Fallback);
+            }
+        }
+    };
+}
+
+fn start_server(test: &str, mode: Mode) -> Child {
+    let mut k = spawn(test, "server", mode).start();
+    k.expect("ready");
+    k
+}
+
+/// A `holder` ([`hold_and_block`]) of the `kind` object `name`, holding it
+/// with `val` written; returns it and the holding thread's TID.
+fn start_holder(test: &str, mode: Mode, name: &str, kind: &str, val: i64) -> (Child, u32) {
+    let mut h = spawn(test, "holder", mode)
+        .arg("NAME", name)
+        .arg("KIND", kind)
+        .arg("VAL", val)
+        .start();
+    let tid = h.expect_prefixed("held ").parse().unwrap();
+    (h, tid)
+}
+
+/// One trial's `Value<i64>` (created holding -1), whose holder dies having
+/// written `val`; whoever gets `OwnerDied` repairs it to `val + 1` and
+/// marks it consistent or not ([`lock_verdict`]).
+struct Trial {
+    // Dropped in this order: the name last, after the objects using it.
+    peek: Peek,
+    v: Value<i64>,
+    name: ShmName,
+    val: i64,
+    consistent: bool,
+}
+
+impl Trial {
+    fn new(tag: &str, val: i64, consistent: bool) -> Trial {
+        let name = ShmName::new(tag);
+        let v = Value::<i64>::create(&name, -1).unwrap();
+        let peek = Peek::open(&name);
+        Trial {
+            peek,
+            v,
+            name,
+            val,
+            consistent,
+        }
+    }
+
+    /// Has `server` lock it (command `wait`, [`wait_cmd`]), in a thread
+    /// of its own.
+    fn send_wait(&self, server: &mut Child) {
+        let c = u8::from(self.consistent);
+        server.send(&format!("wait {} {} {c}", &*self.name, self.val));
+        server.expect("locking");
+    }
+
+    /// Has `server` lock it around `die`, the holder's death: already
+    /// asleep on the lock when `die` runs (`blocked`), or only after it.
+    /// The server must get `OwnerDied` (`ctx` in the message otherwise).
+    fn lock_around_death(&self, server: &mut Child, blocked: bool, die: impl FnOnce(), ctx: &str) {
+        if blocked {
+            self.send_wait(server);
+            self.peek.wait_asleep("the waiter");
+        }
+        die();
+        if !blocked {
+            self.send_wait(server);
+        }
+        assert_eq!(server.recv(), "owner_died", "{ctx}");
+    }
+
+    /// This process's view afterwards (see [`check_value_after`]).
+    fn check_after(&self) {
+        check_value_after(&self.v, self.consistent, self.val + 1);
+    }
+}
+
+// ===========================================================================
 // Scenario 1: holder SIGKILLed while waiters (other processes) are blocked
 // ===========================================================================
 
 fn waiter_blocked(test: &str, mode: Mode) {
-    if run_child(test, roles) {
-        return;
-    }
     let mut ws = [start_server(test, mode), start_server(test, mode)];
     for trial in 0..trials(TRIALS) {
         trial_waiter_blocked(test, mode, trial, &mut ws);
@@ -392,59 +589,37 @@ fn waiter_blocked(test: &str, mode: Mode) {
     }
 }
 
-fn start_server(test: &str, mode: Mode) -> Child {
-    let mut k = spawn(test, "server", mode).start();
-    k.expect("ready");
-    k
-}
-
 /// One holder (recursion count 2) and two waiter processes asleep on the
 /// lock; the holder is SIGKILLed. Exactly one waiter gets `OwnerDied`
 /// with the dead owner's data; the other then gets `Ok` (repaired and
 /// marked consistent) or `NotRecoverable` (dropped without it), and so
 /// does this (third) process.
 fn trial_waiter_blocked(test: &str, mode: Mode, trial: usize, ws: &mut [Child; 2]) {
-    let name = ShmName::new("wb");
-    let v = Value::<i64>::create(&name, -1).unwrap();
-    let peek = Peek::open(&name);
-    let val = 1000 + trial as i64;
-    let consistent = trial % 2 == 0;
-    let mut h = spawn(test, "holder", mode)
-        .arg("NAME", &*name)
-        .arg("KIND", "value")
-        .arg("VAL", val)
-        .start();
-    let tid: u32 = h.expect_prefixed("held ").parse().unwrap();
-    assert_eq!(peek.word() & TID_MASK, tid, "holder's TID in the word");
+    let t = Trial::new("wb", 1000 + trial as i64, trial % 2 == 0);
+    let (h, tid) = start_holder(test, mode, &t.name, "value", t.val);
+    assert_eq!(t.peek.word() & TID_MASK, tid, "holder's TID in the word");
     for w in ws.iter_mut() {
-        w.send(&format!("wait {} {val} {}", &*name, u8::from(consistent)));
-        w.expect("locking");
+        t.send_wait(w);
     }
-    peek.wait_for("a waiter asleep on the word", |w| w & WAITERS != 0);
+    t.peek.wait_asleep("a waiter");
     h.kill();
     let mut verdicts: Vec<String> = ws.iter_mut().map(Child::recv).collect();
     verdicts.sort();
-    let mut want = vec![
-        if consistent { "ok" } else { "not_recoverable" },
-        "owner_died",
-    ];
+    let other = if t.consistent {
+        "ok"
+    } else {
+        "not_recoverable"
+    };
+    let mut want = vec![other, "owner_died"];
     want.sort();
     assert_eq!(
         verdicts, want,
         "{mode:?} trial {trial}: exactly one OwnerDied"
     );
-    check_value_after(&v, consistent, val + 1);
+    t.check_after();
 }
 
-#[test]
-fn waiter_blocked_list() {
-    waiter_blocked("waiter_blocked_list", Mode::List);
-}
-
-#[test]
-fn waiter_blocked_fallback() {
-    waiter_blocked("waiter_blocked_fallback", Mode::Fallback);
-}
+mode_tests!(waiter_blocked: waiter_blocked_list, waiter_blocked_fallback);
 
 // ===========================================================================
 // Scenario 2: holder dead before anyone locks; every entry point reports it
@@ -466,12 +641,8 @@ const FIRST_OPS: [&str; 10] = [
     "arr_to_vec",
     "arr_try_lock",
 ];
-const ARR_LEN: usize = 3;
 
 fn dead_before_lock(test: &str, mode: Mode) {
-    if run_child(test, roles) {
-        return;
-    }
     let mut server = start_server(test, mode);
     for trial in 0..trials(TRIALS) {
         trial_dead_before_lock(test, mode, trial, &mut server);
@@ -479,43 +650,21 @@ fn dead_before_lock(test: &str, mode: Mode) {
     server.wait();
 }
 
-enum Obj {
-    V(Value<i64>),
-    A(Array<i64>),
-}
-
 fn trial_dead_before_lock(test: &str, mode: Mode, trial: usize, server: &mut Child) {
     let op = FIRST_OPS[(trial / 2) % FIRST_OPS.len()];
     let consistent = trial % 2 == 0;
     let val = 2000 + 10 * trial as i64;
     let name = ShmName::new("db");
-    let (kind, obj) = if op.starts_with("arr_") {
-        let a = Array::<i64>::create(&name, &[-1; ARR_LEN]).unwrap();
-        ("array", Obj::A(a))
+    let kind = if op.starts_with("arr_") {
+        "array"
     } else {
-        ("value", Obj::V(Value::<i64>::create(&name, -1).unwrap()))
+        "value"
     };
+    let obj = Obj::create(kind, &name);
     let peek = Peek::open(&name);
-    let mut h = spawn(test, "holder", mode)
-        .arg("NAME", &*name)
-        .arg("KIND", kind)
-        .arg("VAL", val)
-        .start();
-    let tid: u32 = h.expect_prefixed("held ").parse().unwrap();
+    let (h, tid) = start_holder(test, mode, &name, kind, val);
     h.kill();
-    let w = peek.word();
-    if mode.kernel_marks() {
-        assert_eq!(
-            w, OWNER_DIED,
-            "the kernel marks a dead list-mode owner's word ({w:#x})"
-        );
-    } else {
-        assert_eq!(
-            w & (TID_MASK | OWNER_DIED),
-            tid,
-            "nobody marks a fallback owner's word before a locker probes ({w:#x})"
-        );
-    }
+    check_word_after_death(mode, peek.word(), tid);
     server.send(&format!(
         "first {kind} {} {op} {val} {}",
         &*name,
@@ -526,135 +675,47 @@ fn trial_dead_before_lock(test: &str, mode: Mode, trial: usize, server: &mut Chi
         "owner_died",
         "{mode:?} trial {trial} op {op}"
     );
-    let repaired = val + 100;
-    match obj {
-        Obj::V(v) => check_value_after(&v, consistent, repaired),
-        Obj::A(a) => {
-            if consistent {
-                let want: Vec<i64> = (0..ARR_LEN as i64).map(|i| repaired + i).collect();
-                check_array_ok(&a, &want, true);
-            } else {
-                check_array_not_recoverable(&a);
-            }
-        }
-    }
+    obj.check_after(consistent, val + 100);
 }
 
-/// Server command `first KIND NAME OP VAL CONSISTENT`.
+/// Server command `first KIND NAME OP VAL CONSISTENT`: the first call
+/// after the owner's death, `OP`, gets `OwnerDied` ([`Obj::first_call`])
+/// with the dead owner's data; the data is repaired to `VAL + 100`, marked
+/// consistent or not, and checked.
 fn first_locker(a: &[&str]) -> String {
-    let (kind, name, op) = (a[0], a[1], a[2]);
+    let (obj, op) = (Obj::open(a[0], a[1]), a[2]);
     let val: i64 = a[3].parse().unwrap();
     let consistent = a[4] == "1";
     let repaired = val + 100;
-    let mut called = false;
-    if kind == "value" {
-        let v = Value::<i64>::open(name).unwrap();
-        let g = match op {
-            "lock" => match v.lock() {
-                Err(LockError::OwnerDied(g)) => g,
-                r => panic!("lock after the owner died: {}", lk(&r)),
-            },
-            "try_lock" => match v.try_lock() {
-                Err(TryLockError::OwnerDied(g)) => g,
-                r => panic!("try_lock after the owner died: {}", tlk(&r)),
-            },
-            "lock_timeout" => match v.lock_timeout(LONG) {
-                Err(TryLockError::OwnerDied(g)) => g,
-                r => panic!("lock_timeout after the owner died: {}", tlk(&r)),
-            },
-            "get" => match v.get() {
-                Err(LockError::OwnerDied(g)) => g,
-                r => panic!("get after the owner died: {}", lk(&r)),
-            },
-            "set" => match v.set(-5) {
-                Err(LockError::OwnerDied(g)) => g,
-                r => panic!("set after the owner died: {}", lk(&r)),
-            },
-            "update" => match v.update(|x| {
-                called = true;
-                x + 1
-            }) {
-                Err(LockError::OwnerDied(g)) => g,
-                r => panic!("update after the owner died: {}", lk(&r)),
-            },
-            o => panic!("unknown op {o}"),
-        };
-        assert!(!called, "update ran its closure on a dead owner's data");
-        assert_eq!(g.get(), val, "the dead owner's data, untouched by {op}");
-        assert!(v.get_lock().is_held_by_current_thread());
-        g.set(repaired);
-        if consistent {
-            g.mark_consistent();
-        }
-        drop(g);
-        assert!(
-            !v.get_lock().is_held_by_current_thread(),
-            "dead owner's recursion count inherited"
-        );
-        check_value_after(&v, consistent, repaired);
-    } else {
-        let arr = Array::<i64>::open(name).unwrap();
-        let g: ArrayGuard<'_, i64> = match op {
-            "arr_set" => match arr.set(0, -5) {
-                Err(LockError::OwnerDied(g)) => g,
-                r => panic!("set after the owner died: {}", lk(&r)),
-            },
-            "arr_update" => match arr.update(1, |x| {
-                called = true;
-                x + 1
-            }) {
-                Err(LockError::OwnerDied(g)) => g,
-                r => panic!("update after the owner died: {}", lk(&r)),
-            },
-            "arr_to_vec" => match arr.to_vec() {
-                Err(LockError::OwnerDied(g)) => g,
-                r => panic!("to_vec after the owner died: {}", lk(&r)),
-            },
-            "arr_try_lock" => match arr.try_lock() {
-                Err(TryLockError::OwnerDied(g)) => g,
-                r => panic!("try_lock after the owner died: {}", tlk(&r)),
-            },
-            o => panic!("unknown op {o}"),
-        };
-        assert!(!called, "update ran its closure on a dead owner's data");
-        let left: Vec<i64> = (0..ARR_LEN as i64).map(|i| val + i).collect();
-        assert_eq!(g.to_vec(), left, "the dead owner's data, untouched by {op}");
-        for i in 0..ARR_LEN {
-            g.set(i, repaired + i as i64);
-        }
-        if consistent {
-            g.mark_consistent();
-        }
-        drop(g);
-        assert!(!arr.get_lock().is_held_by_current_thread());
-        if consistent {
-            let want: Vec<i64> = (0..ARR_LEN as i64).map(|i| repaired + i).collect();
-            check_array_ok(&arr, &want, true);
-        } else {
-            check_array_not_recoverable(&arr);
-        }
+    let called = Cell::new(false);
+    let g = obj.first_call(op, &called);
+    assert!(
+        !called.get(),
+        "update ran its closure on a dead owner's data"
+    );
+    let left = elements(val, obj.len());
+    assert_eq!(g.data(), left, "the dead owner's data, untouched by {op}");
+    assert!(obj.get_lock().is_held_by_current_thread());
+    g.fill(repaired);
+    if consistent {
+        g.mark_consistent();
     }
+    drop(g);
+    assert!(
+        !obj.get_lock().is_held_by_current_thread(),
+        "dead owner's recursion count inherited"
+    );
+    obj.check_after(consistent, repaired);
     "owner_died".to_owned()
 }
 
-#[test]
-fn dead_before_lock_list() {
-    dead_before_lock("dead_before_lock_list", Mode::List);
-}
-
-#[test]
-fn dead_before_lock_fallback() {
-    dead_before_lock("dead_before_lock_fallback", Mode::Fallback);
-}
+mode_tests!(dead_before_lock: dead_before_lock_list, dead_before_lock_fallback);
 
 // ===========================================================================
 // Scenario 3: holders killed at random times while looping lock/unlock
 // ===========================================================================
 
 fn random_kill(test: &str, mode: Mode) {
-    if run_child(test, roles) {
-        return;
-    }
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
     let mut server = start_server(test, mode);
@@ -718,12 +779,9 @@ fn trial_random_kill(test: &str, mode: Mode, rng: &mut Rng, server: &mut Child) 
         "after the kill: {verdict}"
     );
     // Repaired and consistent now, for this process too.
-    let r = a.try_lock();
-    assert!(
-        matches!(&r, Ok(g) if g.get(0) == g.get(1)),
-        "try_lock after repair: {}",
-        tlk(&r)
-    );
+    assert_ok("try_lock after repair", a.try_lock(), |g| {
+        g.get(0) == g.get(1)
+    });
     verdict == "owner_died"
 }
 
@@ -804,55 +862,30 @@ fn after_random_kill(name: &str) -> String {
     verdict.to_owned()
 }
 
-#[test]
-fn random_kill_list() {
-    random_kill("random_kill_list", Mode::List);
-}
-
-#[test]
-fn random_kill_fallback() {
-    random_kill("random_kill_fallback", Mode::Fallback);
-}
+mode_tests!(random_kill: random_kill_list, random_kill_fallback);
 
 // ===========================================================================
 // Scenario 4: the owner is a non-main thread of a multi-threaded process
 // ===========================================================================
 
 fn non_main_thread(test: &str, mode: Mode) {
-    if run_child(test, roles) {
-        return;
-    }
     let mut server = start_server(test, mode);
     for trial in 0..trials(TRIALS) {
         let blocked = trial % 2 == 0;
-        let consistent = (trial / 2) % 2 == 0;
-        let name = ShmName::new("mt");
-        let v = Value::<i64>::create(&name, -1).unwrap();
-        let peek = Peek::open(&name);
-        let val = 3000 + trial as i64;
+        let t = Trial::new("mt", 3000 + trial as i64, (trial / 2) % 2 == 0);
         let mut h = spawn(test, "mt_holder", mode)
-            .arg("NAME", &*name)
-            .arg("VAL", val)
+            .arg("NAME", &*t.name)
+            .arg("VAL", t.val)
             .start();
         let held = h.expect_prefixed("held ");
         let (tid, pid) = held.split_once(' ').unwrap();
         let (tid, pid): (u32, i32) = (tid.parse().unwrap(), pid.parse().unwrap());
         assert_eq!(pid, h.pid());
         assert_ne!(tid as i32, pid, "the owner must not be the main thread");
-        assert_eq!(peek.word() & TID_MASK, tid);
-        let cmd = format!("wait {} {val} {}", &*name, u8::from(consistent));
-        if blocked {
-            server.send(&cmd);
-            server.expect("locking");
-            peek.wait_for("the waiter asleep", |w| w & WAITERS != 0);
-        }
-        h.kill();
-        if !blocked {
-            server.send(&cmd);
-            server.expect("locking");
-        }
-        assert_eq!(server.recv(), "owner_died", "{mode:?} trial {trial}");
-        check_value_after(&v, consistent, val + 1);
+        assert_eq!(t.peek.word() & TID_MASK, tid);
+        let ctx = format!("{mode:?} trial {trial}");
+        t.lock_around_death(&mut server, blocked, || h.kill(), &ctx);
+        t.check_after();
     }
     server.wait();
 }
@@ -885,24 +918,13 @@ fn mt_holder() {
     block_until_killed()
 }
 
-#[test]
-fn non_main_thread_list() {
-    non_main_thread("non_main_thread_list", Mode::List);
-}
-
-#[test]
-fn non_main_thread_fallback() {
-    non_main_thread("non_main_thread_fallback", Mode::Fallback);
-}
+mode_tests!(non_main_thread: non_main_thread_list, non_main_thread_fallback);
 
 // ===========================================================================
 // Scenario 5: a thread (not the process) ends while holding
 // ===========================================================================
 
 fn thread_ends(test: &str, mode: Mode) {
-    if run_child(test, roles) {
-        return;
-    }
     let n = trials(TRIALS);
     let names: Vec<ShmName> = (0..n).map(|_| ShmName::new("te")).collect();
     let values: Vec<Value<i64>> = names
@@ -956,19 +978,14 @@ fn thread_exit(mode: Mode) {
             |v: Arc<Value<i64>>| std::thread::spawn(move || lock_verdict(&v, val, consistent));
         let verdict = if blocked {
             let t2 = locker(Arc::clone(&v));
-            peek.wait_for("the second thread asleep", |w| w & WAITERS != 0);
+            peek.wait_asleep("the second thread");
             exit_tx.send(()).unwrap();
             t1.join().unwrap();
             t2.join().unwrap()
         } else {
             exit_tx.send(()).unwrap();
             t1.join().unwrap();
-            let w = peek.word();
-            if mode.kernel_marks() {
-                assert_eq!(w, OWNER_DIED, "the kernel marks an ended thread's lock");
-            } else {
-                assert_eq!(w & (TID_MASK | OWNER_DIED), tid1, "word {w:#x}");
-            }
+            check_word_after_death(mode, peek.word(), tid1);
             locker(Arc::clone(&v)).join().unwrap()
         };
         assert_eq!(verdict, "owner_died", "trial {i}");
@@ -976,15 +993,7 @@ fn thread_exit(mode: Mode) {
     }
 }
 
-#[test]
-fn thread_ends_list() {
-    thread_ends("thread_ends_list", Mode::List);
-}
-
-#[test]
-fn thread_ends_fallback() {
-    thread_ends("thread_ends_fallback", Mode::Fallback);
-}
+mode_tests!(thread_ends: thread_ends_list, thread_ends_fallback);
 
 // ===========================================================================
 // Scenario 6: the holder execve()s while holding
@@ -996,10 +1005,14 @@ fn comm(pid: i32) -> String {
         .unwrap_or_default()
 }
 
+/// Waits until the process `pid` runs `sleep` (the exec'd program).
+fn wait_for_sleep(pid: i32) {
+    wait_until("the holder to become `sleep`", || {
+        (comm(pid) == "sleep").then_some(())
+    });
+}
+
 fn exec_while_holding(test: &str, mode: Mode) {
-    if run_child(test, roles) {
-        return;
-    }
     let mut server = start_server(test, mode);
     for trial in 0..trials(TRIALS) {
         // The exec'ing thread: the process's main thread (a single-threaded
@@ -1007,51 +1020,38 @@ fn exec_while_holding(test: &str, mode: Mode) {
         // word's TID: the liveness token recovers it).
         let main_thread = trial % 2 == 0;
         let blocked = (trial / 2) % 2 == 0;
-        let consistent = (trial / 4) % 2 == 0;
-        let name = ShmName::new("ex");
-        let v = Value::<i64>::create(&name, -1).unwrap();
-        let peek = Peek::open(&name);
-        let val = 4000 + trial as i64;
+        let t = Trial::new("ex", 4000 + trial as i64, (trial / 4) % 2 == 0);
         let mut sp = spawn(test, "exec_holder", mode)
-            .arg("NAME", &*name)
-            .arg("VAL", val);
+            .arg("NAME", &*t.name)
+            .arg("VAL", t.val);
         if main_thread {
             sp = sp.premain();
         }
         let mut h = sp.start();
         let tid: u32 = h.expect_prefixed("held ").parse().unwrap();
         assert_eq!(tid as i32 == h.pid(), main_thread);
-        let cmd = format!("wait {} {val} {}", &*name, u8::from(consistent));
-        if blocked {
-            server.send(&cmd);
-            server.expect("locking");
-            peek.wait_for("the waiter asleep", |w| w & WAITERS != 0);
-        }
-        h.send("exec");
         let pid = h.pid();
-        if !blocked {
-            wait_until("the holder to become `sleep`", || {
-                (comm(pid) == "sleep").then_some(())
-            });
-            if mode.kernel_marks() && main_thread {
-                let w = peek.wait_for("the kernel to mark the word at exec", |w| {
-                    w & TID_MASK != tid
-                });
-                assert_eq!(w, OWNER_DIED, "word after exec: {w:#x}");
+        let exec = || {
+            h.send("exec");
+            if !blocked {
+                wait_for_sleep(pid);
+                if mode.kernel_marks() && main_thread {
+                    let w = t.peek.wait_for("the kernel to mark the word at exec", |w| {
+                        w & TID_MASK != tid
+                    });
+                    assert_eq!(w, OWNER_DIED, "word after exec: {w:#x}");
+                }
             }
-            server.send(&cmd);
-            server.expect("locking");
-        }
-        assert_eq!(server.recv(), "owner_died", "{mode:?} trial {trial}");
+        };
+        let ctx = format!("{mode:?} trial {trial}");
+        t.lock_around_death(&mut server, blocked, exec, &ctx);
         // Recovered while the exec'd program still runs (the kernel drops
         // the token at close-on-exec, just before it renames the process:
         // the rename may trail the recovery by a moment).
-        wait_until("the holder to become `sleep`", || {
-            (comm(pid) == "sleep").then_some(())
-        });
+        wait_for_sleep(pid);
         assert!(h.running(), "the exec'd holder still runs");
         h.kill();
-        check_value_after(&v, consistent, val + 1);
+        t.check_after();
     }
     server.wait();
 }
@@ -1067,15 +1067,7 @@ fn exec_holder() {
     panic!("exec failed: {err}");
 }
 
-#[test]
-fn exec_while_holding_list() {
-    exec_while_holding("exec_while_holding_list", Mode::List);
-}
-
-#[test]
-fn exec_while_holding_fallback() {
-    exec_while_holding("exec_while_holding_fallback", Mode::Fallback);
-}
+mode_tests!(exec_while_holding: exec_while_holding_list, exec_while_holding_fallback);
 
 // ===========================================================================
 // Scenario 7: glibc robust pthread mutexes held in the same thread as ours
@@ -1147,9 +1139,6 @@ fn glibc_sequence(trial: usize, rng: &mut Rng) -> Vec<(usize, bool)> {
 }
 
 fn glibc_interleaved(test: &str, mode: Mode) {
-    if run_child(test, roles) {
-        return;
-    }
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
     let mut server = start_server(test, mode);
@@ -1208,12 +1197,8 @@ fn glibc_interleaved(test: &str, mode: Mode) {
         // Ours, from this process: a lock held at death and not repaired is
         // dead for everyone; the rest are consistent.
         for (l, v) in [(0, &va), (1, &vb)] {
-            if held[l] && !consistent {
-                check_value_not_recoverable(v);
-            } else {
-                let want = if held[l] { data[l] + 1000 } else { data[l] };
-                check_value_ok(v, want, true);
-            }
+            let want = if held[l] { data[l] + 1000 } else { data[l] };
+            check_value_after(v, !held[l] || consistent, want);
         }
     }
     server.wait();
@@ -1402,7 +1387,7 @@ fn glibc_check(a: &[&str]) -> String {
                 }
             }
             Ok(g) if !held => assert_eq!(g.get(), data[l], "{}: data", LOCKS[l]),
-            r => panic!("{} (held at death: {held}): {}", LOCKS[l], tlk(&r)),
+            r => panic!("{} (held at death: {held}): {}", LOCKS[l], kind(&r)),
         }
     }
     for (l, off, d) in [(2, GX, GX_DATA), (3, GY, GY_DATA)] {
@@ -1433,21 +1418,13 @@ fn glibc_check(a: &[&str]) -> String {
     "checked".to_owned()
 }
 
-#[test]
-fn glibc_interleaved_list() {
-    glibc_interleaved("glibc_interleaved_list", Mode::List);
-}
-
-#[test]
-fn glibc_interleaved_fallback() {
-    glibc_interleaved("glibc_interleaved_fallback", Mode::Fallback);
-}
+mode_tests!(glibc_interleaved: glibc_interleaved_list, glibc_interleaved_fallback);
 
 // ===========================================================================
 // Scenario 8: fork while held
 // ===========================================================================
 
-fn fork_while_held(mode: Mode) {
+fn fork_while_held(test: &str, mode: Mode) {
     for trial in 0..trials(TRIALS) {
         let killed = trial % 2 == 0;
         let consistent = (trial / 2) % 2 == 0;
@@ -1456,7 +1433,7 @@ fn fork_while_held(mode: Mode) {
         let v1 = Value::<i64>::create(&n1, 0).unwrap();
         let v2 = Value::<i64>::create(&n2, 0).unwrap();
         let peek1 = Peek::open(&n1);
-        let mut p = spawn("fork", "forker", mode)
+        let mut p = spawn(test, "forker", mode)
             .premain()
             .arg("V1", &*n1)
             .arg("V2", &*n2)
@@ -1466,7 +1443,7 @@ fn fork_while_held(mode: Mode) {
         let ptid: u32 = p.expect_prefixed("parent_holds ").parse().unwrap();
         p.expect("child_blocking");
         // The child is asleep on v1, which its parent holds.
-        let w = peek1.wait_for("the forked child asleep", |w| w & WAITERS != 0);
+        let w = peek1.wait_asleep("the forked child");
         assert_eq!(w & TID_MASK, ptid, "still the parent's");
         p.send("release");
         let cpid: i32 = p.expect_prefixed("child_holds_v2 ").parse().unwrap();
@@ -1535,25 +1512,16 @@ fn forker(mode: Mode) {
     }
     // The child died holding v2: its lock was on the child's own robust
     // list (list mode) / token (fallback), not the parent's.
-    match v2.lock() {
-        Err(LockError::OwnerDied(g)) => {
-            assert_eq!(g.get(), 50, "the child's data");
-            g.set(51);
-            if consistent {
-                g.mark_consistent();
-            }
-        }
-        r => panic!("v2 after the forked child died holding it: {}", lk(&r)),
-    }
-    // v1 was released by the child normally.
-    let r = v1.lock();
-    assert!(matches!(&r, Ok(g) if g.get() == 3), "v1: {}", lk(&r));
-    drop(r);
+    let g = expect_owner_died("v2 after the forked child died holding it", v2.lock());
+    assert_eq!(g.get(), 50, "the child's data");
+    g.set(51);
     if consistent {
-        check_value_ok(&v2, 51, true);
-    } else {
-        check_value_not_recoverable(&v2);
+        g.mark_consistent();
     }
+    drop(g);
+    // v1 was released by the child normally.
+    assert_ok("v1", v1.lock(), |g| g.get() == 3);
+    check_value_after(&v2, consistent, 51);
     tell("parent_recovered");
 }
 
@@ -1562,24 +1530,15 @@ fn forked_child(v1: &Value<i64>, v2: &Value<i64>, ptid: u32, mode: Mode, killed:
     assert_ne!(gettid(), ptid);
     assert!(!v1.get_lock().is_held_by_current_thread());
     let r = v1.try_lock();
-    assert!(
-        matches!(r, Err(TryLockError::WouldBlock)),
-        "child's try_lock while the parent holds: {}",
-        tlk(&r)
-    );
-    drop(r);
+    assert_kind("child's try_lock while the parent holds", r, "WouldBlock");
     let r = v1.lock_timeout(Duration::from_millis(1));
-    assert!(
-        matches!(r, Err(TryLockError::WouldBlock)),
-        "child's lock_timeout while the parent holds: {}",
-        tlk(&r)
+    assert_kind(
+        "child's lock_timeout while the parent holds",
+        r,
+        "WouldBlock",
     );
-    drop(r);
     tell("child_blocking");
-    let g = match v1.lock() {
-        Ok(g) => g,
-        r => panic!("child's lock after the parent released: {}", lk(&r)),
-    };
+    let g = expect_ok("child's lock after the parent released", v1.lock());
     assert_eq!(g.get(), 2, "the child got v1 before its parent released it");
     g.set(3);
     drop(g);
@@ -1596,15 +1555,7 @@ fn forked_child(v1: &Value<i64>, v2: &Value<i64>, ptid: u32, mode: Mode, killed:
     std::mem::forget(g2);
 }
 
-#[test]
-fn fork_while_held_list() {
-    fork_while_held(Mode::List);
-}
-
-#[test]
-fn fork_while_held_fallback() {
-    fork_while_held(Mode::Fallback);
-}
+mode_tests!(fork_while_held: fork_while_held_list, fork_while_held_fallback);
 
 // ===========================================================================
 // Mode check of the machinery itself

@@ -9,6 +9,7 @@
 //! [`Mode::of_child`] in a pre-`main` child).
 #![allow(dead_code)]
 
+use shmsync::raw::WAITERS;
 use shmsync::{Robustness, SharedMemory};
 
 use crate::common::{self, wait_until, Spawn};
@@ -134,6 +135,12 @@ impl Peek {
             let w = self.word();
             cond(w).then_some(w)
         })
+    }
+
+    /// Waits until a locker (`who`) sleeps on the word: its `WAITERS` bit
+    /// is set. Returns the word.
+    pub(crate) fn wait_asleep(&self, who: &str) -> u32 {
+        self.wait_for(&format!("{who} asleep on the word"), |w| w & WAITERS != 0)
     }
 }
 

@@ -1,7 +1,6 @@
 //! The element store shared by every typed object: a validated object and
 //! bounds-checked atomic access to its elements.
 
-use core::marker::PhantomData;
 use std::os::fd::OwnedFd;
 
 use crate::element::{desc, Element};
@@ -18,7 +17,6 @@ pub(crate) struct Cells<T> {
     /// `size_of::<T>()`, validated).
     data: *mut T,
     len: usize,
-    _t: PhantomData<T>,
 }
 
 // SAFETY: the elements are only accessed through atomics (`access`), the
@@ -94,7 +92,6 @@ impl<T: Element> Cells<T> {
             len: obj.layout.count,
             data,
             obj,
-            _t: PhantomData,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Owner liveness: the fallback (and backstop) owner-death detector.
 //!
-//! PROTOTYPE (owner-death helper): liveness is keyed by the TID that the
+//! Liveness is keyed by the TID that the
 //! lock word itself holds, so that there is no moment at which the word
 //! names an owner that waiters cannot judge.
 //!
@@ -72,7 +72,7 @@ pub(crate) fn forget_in_child() {
 const CACHE: usize = 4;
 
 thread_local! {
-    /// Keys (`Token::key`) of the descriptions holding this thread's byte.
+    /// Identities (`Token::id`) of the descriptions holding this thread's byte.
     static MINE: [Cell<u64>; CACHE] = const { [const { Cell::new(0) }; CACHE] };
     static NEXT: Cell<usize> = const { Cell::new(0) };
     /// Unlocks this thread's bytes when it ends.
@@ -129,18 +129,13 @@ impl Default for Token {
 }
 
 impl Token {
-    /// The thread-local cache key: the token's identity (the cache is
-    /// cleared in a forked child, whose descriptions are new).
-    #[inline]
-    fn key(&self) -> u64 {
-        self.id
-    }
-
     /// Makes sure the calling thread `tid`'s byte is held on this
     /// process's description (before any acquiring CAS).
     #[inline]
     pub(crate) fn ensure(&self, file: BorrowedFd<'_>, tid: u32) {
-        let key = self.key();
+        // The cache is cleared in a forked child, whose descriptions are
+        // new, so the token's identity is the whole key.
+        let key = self.id;
         if MINE.with(|m| m.iter().any(|c| c.get() == key)) {
             return;
         }

@@ -153,8 +153,8 @@ fn query_head() -> Option<usize> {
 const MAX_HELD: usize = 16;
 
 /// Per-thread state: the head (0 = not looked up, 1 = none) and the nodes
-/// of the slots this thread holds, which are the only links read back from
-/// a page that are trusted without a check.
+/// of the slots this thread holds (links read back from a page may point
+/// at those; see [`trusted_node`]).
 ///
 /// Holding one lock at a time, the common case, costs one store on each
 /// side: the node then sits alone on the list (`bottom`). Nodes linked in
@@ -326,14 +326,14 @@ unsafe fn dequeue_general(head: usize, node: usize, first: usize, nx: usize, pre
     };
     if pv_ok {
         // SAFETY: `pv_node` is the head or a node whose `next` points at
-        // ours (checked by `trusted`): writing its `next` is what glibc's
+        // ours (checked by `trusted_node`): writing its `next` is what glibc's
         // DEQUEUE_MUTEX does.
         unsafe { core::ptr::write_volatile(pv_node as *mut usize, nx) };
     }
     // next->prev = prev, unless next is the head.
     if nx_node != head && trusted_node(nx_node, node, Link::Next) {
         // SAFETY: `nx_node` is a node whose `prev` (8 bytes before it)
-        // points at ours (checked by `trusted`).
+        // points at ours (checked by `trusted_node`).
         unsafe { core::ptr::write_volatile((nx_node - PREV_FROM_NODE) as *mut usize, pv) };
     }
     LOCAL.with(|l| {

@@ -1,6 +1,7 @@
 //! One mapping of one shared-memory file, and [`SharedMemory`], the raw
 //! bytes API on top of it.
 
+use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -15,7 +16,10 @@ use crate::sys::liveness::Token;
 /// A mapped shared-memory file. Lives behind an `Arc`: every handle onto
 /// objects in it keeps the mapping alive.
 pub(crate) struct Segment {
-    map: MmapRaw,
+    /// Unmapped on drop, unless this thread still has a lock of it linked
+    /// into its robust list (a forgotten guard): the mapping is then left
+    /// in place, so that the list never points at unmapped memory.
+    map: ManuallyDrop<MmapRaw>,
     fd: OwnedFd,
     /// The name without its leading `/`, for named segments.
     name: Option<String>,
@@ -50,7 +54,7 @@ impl Segment {
         })();
         match made {
             Ok(map) => Ok(Segment {
-                map,
+                map: ManuallyDrop::new(map),
                 fd,
                 name: Some(bare.to_owned()),
                 creator_pid: sys::thread::pid(),
@@ -72,7 +76,7 @@ impl Segment {
         sys::shm::seal_size(&fd)?;
         let map = map(&fd, len)?;
         Ok(Segment {
-            map,
+            map: ManuallyDrop::new(map),
             fd,
             name: None,
             creator_pid: 0,
@@ -93,7 +97,7 @@ impl Segment {
         check_len(len)?;
         let map = map(&fd, len)?;
         Ok(Segment {
-            map,
+            map: ManuallyDrop::new(map),
             fd,
             name,
             creator_pid: 0,
@@ -166,6 +170,11 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        if !crate::sys::robust::holds_node_in(self.as_ptr() as usize, self.len()) {
+            // SAFETY: dropped once, here; nothing uses the mapping after
+            // the last handle (this `Segment`) is gone.
+            unsafe { ManuallyDrop::drop(&mut self.map) };
+        }
         if self.unlink_on_drop.load(Relaxed) && self.creator_pid == sys::thread::pid() {
             if let Some(n) = &self.name {
                 // Only our own file: the name may have been unlinked and

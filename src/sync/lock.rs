@@ -266,7 +266,7 @@ impl LockHandle {
                     // linked by `acquire_raw` on this thread.
                     unsafe {
                         robust::set_pending(h.get(), node);
-                        robust::unlink(h.get(), &slot.next, &slot.prev, succ);
+                        robust::unlink(h.get(), &slot.next, succ);
                     }
                 }
                 let mut held = Holds::new(others.saturating_add(1));

@@ -567,7 +567,7 @@ unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize) {
 /// - the slot was linked by [`note_acquire`] on this thread, and is still
 ///   mapped; `recorded` is what [`note_release`] returned for it.
 #[inline]
-pub(crate) unsafe fn unlink(head: usize, next: &AtomicUsize, prev: &AtomicUsize, recorded: usize) {
+pub(crate) unsafe fn unlink(head: usize, next: &AtomicUsize, recorded: usize) {
     let node = next.as_ptr() as usize;
     let h = head as *mut Head;
     // SAFETY: this thread's head.
@@ -582,10 +582,18 @@ pub(crate) unsafe fn unlink(head: usize, next: &AtomicUsize, prev: &AtomicUsize,
         return;
     }
     // SAFETY: forwarded.
-    unsafe { unlink_general(head, node, first, recorded, next, prev) }
+    unsafe { unlink_general(head, node, first, recorded, next) }
 }
 
 /// [`unlink`] of a node that is not alone on the list.
+///
+/// Trust comes from this thread's own state: the head's `list` (only
+/// verified values are ever written into it), the successor recorded for
+/// each of our nodes when it was linked (kept current by our own unlinks),
+/// and, for glibc's robust mutexes, a back link and an owner TID naming
+/// this thread, read without risking a fault. The node's own `next` in the
+/// page is used only when it passes the same checks and, for an entry
+/// reached through it alone, only if that entry lies in private memory.
 ///
 /// # Safety
 /// As for [`unlink`]; `first` is the head's link as read there.
@@ -597,154 +605,161 @@ unsafe fn unlink_general(
     first: usize,
     recorded: usize,
     next: &AtomicUsize,
-    prev: &AtomicUsize,
 ) {
     let me = crate::sys::thread::tid().get();
     let bottom = LOCAL.with(|l| l.bottom.get());
-    // Relaxed: read by this thread only; peers may have written them.
-    let nx = next.load(Relaxed);
-    let pv_link = prev.load(Relaxed);
+    // Relaxed: read by this thread only; peers may have written it.
+    let nx = next.load(Relaxed) & !1;
 
     // The successor.
-    let succ = if node == bottom {
+    let succ = if node == bottom || recorded == head {
+        // Nothing is ever linked behind the bottom node; a recorded head
+        // was written by our own unlink of the entry behind.
         head
+    } else if recorded != 0 && LOCAL.with(|l| is_held_node(l, recorded)) {
+        // Our own node behind us: only our unlinks change that, and they
+        // keep the record current.
+        recorded
+    } else if recorded != 0 && foreign_links_to(recorded, node, me) {
+        // The glibc mutex we were linked in front of is still there.
+        recorded
+    } else if nx == head {
+        // glibc unlinked the entry behind us, the last one.
+        head
+    } else if LOCAL.with(|l| is_held_node(l, nx)) && held_links_to(nx, node) {
+        nx
+    } else if foreign_links_to(nx, node, me) && in_private_mapping(nx) {
+        nx
     } else {
-        let nx_node = nx & !1;
-        if nx_node == head || (recorded != 0 && nx_node == recorded) {
-            nx_node
-        } else if LOCAL.with(|l| is_held_node(l, nx_node)) && held_links_to(nx_node, node, Link::Next)
-        {
-            nx_node
-        } else if foreign_links_to(nx_node, node, Link::Next, me)
-            && (nx_node == recorded || in_private_mapping(nx_node))
-        {
-            nx_node
-        } else {
-            // Unverifiable: cut the list here.
-            head
-        }
+        // Unverifiable: cut the list here. The entries behind lose
+        // owner-death recovery; nothing is written through a forged link.
+        head
     };
 
-    // The predecessor.
+    // The predecessor: the head, our own node recorded in front of us, or
+    // the entry found by walking the list through trusted links.
     let pred = if first & !1 == node {
         Some(head)
     } else {
-        let pv = pv_link & !1;
-        let ok = pv != head
-            && if LOCAL.with(|l| is_held_node(l, pv)) {
-                held_links_to(pv, node, Link::Prev)
-            } else {
-                foreign_links_to(pv, node, Link::Prev, me) && in_private_mapping(pv)
-            };
-        if ok {
-            Some(pv)
-        } else {
-            walk_to_pred(head, node, me)
-        }
+        LOCAL
+            .with(|l| held_pred(l, node))
+            .or_else(|| walk_to_pred(head, node, me))
     };
 
     if let Some(p) = pred {
         // prev->next = succ. The head's `list` is at offset 0, so the head
         // is a node like any other here.
         // SAFETY: `p` is this thread's head, a node this thread holds (its
-        // mapping alive), or a robust mutex of this thread in private
-        // memory (verified by `foreign_links_to` and `in_private_mapping`).
+        // mapping alive while held), or a glibc robust mutex of this
+        // thread reached through trusted links (`walk_to_pred`).
         unsafe { core::ptr::write_volatile(p as *mut usize, succ) };
         LOCAL.with(|l| set_succ(l, p, succ));
-    }
-    if succ != head {
-        if let Some(p) = pred {
+        if succ != head {
             // succ->prev = pred.
-            // SAFETY: `succ` is verified like `p` above; its `prev` link is
-            // 8 bytes before it.
+            // SAFETY: `succ` is one of our held nodes or a verified glibc
+            // robust mutex of this thread (see above); its `prev` link is 8
+            // bytes before it.
             unsafe { core::ptr::write_volatile((succ - PREV_FROM_NODE) as *mut usize, p) };
         }
     }
     LOCAL.with(|l| {
-        if l.bottom.get() == node {
+        if bottom == node {
             // The predecessor is now last.
             let p = pred.unwrap_or(head);
-            l.bottom.set(if p != head && is_held_node(l, p) { p } else { 0 });
-        } else if succ == head && node != bottom && bottom != 0 {
-            // The list was cut in front of the bottom node: it is no
-            // longer reachable, and never again alone.
+            l.bottom.set(if p != head && is_held_node(l, p) {
+                p
+            } else {
+                0
+            });
+        } else if succ == head && bottom != 0 && recorded != head {
+            // The list may have been cut in front of the bottom node, which
+            // is then no longer reachable: forget it as the bottom (its own
+            // unlink then searches for it).
             l.bottom.set(0);
         }
     });
 }
 
-/// Finds the entry whose `next` is `node` by walking this thread's list
-/// from the head, reading our own nodes atomically and foreign ones with a
-/// fault-safe read. `None` if `node` is not reachable (the list was cut in
-/// front of it), or if the entry found cannot be written through.
+/// Our held node whose recorded successor is `node`.
+fn held_pred(l: &Local, node: usize) -> Option<usize> {
+    let mut found = None;
+    each_rec(l, |r| {
+        if r.succ == node && r.node != node {
+            found = Some(r.node);
+        }
+    });
+    found
+}
+
+/// Finds the entry in front of `node` by walking this thread's list from
+/// the head through trusted links only: the head's `list`, the recorded
+/// successors of our own nodes, and the `next` of a glibc robust mutex
+/// when the entry it names is ours or links back to it and names this
+/// thread as its owner. Foreign entries are read without risking a fault.
+/// `None` if `node` is not reachable that way (the list was cut in front
+/// of it): nothing is then written.
 fn walk_to_pred(head: usize, node: usize, me: u32) -> Option<usize> {
     let mut pred = head;
     // SAFETY: this thread's head.
-    let mut cur = unsafe { core::ptr::read_volatile(&raw const (*(head as *const Head)).list) } & !1;
+    let mut cur =
+        unsafe { core::ptr::read_volatile(&raw const (*(head as *const Head)).list) } & !1;
     for _ in 0..WALK_LIMIT {
         if cur == head || cur == 0 {
             return None;
         }
         if cur == node {
-            let ok = pred == head
-                || LOCAL.with(|l| is_held_node(l, pred))
-                || (owner_is(pred, me) && in_private_mapping(pred));
-            return ok.then_some(pred);
+            return Some(pred);
         }
-        let held = LOCAL.with(|l| is_held_node(l, cur));
-        let nx = if held {
-            // SAFETY: a node this thread holds, in a live mapping; an
-            // atomic read of its `next`.
-            unsafe { (*(cur as *const AtomicUsize)).load(Relaxed) }
-        } else {
-            match safe_read_usize(cur) {
-                Some(v) => v,
-                None => return None,
+        let mut rec_succ = None;
+        LOCAL.with(|l| {
+            each_rec(l, |r| {
+                if r.node == cur {
+                    rec_succ = Some(r.succ);
+                }
+            })
+        });
+        let nx = match rec_succ {
+            // One of ours: its recorded successor (0: it was the bottom).
+            Some(0) => head,
+            Some(s) => s,
+            None => {
+                let nx = safe_read_usize(cur)? & !1;
+                let ok = nx == head
+                    || nx == node
+                    || LOCAL.with(|l| is_held_node(l, nx))
+                    || foreign_links_to(nx, cur, me);
+                if !ok {
+                    return None;
+                }
+                nx
             }
         };
         pred = cur;
-        cur = nx & !1;
+        cur = nx;
     }
     None
 }
 
-#[derive(Clone, Copy)]
-enum Link {
-    /// The candidate is our predecessor: its `next` must point at us.
-    Prev,
-    /// The candidate is our successor: its `prev` must point at us.
-    Next,
-}
-
-/// Where `cand`'s link back to `node` must be.
-fn back_link(cand: usize, link: Link) -> usize {
-    match link {
-        Link::Prev => cand,
-        Link::Next => cand.wrapping_sub(PREV_FROM_NODE),
-    }
-}
-
-/// Whether our held node `cand` links back to `node`.
-fn held_links_to(cand: usize, node: usize, link: Link) -> bool {
+/// Whether our held node `cand` has `node` as its `prev`.
+fn held_links_to(cand: usize, node: usize) -> bool {
     if cand == node || cand % 8 != 0 {
         return false;
     }
     // SAFETY: `cand` is `&slot.next` of a slot this thread holds, in a
-    // mapping kept alive while it is held; the back link is that slot's
-    // `next` or `prev`, an `AtomicUsize` (peers may write it: read
-    // atomically).
-    let back = unsafe { (*(back_link(cand, link) as *const AtomicUsize)).load(Relaxed) };
+    // mapping kept alive while it is held; its `prev`, 8 bytes before, is
+    // an `AtomicUsize` (peers may write it: read atomically).
+    let back = unsafe { (*((cand - PREV_FROM_NODE) as *const AtomicUsize)).load(Relaxed) };
     back & !1 == node
 }
 
 /// Whether `cand`, not one of our nodes, is a robust mutex of this thread
-/// that links back to `node`: readable, its back link pointing at `node`,
-/// and its futex word naming this thread (read without risking a fault).
-fn foreign_links_to(cand: usize, node: usize, link: Link, me: u32) -> bool {
+/// whose `prev` is `node`: readable, its `prev` pointing at `node`, and its
+/// futex word naming this thread (read without risking a fault).
+fn foreign_links_to(cand: usize, node: usize, me: u32) -> bool {
     if cand == 0 || cand % 8 != 0 || cand == node {
         return false;
     }
-    safe_read_usize(back_link(cand, link)).is_some_and(|v| v & !1 == node) && owner_is(cand, me)
+    safe_read_usize(cand - PREV_FROM_NODE).is_some_and(|v| v & !1 == node) && owner_is(cand, me)
 }
 
 /// Whether the futex word of entry `cand` (an 8-aligned node) names
@@ -779,7 +794,8 @@ fn in_private_mapping(addr: usize) -> bool {
             continue;
         };
         if a <= addr && addr < b {
-            return perms.as_bytes().get(3) == Some(&b'p') && perms.as_bytes().get(1) == Some(&b'w');
+            return perms.as_bytes().get(3) == Some(&b'p')
+                && perms.as_bytes().get(1) == Some(&b'w');
         }
     }
     false

@@ -434,3 +434,128 @@ fn huge_timeouts_wait_like_lock() {
         });
     }
 }
+
+/// A careless holder: a guard forgotten with `mem::forget`, then its
+/// object dropped. The lock stays held, but the mapping stays in place, so
+/// that this thread's robust list never points at unmapped memory: glibc's
+/// robust mutexes and our other locks keep working.
+fn forgotten_guard(test: &str, fallback: bool) {
+    if run_child(test, |_| {
+        let v = Value::<i64>::new(1).unwrap();
+        std::mem::forget(v.lock().unwrap());
+        drop(v);
+        let mut m = Box::new(unsafe { std::mem::zeroed::<libc::pthread_mutex_t>() });
+        // SAFETY: private storage for a mutex nobody else uses.
+        unsafe { init_robust_mutex(&mut *m) };
+        for _ in 0..3 {
+            // SAFETY: an initialised robust mutex.
+            unsafe {
+                assert_eq!(libc::pthread_mutex_lock(&mut *m), 0);
+                assert_eq!(libc::pthread_mutex_unlock(&mut *m), 0);
+            }
+            let other = Value::<i64>::new(0).unwrap();
+            other.update(|x| x + 1).unwrap();
+        }
+        if shmsync::robustness() == shmsync::Robustness::KernelList {
+            assert_eq!(robust_list().len(), 1, "the forgotten hold, still mapped");
+        }
+    }) {
+        return;
+    }
+    spawn(test, "careless")
+        .env("SHMSYNC_ROBUST", mode_env(fallback))
+        .start()
+        .wait();
+}
+
+#[test]
+fn forgotten_guard_list() {
+    forgotten_guard("forgotten_guard_list", false);
+}
+
+#[test]
+fn forgotten_guard_fallback() {
+    forgotten_guard("forgotten_guard_fallback", true);
+}
+
+/// More locks held at once than the inline records: all are counted,
+/// linked, released in any order, and recovered when the holder dies.
+fn many_locks(test: &str, fallback: bool) {
+    const N: usize = 40;
+    if run_child(test, |role| {
+        let names: Vec<String> = (0..N).map(|i| arg(&format!("L{i}"))).collect();
+        let locks: Vec<RLock> = names.iter().map(|n| RLock::open(n).unwrap()).collect();
+        // Second mappings of the same files: recursion across them.
+        let again: Vec<RLock> = names.iter().map(|n| RLock::open(n).unwrap()).collect();
+        let kernel = shmsync::robustness() == shmsync::Robustness::KernelList;
+        let mut guards: Vec<_> = locks.iter().map(|l| Some(l.lock().unwrap())).collect();
+        let mut inner: Vec<_> = again.iter().map(|l| Some(l.lock().unwrap())).collect();
+        if kernel {
+            // One node per lock: two mappings of one slot share its links.
+            assert_eq!(robust_list().len(), N, "every lock linked once");
+        }
+        // Release in a scrambled order, outer and inner guards mixed.
+        for k in 0..2 * N {
+            let i = (k * 7) % N;
+            let g = if k % 2 == 0 {
+                &mut guards[i]
+            } else {
+                &mut inner[i]
+            };
+            let g = if g.is_some() {
+                g
+            } else if k % 2 == 0 {
+                &mut inner[i]
+            } else {
+                &mut guards[i]
+            };
+            drop(g.take());
+            if kernel {
+                let held = (0..N)
+                    .filter(|&j| guards[j].is_some() || inner[j].is_some())
+                    .count();
+                assert_eq!(robust_list().len(), held, "linked: exactly the held locks");
+            }
+        }
+        for l in &locks {
+            assert!(!l.is_locked(), "every lock released");
+        }
+        if kernel {
+            assert_eq!(robust_list(), Vec::<usize>::new());
+        }
+        if role == "die" {
+            let held: Vec<_> = locks.iter().map(|l| l.lock().unwrap()).collect();
+            tell("holding");
+            common::block_until_killed();
+            #[allow(unreachable_code)]
+            drop(held);
+        }
+    }) {
+        return;
+    }
+    let names: Vec<ShmName> = (0..N).map(|_| ShmName::new("hml")).collect();
+    let locks: Vec<RLock> = names.iter().map(|n| RLock::create(n).unwrap()).collect();
+    let mut s = spawn(test, "die").env("SHMSYNC_ROBUST", mode_env(fallback));
+    for (i, n) in names.iter().enumerate() {
+        s = s.arg(&format!("L{i}"), &**n);
+    }
+    let mut h = s.start();
+    h.expect("holding");
+    h.kill();
+    for l in &locks {
+        match l.lock_timeout(Duration::from_secs(20)) {
+            Err(TryLockError::OwnerDied(g)) => g.mark_consistent(),
+            other => panic!("not recovered: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn many_locks_list() {
+    many_locks("many_locks_list", false);
+}
+
+#[test]
+fn many_locks_fallback() {
+    many_locks("many_locks_fallback", true);
+}

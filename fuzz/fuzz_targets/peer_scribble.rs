@@ -13,7 +13,8 @@
 //! - its private memory (a canary block, glibc's mutexes) is unchanged but
 //!   for glibc's own bookkeeping;
 //! - its holds are its own: `is_held_by_current_thread` is true exactly
-//!   while it has guards, and releasing every guard releases the lock;
+//!   while it has guards (through any mapping of the lock), and releasing
+//!   every guard releases the lock;
 //! - its robust list, walked from the head, holds exactly the locks it
 //!   holds (unless the peer rewrote the links of a node while it was
 //!   linked, where the kernel's walk is the peer's to spoil) and is empty
@@ -31,7 +32,11 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use shmsync::{RLock, RLockGuard, SharedMemory, TryLockError};
 
-const LOCKS: usize = 4;
+/// Handles: the first `FILES` are distinct lock files; the rest are second
+/// mappings of the first files (recursion across mappings of one slot,
+/// whose nodes share the slot's link fields).
+const LOCKS: usize = 6;
+const FILES: usize = 4;
 const GLIBC: usize = 2;
 const CANARY: u64 = 0x5eed_5eed_5eed_5eed;
 
@@ -60,7 +65,11 @@ unsafe impl Sync for World {}
 fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
-        let locks: Vec<RLock> = (0..LOCKS).map(|_| RLock::new().unwrap()).collect();
+        let mut locks: Vec<RLock> = (0..FILES).map(|_| RLock::new().unwrap()).collect();
+        for i in 0..LOCKS - FILES {
+            let fd = locks[i].as_fd().try_clone_to_owned().unwrap();
+            locks.push(RLock::from_fd(fd).unwrap());
+        }
         let peer = locks
             .iter()
             .map(|l| SharedMemory::from_fd(l.as_fd().try_clone_to_owned().unwrap()).unwrap())
@@ -176,6 +185,15 @@ enum Op {
     Scribble(u8, Field, Val),
 }
 
+/// The lock file behind handle `i`.
+fn file_of(i: usize) -> usize {
+    if i < FILES {
+        i
+    } else {
+        i - FILES
+    }
+}
+
 fn off(f: Field) -> usize {
     match f {
         Field::Word => WORD,
@@ -195,13 +213,13 @@ fn check_canary(w: &World) {
 fuzz_target!(|ops: Vec<Op>| {
     let w = world();
     // A fresh start: no holds, every slot zeroed by the peer.
-    for p in &w.peer {
+    for p in &w.peer[..FILES] {
         p.write_at(WORD, &[0u8; 48]).unwrap();
     }
     let mut guards: Vec<Vec<RLockGuard<'static>>> = (0..LOCKS).map(|_| Vec::new()).collect();
     let mut glibc_held = [false; GLIBC];
     // Locks whose links the peer rewrote while they were linked.
-    let mut spoiled = [false; LOCKS];
+    let mut spoiled = [false; FILES];
     let me = u64::try_from(unsafe { libc::gettid() }).unwrap();
     for op in ops.into_iter().take(64) {
         match op {
@@ -261,8 +279,9 @@ fuzz_target!(|ops: Vec<Op>| {
                 match f {
                     Field::Prev | Field::Next => {
                         w.peer[i].write_at(off(f), &value.to_ne_bytes()).unwrap();
-                        if !guards[i].is_empty() {
-                            spoiled[i] = true;
+                        let fi = file_of(i);
+                        if (0..LOCKS).any(|j| file_of(j) == fi && !guards[j].is_empty()) {
+                            spoiled[fi] = true;
                         }
                     }
                     _ => w.peer[i]
@@ -272,20 +291,25 @@ fuzz_target!(|ops: Vec<Op>| {
             }
         }
         check_canary(w);
+        // Whether the file of handle `i` is held through any handle.
+        let file_held = |i: usize| {
+            let f = file_of(i);
+            (0..LOCKS).any(|j| file_of(j) == f && !guards[j].is_empty())
+        };
         for i in 0..LOCKS {
             assert_eq!(
                 w.locks[i].is_held_by_current_thread(),
-                !guards[i].is_empty(),
+                file_held(i),
                 "lock {i}: holds are the holder's own"
             );
-            if guards[i].is_empty() {
-                spoiled[i] = false;
+            if !file_held(i) {
+                spoiled[file_of(i)] = false;
             }
         }
         if shmsync::robustness() == shmsync::Robustness::KernelList && !spoiled.iter().any(|&s| s)
         {
             let l = list(w.head).expect("the robust list comes back to its head");
-            let want = guards.iter().filter(|g| !g.is_empty()).count()
+            let want = (0..FILES).filter(|&f| file_held(f)).count()
                 + glibc_held.iter().filter(|&&h| h).count();
             assert_eq!(l.len(), want, "the list holds exactly what is held: {l:x?}");
             for (j, &h) in glibc_held.iter().enumerate() {

@@ -170,7 +170,12 @@ impl LockHandle {
         self.seg.token.ensure(self.seg.fd(), me.get());
         // This thread's own count of its holds decides recursion, not the
         // word (a thread-local load when it holds nothing).
-        let mut held = Holds::new(robust::holds_of(&self.key));
+        let none_held = robust::holds_nothing();
+        let mut held = if none_held {
+            Holds::NONE
+        } else {
+            Holds::new(robust::holds_of(&self.key))
+        };
         if let Some(h) = head {
             // SAFETY: `h` is this thread's head.
             unsafe { robust::set_pending(h.get(), slot.next.as_ptr() as usize) };
@@ -187,7 +192,7 @@ impl LockHandle {
             // SAFETY: `h` is this thread's head; this thread just acquired
             // (or holds) the slot; the guard that will release the hold
             // borrows this handle, which keeps the mapping alive until then.
-            unsafe { robust::note_acquire(head, &self.key, &slot.next, &slot.prev) };
+            unsafe { robust::note_acquire(head, &self.key, &slot.next, &slot.prev, none_held) };
         }
         if let Some(h) = head {
             // SAFETY: as above.
@@ -280,10 +285,52 @@ impl LockHandle {
             Released::Last { succ } => {
                 // Holds through other mappings of the same file may remain.
                 let others = robust::holds_of(&self.key);
-                // SAFETY: the node's last hold, recorded by this thread.
-                unsafe { self.release_last(me, head, succ, others) };
+                if others == 0 {
+                    // SAFETY: the node's last hold, recorded by this thread.
+                    unsafe { self.release_last(me, head, succ, 0) };
+                } else {
+                    // SAFETY: as above.
+                    unsafe { self.hand_over_link(me, head, succ, others) };
+                }
             }
         }
+    }
+
+    /// The last hold through this mapping went, but holds through another
+    /// mapping of the same slot remain: the word stays held, and if this
+    /// node was the one on the robust list, another mapping's node takes
+    /// its place (two mappings share the slot's link fields, so only one
+    /// of them is ever linked).
+    ///
+    /// # Safety
+    /// As for `release_last`, with `others > 0`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn hand_over_link(
+        &self,
+        me: NonZeroU32,
+        head: Option<NonZeroUsize>,
+        succ: usize,
+        others: u32,
+    ) {
+        let slot = self.slot();
+        if let (Some(h), true) = (head, succ != robust::UNLINKED) {
+            // SAFETY: `h` is this thread's head; this node was linked by
+            // `acquire_raw` on this thread; the node taken over is held
+            // through its own guard, whose handle keeps its mapping alive.
+            unsafe {
+                robust::set_pending(h.get(), slot.next.as_ptr() as usize);
+                robust::unlink(h.get(), &slot.next, succ);
+                if let Some(n) = robust::take_over_link(&self.key) {
+                    robust::set_pending(h.get(), n);
+                    robust::relink(h.get(), n);
+                }
+                robust::set_pending(h.get(), 0);
+            }
+        }
+        let mut held = Holds::new(others.saturating_add(1));
+        // SAFETY: this thread holds the lock `others + 1` times.
+        unsafe { self.raw().unlock(me, &mut held) };
     }
 
     /// Unlinks the node of a hold that was its last (its record is gone;

@@ -210,7 +210,8 @@ struct Local {
     holds: [Cell<u32>; MAX_HELD],
     /// The entry that followed the node when it was linked (list mode; read
     /// from this thread's own list, so trusted), kept current by this
-    /// thread's own unlinks; 0 when linked onto an empty list.
+    /// thread's own unlinks; 0 when linked onto an empty list (or not in
+    /// list mode); [`UNLINKED`] when not on the list.
     succs: [Cell<usize>; MAX_HELD],
     keys: [Cell<SlotKey>; MAX_HELD],
 }
@@ -250,6 +251,11 @@ thread_local! {
 
 /// The longest chain recorded.
 const CHAIN_MAX: usize = 16;
+
+/// `succ` of a record whose node is not on the list: a hold through a
+/// second mapping of a slot whose other mapping's node is linked (the two
+/// share the slot's link fields, so only one may be linked at a time).
+pub(crate) const UNLINKED: usize = usize::MAX;
 
 /// One record, as a value.
 #[derive(Clone, Copy)]
@@ -397,8 +403,11 @@ impl Local {
         (0..self.count.get()).find(|&i| self.rec(i).node == node)
     }
 
+    /// Whether `node` is one of our nodes on the list (a held record that
+    /// is linked).
     fn is_held_node(&self, node: usize) -> bool {
-        self.find(node).is_some()
+        self.find(node)
+            .is_some_and(|i| self.rec(i).succ != UNLINKED)
     }
 }
 
@@ -433,8 +442,16 @@ pub(crate) fn holds_node_in(start: usize, len: usize) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether this thread holds no lock at all (the common case of an
+/// acquire: then nothing needs looking up).
+#[inline]
+pub(crate) fn holds_nothing() -> bool {
+    LOCAL.with(|l| l.count.get() == 0)
+}
+
 /// Records one more hold through `node` (of slot `key`) and, when it is
 /// the node's first, links the node into the list (`head`, list mode).
+/// `none_held`: [`holds_nothing`] said so before this acquire.
 ///
 /// # Safety
 /// - `head` comes from [`head`] on this thread;
@@ -447,10 +464,13 @@ pub(crate) unsafe fn note_acquire(
     key: &SlotKey,
     next: &AtomicUsize,
     prev: &AtomicUsize,
+    none_held: bool,
 ) {
     let node = next.as_ptr() as usize;
     let new = LOCAL.with(|l| {
-        if l.count.get() == 0 {
+        // (`none_held` spares a load; the count cannot have changed since,
+        // as only this thread touches it.)
+        if none_held || l.count.get() == 0 {
             l.nodes[0].set(node);
             l.keys[0].set(*key);
             l.holds[0].set(1);
@@ -478,6 +498,9 @@ fn note_more(l: &Local, node: usize, key: &SlotKey) -> bool {
         l.set_rec(i, r);
         return false;
     }
+    // A hold through another mapping of a slot already held: that
+    // mapping's node stays the one on the list.
+    let other = (0..l.count.get()).any(|i| l.rec(i).key == *key);
     // Not kept (thread exit): the node is not linked either; the hold's
     // guard then finds no record and releases nothing, and the thread's
     // death is detected through its liveness byte.
@@ -485,8 +508,8 @@ fn note_more(l: &Local, node: usize, key: &SlotKey) -> bool {
         node,
         key: *key,
         holds: 1,
-        succ: 0,
-    })
+        succ: if other { UNLINKED } else { 0 },
+    }) && !other
 }
 
 /// Sets the successor of our node `node`, if we hold it, and the chain of
@@ -588,7 +611,7 @@ pub(crate) enum Released {
     More,
     /// That was the node's last hold: its record is gone, and the node must
     /// be unlinked ([`unlink`], list mode) with `succ`, its recorded
-    /// successor (0: none).
+    /// successor (0: none), unless it was [`UNLINKED`].
     Last { succ: usize },
 }
 
@@ -603,6 +626,35 @@ pub(crate) fn release_only(node: usize) -> Option<usize> {
             l.succs[0].get()
         })
     })
+}
+
+/// After the last hold through a linked node of slot `key` went while
+/// holds through another mapping of it remain: one of those nodes becomes
+/// the linked one. Returns it (to be linked with [`relink`]).
+pub(crate) fn take_over_link(key: &SlotKey) -> Option<usize> {
+    LOCAL.with(|l| {
+        let i = (0..l.count.get()).find(|&i| l.rec(i).key == *key)?;
+        let mut r = l.rec(i);
+        r.succ = 0;
+        l.set_rec(i, r);
+        Some(r.node)
+    })
+}
+
+/// Links `node`, chosen by [`take_over_link`], at the front.
+///
+/// # Safety
+/// - `head` comes from [`head`] on this thread;
+/// - `node` is a node of ours that [`take_over_link`] returned: its
+///   record's guard keeps its mapping alive.
+pub(crate) unsafe fn relink(head: usize, node: usize) {
+    // SAFETY: `node` is `&slot.next` of a slot in a live mapping (per the
+    // caller); `prev` is 8 bytes before it; both are `AtomicUsize`s.
+    unsafe {
+        let next = &*(node as *const AtomicUsize);
+        let prev = &*((node - PREV_FROM_NODE) as *const AtomicUsize);
+        enqueue(head, next, prev);
+    }
 }
 
 /// Drops one hold through `node`.
@@ -643,25 +695,8 @@ unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize) {
     if first_node == head {
         LOCAL.with(|l| l.bottom.set(node));
     } else {
-        // The old first entry (ours or glibc's) gets us as its prev. Never
-        // write in front of the head itself (glibc's write-only
-        // `robust_prev` there is other data on other libcs).
-        // SAFETY: `first_node` comes from this thread's own list, which
-        // holds only the head, nodes this thread holds and glibc's robust
-        // mutexes (every link written into it is verified first), and its
-        // `prev` link is 8 bytes before it.
-        unsafe { core::ptr::write_volatile((first_node - PREV_FROM_NODE) as *mut usize, node) };
-        // Record what now follows the node: our own node, or glibc's
-        // mutexes up to the next of ours (the candidates for its successor
-        // when it is unlinked: entries are only ever linked in front).
-        LOCAL.with(|l| {
-            let chain = if l.is_held_node(first_node) {
-                vec![first_node]
-            } else {
-                snapshot(l, head, first_node)
-            };
-            set_succ(l, node, &chain);
-        });
+        // SAFETY: forwarded.
+        unsafe { link_in_front(head, node, first_node) };
     }
     // Relaxed: the links are read by this thread and by the kernel in this
     // thread's context only; the compiler fence orders them before the
@@ -671,6 +706,35 @@ unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize) {
     compiler_fence(Ordering::SeqCst);
     // SAFETY: as above.
     unsafe { core::ptr::write_volatile(&raw mut (*h).list, node) };
+}
+
+/// The part of [`enqueue`] for a list that is not empty: the old first
+/// entry (ours or glibc's) gets `node` as its `prev`, and the node's record
+/// what follows it.
+///
+/// # Safety
+/// As for [`enqueue`]; `first_node` is the head's first entry.
+#[cold]
+#[inline(never)]
+unsafe fn link_in_front(head: usize, node: usize, first_node: usize) {
+    // Never write in front of the head itself (glibc's write-only
+    // `robust_prev` there is other data on other libcs).
+    // SAFETY: `first_node` comes from this thread's own list, which holds
+    // only the head, nodes this thread holds and glibc's robust mutexes
+    // (every link written into it is verified first), and its `prev` link
+    // is 8 bytes before it.
+    unsafe { core::ptr::write_volatile((first_node - PREV_FROM_NODE) as *mut usize, node) };
+    // What now follows the node: our own node, or glibc's mutexes up to
+    // the next of ours (the candidates for its successor when it is
+    // unlinked: entries are only ever linked in front).
+    LOCAL.with(|l| {
+        let chain = if l.is_held_node(first_node) {
+            vec![first_node]
+        } else {
+            snapshot(l, head, first_node)
+        };
+        set_succ(l, node, &chain);
+    });
 }
 
 /// Unlinks `node`, whose last hold [`note_release`] just dropped.
@@ -690,6 +754,10 @@ unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize) {
 ///   mapped; `recorded` is what [`note_release`] returned for it.
 #[inline]
 pub(crate) unsafe fn unlink(head: usize, next: &AtomicUsize, recorded: usize) {
+    if recorded == UNLINKED {
+        // Never linked (a hold through a second mapping).
+        return;
+    }
     let node = next.as_ptr() as usize;
     let h = head as *mut Head;
     // SAFETY: this thread's head.
@@ -792,7 +860,7 @@ unsafe fn unlink_general(
     LOCAL.with(|l| {
         for i in 0..l.count.get() {
             let r = l.rec(i);
-            if r.succ == 0 || r.node == node {
+            if r.succ == 0 || r.succ == UNLINKED || r.node == node {
                 continue;
             }
             let ch = chain_of(r.node, r.succ);
@@ -823,7 +891,11 @@ unsafe fn unlink_general(
 fn held_pred(l: &Local, head: usize, node: usize, me: u32) -> Option<usize> {
     (0..l.count.get())
         .map(|i| l.rec(i))
-        .find(|r| r.node != node && successor_of(l, head, r.node, r.succ, me, node) == Some(node))
+        .find(|r| {
+            r.node != node
+                && r.succ != UNLINKED
+                && successor_of(l, head, r.node, r.succ, me, node) == Some(node)
+        })
         .map(|r| r.node)
 }
 

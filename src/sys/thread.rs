@@ -6,19 +6,14 @@
 //! costs a system call, so each thread caches it; a child created by
 //! `fork(2)` inherits the parent thread's cache but is a different thread,
 //! so a `pthread_atfork` child handler clears the cache (without that, a
-//! child's locks would carry its parent's TID: `shared/ROBUST.md`, pitfall 2).
+//! child's locks would carry its parent's TID: `docs/ROBUST.md`).
 
 use core::cell::Cell;
 use core::num::NonZeroU32;
 use std::sync::Once;
 
-/// In the thread cache: the thread is the one that a `fork` copied into a
-/// child (it may carry copies of its parent's guards). TIDs fit 30 bits.
-const FORKED: u32 = 1 << 31;
-
 thread_local! {
-    /// The TID, 0 while not known (new thread, or just forked), with
-    /// `FORKED` added in a forked child.
+    /// The TID, 0 while not known (new thread, or just forked).
     static TID: Cell<u32> = const { Cell::new(0) };
 }
 
@@ -28,7 +23,7 @@ extern "C" fn forget_tid_in_child() {
     // Runs in the child right after fork, in the only thread there. The
     // const-initialised thread local has no destructor and no lazy
     // registration, so this is a plain store (async-signal-safe).
-    TID.with(|t| t.set(FORKED));
+    TID.with(|t| t.set(0));
     super::robust::forget_in_child();
     super::liveness::forget_in_child();
 }
@@ -36,24 +31,14 @@ extern "C" fn forget_tid_in_child() {
 /// The calling thread's kernel TID.
 #[inline]
 pub(crate) fn tid() -> NonZeroU32 {
-    current().0
-}
-
-/// The calling thread's kernel TID, and whether the thread continues a
-/// thread of a parent process in a child made by `fork`: only such a thread
-/// can hold copies of guards that are not its own (guards are `!Send`, so
-/// no other thread can). One thread-local load for both.
-#[inline]
-pub(crate) fn current() -> (NonZeroU32, bool) {
-    let t = TID.with(Cell::get);
-    match NonZeroU32::new(t & !FORKED) {
-        Some(id) => (id, t & FORKED != 0),
+    match NonZeroU32::new(TID.with(Cell::get)) {
+        Some(id) => id,
         None => tid_slow(),
     }
 }
 
 #[cold]
-fn tid_slow() -> (NonZeroU32, bool) {
+fn tid_slow() -> NonZeroU32 {
     ATFORK.call_once(|| {
         // SAFETY: registering a handler is always sound; the handler only
         // stores to const-initialised thread locals.
@@ -61,11 +46,11 @@ fn tid_slow() -> (NonZeroU32, bool) {
         assert_eq!(rc, 0, "pthread_atfork failed");
     });
     let raw = rustix::thread::gettid().as_raw_nonzero();
-    let t = u32::try_from(raw.get()).expect("kernel TID is positive");
-    debug_assert!(t < crate::raw::NOT_RECOVERABLE, "TID does not fit 30 bits");
-    let forked = TID.with(Cell::get) & FORKED != 0;
-    TID.with(|c| c.set(t | if forked { FORKED } else { 0 }));
-    (NonZeroU32::new(t).expect("kernel TID is non-zero"), forked)
+    // The kernel's TIDs are positive and below 2^22 (`PID_MAX_LIMIT`),
+    // so they fit the word's 30 bits.
+    let t = raw.get().unsigned_abs() & crate::raw::TID_MASK;
+    TID.with(|c| c.set(t));
+    NonZeroU32::new(t).unwrap_or(NonZeroU32::MIN)
 }
 
 /// The calling process's PID.

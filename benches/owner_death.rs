@@ -654,7 +654,7 @@ fn run_raw(raw: &RawMutex<AtomicU32>, me: NonZeroU32, iters: u64) -> f64 {
         let mut held = Holds::NONE;
         let r = black_box(raw.lock(me, &mut held, true, None, None));
         if r.is_ok() {
-            // SAFETY: this thread just acquired it.
+            // SAFETY: this thread just acquired it (`held` is one).
             unsafe { raw.unlock(me, &mut held) };
         }
     }

@@ -15,7 +15,7 @@ export RUSTFLAGS="--cfg loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 
 BUGS=(lost-wake weak-release weak-acquire no-waiters-bit acquire-drops-waiters
-      no-owner-died-bit liveness-relaxed)
+      no-owner-died-bit keeps-owner-died liveness-relaxed)
 MODELS=(mutex recursion timed wakeup owner_death)
 [ $# -ge 1 ] && BUGS=("$1")
 [ $# -ge 2 ] && MODELS=("$2")

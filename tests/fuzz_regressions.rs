@@ -5,7 +5,8 @@
 //!
 //! No crash has been found so far (see `fuzz/`); these are the deep paths
 //! the fuzzer reaches only through its templates: lock words that name a
-//! dead owner, this very thread, or a permanently broken lock.
+//! dead owner, this very thread (taken over: this thread's own records,
+//! not the word, say what it holds), or a permanently broken lock.
 
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -96,11 +97,13 @@ fn not_recoverable_word_refuses_everyone() {
 }
 
 #[test]
-fn word_forged_with_our_tid_does_not_panic() {
-    // Indistinguishable from a hold of our own: the recursive lock counts
-    // one more hold, the plain lock refuses a relock. Either way nothing
-    // panics, the robust-list bookkeeping survives a release of a hold it
-    // never linked, and the lock is usable afterwards.
+fn word_forged_with_our_tid_is_taken_over() {
+    // The word names this thread, but this thread's own records say it
+    // holds nothing: the word is not believed. Whatever count was forged,
+    // the lock is taken over as a dead owner's (OwnerDied, WAITERS kept),
+    // relocks are counted by this thread alone, the release after exactly
+    // as many unlocks as locks frees it, and the robust-list bookkeeping
+    // survives.
     let me = my_tid();
     for waiters in [0, WAITERS] {
         for count in [0, 1, 5, u32::MAX] {
@@ -111,12 +114,23 @@ fn word_forged_with_our_tid_does_not_panic() {
                 0,
             );
             let l = RLock::from_fd(r.as_fd().try_clone_to_owned().unwrap()).unwrap();
-            assert!(l.is_held_by_current_thread());
+            assert!(l.is_locked());
+            assert!(!l.is_held_by_current_thread(), "not by our records");
             match l.try_lock() {
-                Ok(g) => drop(g),
-                Err(TryLockError::Deadlock) => assert_eq!(count, u32::MAX),
-                Err(e) => panic!("count {count}: {e:?}"),
+                Err(TryLockError::OwnerDied(g)) => {
+                    assert_eq!(word_of(&r), me | waiters, "ours, WAITERS kept");
+                    assert!(l.is_held_by_current_thread());
+                    let g2 = l.try_lock().expect("a relock, by our own count");
+                    drop(g2);
+                    assert_eq!(word_of(&r), me | waiters, "still held once");
+                    g.mark_consistent();
+                    drop(g);
+                }
+                other => panic!("count {count}: expected OwnerDied, got {other:?}"),
             }
+            assert_eq!(word_of(&r), 0, "count {count}: released");
+            assert!(!l.is_held_by_current_thread());
+            drop(l.try_lock().expect("consistent again"));
 
             let p = forged(
                 bytes_of(Lock::new().unwrap().as_fd()),
@@ -125,8 +139,16 @@ fn word_forged_with_our_tid_does_not_panic() {
                 0,
             );
             let l = Lock::from_fd(p.as_fd().try_clone_to_owned().unwrap()).unwrap();
-            assert!(matches!(l.try_lock(), Err(TryLockError::Deadlock)));
-            assert!(matches!(l.lock(), Err(LockError::Deadlock)));
+            match l.lock() {
+                Err(LockError::OwnerDied(g)) => {
+                    assert!(matches!(l.try_lock(), Err(TryLockError::Deadlock)));
+                    // Released without mark_consistent: broken for good.
+                    drop(g);
+                }
+                other => panic!("count {count}: expected OwnerDied, got {other:?}"),
+            }
+            assert_eq!(word_of(&p), NOT_RECOVERABLE);
+            assert!(matches!(l.try_lock(), Err(TryLockError::NotRecoverable)));
         }
     }
     // Our own locks still work (the thread's robust list is intact).

@@ -48,6 +48,7 @@
 //! | `bug-no-waiters-bit`        | the `WAITERS` bit is stripped from every CAS's new value            |
 //! | `bug-acquire-drops-waiters` | an acquiring CAS (on a word with no owner) drops `WAITERS`          |
 //! | `bug-no-owner-died-bit`     | the `OWNER_DIED` bit is stripped from every CAS's new value         |
+//! | `bug-keeps-owner-died`      | a CAS that writes an owner keeps the `OWNER_DIED` bit it replaces   |
 //! | `bug-liveness-relaxed`      | [`DeadTable`] reads the death flag `Relaxed` instead of `Acquire`   |
 
 use core::marker::PhantomData;
@@ -57,7 +58,7 @@ use core::time::Duration;
 
 use loom::sync::atomic::{AtomicBool, AtomicU32};
 use loom::sync::{Condvar, Mutex};
-use shmsync::raw::{AtomicWord, Deadline, FutexWord, Liveness, RawMutex, TID_MASK};
+use shmsync::raw::{AtomicWord, Deadline, FutexWord, Holds, Liveness, RawMutex, TID_MASK};
 
 pub use shmsync::raw;
 
@@ -259,6 +260,21 @@ impl Bug for NoOwnerDiedBit {
     }
 }
 
+/// `bug-keeps-owner-died`: a CAS that writes an owner TID keeps the
+/// `OWNER_DIED` bit of the value it replaces, so a lock taken over from a
+/// dead owner is held with `OWNER_DIED` still set.
+#[derive(Debug)]
+pub struct KeepsOwnerDied;
+impl Bug for KeepsOwnerDied {
+    fn cas_new(current: u32, new: u32) -> u32 {
+        if new & TID_MASK != 0 {
+            new | (current & raw::OWNER_DIED)
+        } else {
+            new
+        }
+    }
+}
+
 /// A word `W` with the bug `B` applied to what the state machine does with
 /// it. The state machine is unchanged; only the word misbehaves.
 #[derive(Debug)]
@@ -338,6 +354,15 @@ impl<W: FutexWord, B: Bug> FutexWord for Seeded<W, B> {
         feature = "bug-acquire-drops-waiters",
         feature = "bug-no-owner-died-bit"
     ),
+    all(feature = "bug-keeps-owner-died", feature = "bug-lost-wake"),
+    all(feature = "bug-keeps-owner-died", feature = "bug-weak-release"),
+    all(feature = "bug-keeps-owner-died", feature = "bug-weak-acquire"),
+    all(feature = "bug-keeps-owner-died", feature = "bug-no-waiters-bit"),
+    all(
+        feature = "bug-keeps-owner-died",
+        feature = "bug-acquire-drops-waiters"
+    ),
+    all(feature = "bug-keeps-owner-died", feature = "bug-no-owner-died-bit"),
 ))]
 compile_error!("enable at most one word bug-* feature");
 
@@ -360,6 +385,9 @@ pub type ActiveBug = AcquireDropsWaiters;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-no-owner-died-bit")]
 pub type ActiveBug = NoOwnerDiedBit;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-keeps-owner-died")]
+pub type ActiveBug = KeepsOwnerDied;
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
 #[cfg(not(any(
     feature = "bug-lost-wake",
@@ -368,6 +396,7 @@ pub type ActiveBug = NoOwnerDiedBit;
     feature = "bug-no-waiters-bit",
     feature = "bug-acquire-drops-waiters",
     feature = "bug-no-owner-died-bit",
+    feature = "bug-keeps-owner-died",
 )))]
 pub type ActiveBug = NoBug;
 
@@ -554,17 +583,19 @@ impl<P: TimeoutPolicy> Shared<P> {
         self.m.word.load(Relaxed)
     }
 
-    /// The recursion count (Relaxed: meaningful to the owner only).
+    /// The owner's holds as its copy in the page says (Relaxed: exact when
+    /// read by the owner; the owner's own [`Holds`] decide).
     pub fn count(&self) -> u32 {
         self.m.holds()
     }
 
-    /// Releases one hold of owner `me`; `true` when the lock is now free.
+    /// Releases one hold of owner `me`, whose own count is `held`; `true`
+    /// when the lock is now free.
     ///
     /// # Safety
-    /// - owner `me` holds `m`.
-    pub unsafe fn unlock(&self, me: NonZeroU32) -> bool {
+    /// - owner `me` holds `m` `held` times.
+    pub unsafe fn unlock(&self, me: NonZeroU32, held: &mut Holds) -> bool {
         // SAFETY: forwarded to the caller.
-        unsafe { self.m.unlock(me) }
+        unsafe { self.m.unlock(me, held) }
     }
 }

@@ -225,6 +225,12 @@ impl Object {
             Some(n) => Segment::create_named(n, total as u64)?,
             None => Segment::create_anonymous(total as u64)?,
         };
+        if spec.lock == LockMode::Own {
+            // This process's owner-liveness description (`sys::liveness`),
+            // now: a failure is an error here, not a lock that no waiter
+            // can judge. (A named segment's drop unlinks the name.)
+            seg.token.attach(seg.fd())?;
+        }
         let obj = Object {
             seg: Arc::new(seg),
             layout,
@@ -335,6 +341,10 @@ impl Object {
             sys::thread::nap(Duration::from_millis(1));
         }
         obj.layout = obj.validate(len, expect)?;
+        if obj.layout.lock == LockMode::Own {
+            // As in `create`.
+            obj.seg.token.attach(obj.seg.fd())?;
+        }
         Ok(obj)
     }
 

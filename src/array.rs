@@ -89,12 +89,16 @@ impl<T: Element> Array<T> {
         )
     }
 
-    /// A new named array holding a copy of `data` (`O_EXCL`, mode 0600),
+    /// A new named array holding a copy of `data` (`O_EXCL`, mode 0600
+    /// whatever the umask; see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors)),
     /// unlinked when this handle is dropped unless
     /// [`persist`](Array::persist) is called.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Stale`]
+    /// for a name left behind by a creator that died (remove it with
+    /// [`SharedMemory::unlink_name`](crate::SharedMemory::unlink_name)),
+    /// [`Error::Io`].
     pub fn create(name: &str, data: &[T]) -> Result<Self> {
         Self::with(
             Cells::create(Some(name), Kind::Array, data.len(), NewLock::Own, |i| {
@@ -146,7 +150,8 @@ impl<T: Element> Array<T> {
     /// # Errors
     /// [`Error::NotFound`], [`Error::TypeMismatch`],
     /// [`Error::LockMismatch`], and the validation errors for a damaged
-    /// segment.
+    /// segment; [`Error::InvalidName`] also for a symbolic link (never
+    /// followed) or a non-regular file.
     pub fn open(name: &str) -> Result<Self> {
         Self::with(Cells::open(name, ARRAY)?, None)
     }
@@ -164,16 +169,22 @@ impl<T: Element> Array<T> {
 
     /// Attaches to the array behind `fd`.
     ///
+    /// The descriptor must be a regular file, and a memfd must be sealed
+    /// against shrinking (as anonymous objects are); see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors).
+    ///
     /// # Errors
-    /// As for [`open`](Array::open).
+    /// [`Error::InvalidArgument`] for another kind of descriptor or an
+    /// unsealed memfd; otherwise as [`open`](Array::open).
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         Self::with(Cells::from_fd(fd, ARRAY)?, None)
     }
 
-    /// Attaches to the array behind `fd`, which uses `lock`.
+    /// Attaches to the array behind `fd`, which uses `lock`. The descriptor
+    /// must be as for [`from_fd`](Array::from_fd).
     ///
     /// # Errors
-    /// [`Error::LockMismatch`] if it was not created with this lock.
+    /// [`Error::LockMismatch`] if it was not created with this lock;
+    /// otherwise as [`from_fd`](Array::from_fd).
     pub fn from_fd_with_lock(fd: OwnedFd, lock: &RLock) -> Result<Self> {
         Self::with(Cells::from_fd(fd, ARRAY)?, Some(lock))
     }
@@ -511,10 +522,10 @@ impl<T: Element> RawArray<T> {
         Ok(a)
     }
 
-    /// Attaches to the array behind `fd`.
+    /// Attaches to the array behind `fd`; see [`Array::from_fd`].
     ///
     /// # Errors
-    /// As for [`Array::open`].
+    /// As for [`Array::from_fd`].
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         Ok(RawArray {
             cells: Cells::from_fd(fd, RAW_ARRAY)?,

@@ -705,7 +705,8 @@ impl<T: AtomicElement> AtomicValue<T> {
         )?))
     }
 
-    /// A new named value (`O_EXCL`, mode 0600). The name is unlinked when
+    /// A new named value (`O_EXCL`, mode 0600 whatever the umask; see
+    /// [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors)). The name is unlinked when
     /// this handle is dropped, unless [`persist`](Self::persist) is called.
     ///
     /// ```
@@ -720,6 +721,8 @@ impl<T: AtomicElement> AtomicValue<T> {
     /// # Errors
     /// [`Error::InvalidName`](crate::Error::InvalidName),
     /// [`Error::AlreadyExists`](crate::Error::AlreadyExists),
+    /// [`Error::Stale`](crate::Error::Stale) for a name left behind by a
+    /// creator that died,
     /// [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str, v: T) -> Result<Self> {
         Ok(Self::with(Cells::create(
@@ -767,8 +770,13 @@ impl<T: AtomicElement> AtomicValue<T> {
     /// # Ok(()) }
     /// ```
     ///
+    /// The descriptor must be a regular file, and a memfd must be sealed
+    /// against shrinking (as anonymous objects are); see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors).
+    ///
     /// # Errors
-    /// As for [`open`](Self::open).
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for another
+    /// kind of descriptor or an unsealed memfd; otherwise as
+    /// [`open`](Self::open).
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         Ok(Self::with(Cells::from_fd(fd, ATOMIC_VALUE)?))
     }
@@ -902,7 +910,9 @@ impl<T: AtomicElement> AtomicArray<T> {
     }
 
     /// A new named array holding a copy of `data`, packed (`O_EXCL`, mode
-    /// 0600); unlinked when this handle is dropped unless
+    /// 0600 whatever the umask; see
+    /// [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors));
+    /// unlinked when this handle is dropped unless
     /// [`persist`](Self::persist) is called.
     ///
     /// ```
@@ -917,6 +927,8 @@ impl<T: AtomicElement> AtomicArray<T> {
     /// # Errors
     /// [`Error::InvalidName`](crate::Error::InvalidName),
     /// [`Error::AlreadyExists`](crate::Error::AlreadyExists),
+    /// [`Error::Stale`](crate::Error::Stale) for a name left behind by a
+    /// creator that died,
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument),
     /// [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str, data: &[T]) -> Result<Self> {
@@ -972,8 +984,13 @@ impl<T: AtomicElement> AtomicArray<T> {
     /// # Ok(()) }
     /// ```
     ///
+    /// The descriptor must be a regular file, and a memfd must be sealed
+    /// against shrinking (as anonymous objects are); see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors).
+    ///
     /// # Errors
-    /// As for [`open`](Self::open).
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for another
+    /// kind of descriptor or an unsealed memfd; otherwise as
+    /// [`open`](Self::open).
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         Ok(AtomicArray {
             cells: Cells::from_fd(fd, ATOMIC_ARRAY)?,

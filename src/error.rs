@@ -26,8 +26,11 @@ pub enum Error {
         /// The name as given by the caller.
         name: String,
     },
-    /// The name is not a valid shared-memory name: empty, longer than 255
-    /// bytes, or containing `/` (other than one leading slash) or NUL.
+    /// The name is not a valid shared-memory name (empty, longer than 255
+    /// bytes, or containing `/` other than one leading slash, or NUL), or
+    /// `/dev/shm/NAME` is not a regular file: a symbolic link (never
+    /// followed, as glibc's `shm_open` and CPython do not), a directory, a
+    /// FIFO, ...
     InvalidName {
         /// The name as given by the caller.
         name: String,
@@ -75,8 +78,23 @@ pub enum Error {
     /// misaligned, an unknown lock mode, ...): the segment is damaged.
     Corrupt(&'static str),
     /// The creator has not finished initialising the segment within the
-    /// bounded wait of `open` (it is still starting, or it died half-way).
+    /// bounded wait of `open` (it is still starting, or it died half-way:
+    /// then [`SharedMemory::unlink_name`](crate::SharedMemory::unlink_name)
+    /// removes the name).
     NotReady,
+    /// `create` found the name taken by a segment that never became ready
+    /// within the bounded wait of `open`: empty, or a header that was never
+    /// published. Most likely its creator died half-way through `create`;
+    /// it may also be a file that shmsync did not make (a raw
+    /// [`SharedMemory`](crate::SharedMemory) block of zeros, for instance).
+    /// If no process uses it, remove it with
+    /// [`SharedMemory::unlink_name`](crate::SharedMemory::unlink_name) and
+    /// create again. Only typed objects can tell: [`SharedMemory::create`](crate::SharedMemory::create)
+    /// reports any taken name as [`AlreadyExists`](Error::AlreadyExists).
+    Stale {
+        /// The name, without a leading `/`.
+        name: String,
+    },
     /// A byte range lies outside the segment.
     OutOfBounds {
         /// Start of the requested range.
@@ -145,6 +163,12 @@ impl fmt::Display for Error {
             Error::NotReady => f.write_str(
                 "segment not initialised in time (creator still starting or died half-way)",
             ),
+            Error::Stale { name } => write!(
+                f,
+                "a shared segment named {name:?} exists but was never initialised (its creator \
+                 probably died); if no process uses it, remove it with \
+                 SharedMemory::unlink_name({name:?})"
+            ),
             Error::OutOfBounds { offset, len, size } => write!(
                 f,
                 "range {offset}..{} out of bounds of a {size}-byte segment",
@@ -177,7 +201,7 @@ impl From<Error> for std::io::Error {
         let kind = match &e {
             Error::Io { errno, .. } => return std::io::Error::from(*errno),
             Error::NotFound { .. } => K::NotFound,
-            Error::AlreadyExists { .. } => K::AlreadyExists,
+            Error::AlreadyExists { .. } | Error::Stale { .. } => K::AlreadyExists,
             Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::OutOfBounds { .. } => {
                 K::InvalidInput
             }

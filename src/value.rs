@@ -76,13 +76,17 @@ impl<T: Element> Value<T> {
         )
     }
 
-    /// A new named value with its own lock (`O_EXCL`, mode 0600). The name
+    /// A new named value with its own lock (`O_EXCL`, mode 0600 whatever
+    /// the umask; see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors)). The name
     /// is unlinked when this handle is dropped, unless
     /// [`persist`](Value::persist) is called.
     ///
     /// # Errors
     /// [`Error::InvalidName`](crate::Error::InvalidName),
     /// [`Error::AlreadyExists`](crate::Error::AlreadyExists),
+    /// [`Error::Stale`](crate::Error::Stale) for a name left behind by a
+    /// creator that died (remove it with
+    /// [`SharedMemory::unlink_name`](crate::SharedMemory::unlink_name)),
     /// [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str, v: T) -> Result<Self> {
         Self::with(
@@ -124,25 +128,32 @@ impl<T: Element> Value<T> {
     /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) for another kind
     /// or element type, [`Error::LockMismatch`](crate::Error::LockMismatch)
     /// if its separate lock cannot be re-attached, and the validation errors
-    /// for a damaged segment.
+    /// for a damaged segment; [`Error::InvalidName`](crate::Error::InvalidName)
+    /// also for a symbolic link (never followed) or a non-regular file.
     pub fn open(name: &str) -> Result<Self> {
         Self::with(Cells::open(name, VALUE)?, None)
     }
 
     /// Attaches to the value behind `fd` (see [`AsFd::as_fd`]).
     ///
+    /// The descriptor must be a regular file, and a memfd must be sealed
+    /// against shrinking (as anonymous objects are); see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors).
+    ///
     /// # Errors
-    /// As for [`open`](Value::open); a value whose separate lock is
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for another
+    /// kind of descriptor or an unsealed memfd; otherwise as
+    /// [`open`](Value::open). A value whose separate lock is
     /// anonymous needs [`from_fd_with_lock`](Value::from_fd_with_lock).
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         Self::with(Cells::from_fd(fd, VALUE)?, None)
     }
 
-    /// Attaches to the value behind `fd`, which uses `lock`.
+    /// Attaches to the value behind `fd`, which uses `lock`. The descriptor
+    /// must be as for [`from_fd`](Value::from_fd).
     ///
     /// # Errors
     /// [`Error::LockMismatch`](crate::Error::LockMismatch) if the value was
-    /// not created with this lock; otherwise as [`open`](Value::open).
+    /// not created with this lock; otherwise as [`from_fd`](Value::from_fd).
     pub fn from_fd_with_lock(fd: OwnedFd, lock: &RLock) -> Result<Self> {
         Self::with(Cells::from_fd(fd, VALUE)?, Some(lock))
     }
@@ -308,10 +319,10 @@ impl<T: Element> RawValue<T> {
         })
     }
 
-    /// Attaches to the value behind `fd`.
+    /// Attaches to the value behind `fd`; see [`Value::from_fd`].
     ///
     /// # Errors
-    /// As for [`Value::open`].
+    /// As for [`Value::from_fd`].
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         Ok(RawValue {
             cells: Cells::from_fd(fd, RAW_VALUE)?,

@@ -14,7 +14,9 @@ pub mod atomic;
 pub mod mutex;
 pub mod word;
 
-pub use mutex::{Acquired, RawMutex, Refused, NOT_RECOVERABLE, OWNER_DIED, TID_MASK, WAITERS};
+pub use mutex::{
+    Acquired, Holds, RawMutex, Refused, NOT_RECOVERABLE, OWNER_DIED, TID_MASK, WAITERS,
+};
 pub use word::{AtomicWord, Deadline, FutexWord, Liveness};
 
 #[cfg(test)]

@@ -35,18 +35,27 @@
 //! `NOT_RECOVERABLE` is the TID value `0x3fff_ffff`, which no thread can
 //! have (Linux's `pid_max` is at most 2²²), so the kernel never touches it.
 //!
+//! # Holds are counted privately
+//!
+//! How many times a thread holds a recursive lock is decided by a count in
+//! the caller's own memory ([`Holds`]), never by a value read from the
+//! page: a peer that rewrites the page cannot make a holder release too
+//! early, too late or not at all. Every acquire and release takes the
+//! caller's `&mut Holds` and keeps it exact. The word's owner TID is
+//! believed only together with that count: a word that names the calling
+//! thread while its count is zero (a thread that reused a dead owner's TID,
+//! or a peer that wrote it) is taken over as [`Acquired::OwnerDied`].
+//!
 //! # The other fields
 //!
-//! `extra` (the owner's holds beyond the first) and `state` (consistency
-//! after an owner died) are read and written only by the current owner, with
-//! `Relaxed` accesses:
-//! the `Acquire` that took the word and the `Release` that gives it back
-//! order them between successive owners, exactly as std's `ReentrantLock`
-//! leaves the synchronisation of its `lock_count` to the mutex.
-//!
-//! `extra` is 0 whenever the lock is free, so the first acquire and the
-//! last release need not write it: only recursion does. A dead owner's
-//! leftover is reset by the thread that takes the lock over.
+//! `extra` (a copy of the owner's holds beyond the first, for observers)
+//! and `state` (consistency after an owner died) are written only by the
+//! current owner, with `Relaxed` accesses: the `Acquire` that took the
+//! word and the `Release` that gives it back order them between successive
+//! owners, exactly as std's `ReentrantLock` leaves the synchronisation of
+//! its `lock_count` to the mutex. Nothing here decides anything by
+//! `extra`; `state` only decides whether a release leaves the lock
+//! recoverable, which a peer that can write the page can spoil anyway.
 
 use core::num::NonZeroU32;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -93,6 +102,31 @@ pub enum Refused {
     NotRecoverable,
 }
 
+/// The calling thread's own count of its holds on one lock.
+///
+/// Kept in memory that other processes cannot write (a local variable, a
+/// thread-local record), and passed to every acquire and release of that
+/// thread on that lock. Zero: the thread does not hold the lock.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Holds(u32);
+
+impl Holds {
+    /// No holds.
+    pub const NONE: Holds = Holds(0);
+
+    /// A count of `n` holds (restored from the caller's own records).
+    #[inline]
+    pub const fn new(n: u32) -> Holds {
+        Holds(n)
+    }
+
+    /// The number of holds.
+    #[inline]
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
 /// A robust, optionally recursive mutex on three 32-bit words.
 ///
 /// `#[repr(C)]`: on the mapped page this struct is overlaid on bytes that
@@ -102,8 +136,8 @@ pub enum Refused {
 pub struct RawMutex<W> {
     /// Owner TID | `OWNER_DIED` | `WAITERS` (see the module docs).
     pub word: W,
-    /// The owner's holds beyond the first (0 while free); meaningful only
-    /// to the owner.
+    /// A copy of the owner's holds beyond the first, for observers (the
+    /// owner's [`Holds`] decide).
     pub extra: W,
     /// `CONSISTENT` or `INCONSISTENT`; meaningful only to the owner.
     pub state: W,
@@ -133,27 +167,55 @@ impl<W: FutexWord> RawMutex<W> {
         }
     }
 
-    /// Takes the lock without blocking.
+    /// Takes the lock without blocking. `held` is the calling thread's own
+    /// count of its holds on this lock, updated on success.
     ///
     /// # Errors
     /// [`Refused::WouldBlock`] if another thread holds it; see [`Refused`].
     #[inline]
-    pub fn try_lock(&self, me: NonZeroU32, recursive: bool) -> Result<Acquired, Refused> {
+    pub fn try_lock(
+        &self,
+        me: NonZeroU32,
+        held: &mut Holds,
+        recursive: bool,
+    ) -> Result<Acquired, Refused> {
+        if held.0 != 0 {
+            return self.relock(held, recursive);
+        }
         let me = me.get();
         // Acquire: pairs with the Release swap in `unlock`, so the previous
         // owner's writes to the protected data happen before ours.
         match self.word.compare_exchange(0, me, Acquire, Relaxed) {
-            // `extra` is already 0: the word was free.
-            Ok(_) => Ok(Acquired::Locked),
-            Err(cur) => self.try_lock_slow(me, cur, recursive),
+            Ok(_) => {
+                held.0 = 1;
+                Ok(Acquired::Locked)
+            }
+            Err(cur) => self.try_lock_slow(me, cur, held),
         }
     }
 
     #[cold]
-    fn try_lock_slow(&self, me: u32, cur: u32, recursive: bool) -> Result<Acquired, Refused> {
-        match self.step(me, cur, 0, recursive) {
+    fn try_lock_slow(&self, me: u32, cur: u32, held: &mut Holds) -> Result<Acquired, Refused> {
+        match self.step(me, cur, 0, held) {
             Step::Done(r) => r,
             Step::Busy(_) => Err(Refused::WouldBlock),
+        }
+    }
+
+    /// Another hold by a thread whose own count says it holds the lock.
+    /// The word is not consulted: the count is the caller's, the word is
+    /// anybody's.
+    #[cold]
+    fn relock(&self, held: &mut Holds, recursive: bool) -> Result<Acquired, Refused> {
+        // At most u32::MAX holds.
+        match held.0.checked_add(1) {
+            Some(n) if recursive => {
+                held.0 = n;
+                // Relaxed: a copy for observers, written by the owner only.
+                self.extra.store(n - 1, Relaxed);
+                Ok(Acquired::Recursive)
+            }
+            _ => Err(Refused::Deadlock),
         }
     }
 
@@ -161,7 +223,8 @@ impl<W: FutexWord> RawMutex<W> {
     /// `deadline`, gives up with [`Refused::WouldBlock`] once it has passed.
     /// With `liveness`, sleeps are capped at its probe interval and an owner
     /// it reports dead is marked so ([`RawMutex::mark_owner_dead`]), which
-    /// makes the lock free with `OWNER_DIED`.
+    /// makes the lock free with `OWNER_DIED`. `held` as for
+    /// [`RawMutex::try_lock`].
     ///
     /// # Errors
     /// See [`Refused`].
@@ -169,15 +232,22 @@ impl<W: FutexWord> RawMutex<W> {
     pub fn lock(
         &self,
         me: NonZeroU32,
+        held: &mut Holds,
         recursive: bool,
         deadline: Option<&mut dyn Deadline>,
         liveness: Option<&mut dyn Liveness>,
     ) -> Result<Acquired, Refused> {
+        if held.0 != 0 {
+            return self.relock(held, recursive);
+        }
         let me = me.get();
         // Acquire: pairs with the Release swap in `unlock`.
         match self.word.compare_exchange(0, me, Acquire, Relaxed) {
-            Ok(_) => Ok(Acquired::Locked),
-            Err(cur) => self.lock_contended(me, cur, recursive, deadline, liveness),
+            Ok(_) => {
+                held.0 = 1;
+                Ok(Acquired::Locked)
+            }
+            Err(cur) => self.lock_contended(me, cur, held, deadline, liveness),
         }
     }
 
@@ -186,7 +256,7 @@ impl<W: FutexWord> RawMutex<W> {
         &self,
         me: u32,
         mut cur: u32,
-        recursive: bool,
+        held: &mut Holds,
         mut deadline: Option<&mut dyn Deadline>,
         mut liveness: Option<&mut dyn Liveness>,
     ) -> Result<Acquired, Refused> {
@@ -195,7 +265,7 @@ impl<W: FutexWord> RawMutex<W> {
         let mut sticky = 0;
         let mut polls = 0;
         loop {
-            match self.step(me, cur, sticky, recursive) {
+            match self.step(me, cur, sticky, held) {
                 Step::Done(r) => return r,
                 Step::Busy(busy) => cur = busy,
             }
@@ -251,19 +321,24 @@ impl<W: FutexWord> RawMutex<W> {
         }
     }
 
-    /// One attempt on the value `cur` just read.
+    /// One attempt on the value `cur` just read, by a thread that does not
+    /// hold the lock (`held` is zero).
     #[inline]
-    fn step(&self, me: u32, mut cur: u32, sticky: u32, recursive: bool) -> Step {
+    fn step(&self, me: u32, mut cur: u32, sticky: u32, held: &mut Holds) -> Step {
         loop {
             let owner = cur & TID_MASK;
-            if owner == 0 {
-                // Free, possibly with OWNER_DIED and/or WAITERS left in it.
+            // Free (possibly with OWNER_DIED and/or WAITERS left in it), or
+            // naming this thread although it holds nothing: a thread that
+            // reused a dead owner's TID, or a value a peer wrote. The latter
+            // is taken over like a dead owner's lock.
+            if owner == 0 || owner == me {
                 let new = me | (cur & WAITERS) | sticky;
                 // Acquire: pairs with the Release swap in `unlock` (or the
                 // kernel's atomic update of a dead owner's word).
                 match self.word.compare_exchange(cur, new, Acquire, Relaxed) {
                     Ok(_) => {
-                        if cur & OWNER_DIED != 0 {
+                        held.0 = 1;
+                        if cur & OWNER_DIED != 0 || owner == me {
                             // The dead owner's holds die with it.
                             self.extra.store(0, Relaxed);
                             self.state.store(INCONSISTENT, Relaxed);
@@ -277,21 +352,6 @@ impl<W: FutexWord> RawMutex<W> {
                     }
                 }
             }
-            if owner == me {
-                // Relaxed is enough: only this thread stores its own TID, so
-                // reading it means this thread holds the lock (coherence).
-                if !recursive {
-                    return Step::Done(Err(Refused::Deadlock));
-                }
-                // At most u32::MAX holds, so that `holds` cannot overflow.
-                let n = self.extra.load(Relaxed);
-                return Step::Done(if n < u32::MAX - 1 {
-                    self.extra.store(n + 1, Relaxed);
-                    Ok(Acquired::Recursive)
-                } else {
-                    Err(Refused::Deadlock)
-                });
-            }
             if owner == NOT_RECOVERABLE {
                 return Step::Done(Err(Refused::NotRecoverable));
             }
@@ -299,19 +359,22 @@ impl<W: FutexWord> RawMutex<W> {
         }
     }
 
-    /// Releases one hold of the lock. Returns `true` when this was the last
-    /// hold and the lock is now free (or, if it was left inconsistent,
-    /// permanently unrecoverable).
+    /// Releases one hold of the lock. `held` is the calling thread's own
+    /// count, decremented here. Returns `true` when this was the last hold
+    /// and the lock is now free (or, if it was left inconsistent,
+    /// permanently unrecoverable); `false` (doing nothing) when `held` is
+    /// zero.
     ///
     /// # Safety
-    /// - the calling thread, identified by `me`, holds the lock.
+    /// - the calling thread, identified by `me`, holds the lock `held`
+    ///   times.
     ///
     /// (Not a memory-safety requirement of this struct itself, but callers
     /// use the lock to protect data, which a wrong unlock would expose.)
     #[inline]
-    pub unsafe fn unlock(&self, me: NonZeroU32) -> bool {
+    pub unsafe fn unlock(&self, me: NonZeroU32, held: &mut Holds) -> bool {
         // SAFETY: forwarded to the caller.
-        unsafe { self.unlock_with(me, || {}) }
+        unsafe { self.unlock_with(me, held, || {}) }
     }
 
     /// [`RawMutex::unlock`], calling `before_release` on the last hold just
@@ -321,12 +384,21 @@ impl<W: FutexWord> RawMutex<W> {
     /// # Safety
     /// As for [`RawMutex::unlock`].
     #[inline]
-    pub unsafe fn unlock_with(&self, me: NonZeroU32, before_release: impl FnOnce()) -> bool {
-        debug_assert_eq!(self.word.load(Relaxed) & TID_MASK, me.get());
-        let n = self.extra.load(Relaxed);
-        if n > 0 {
-            self.extra.store(n - 1, Relaxed);
-            return false;
+    pub unsafe fn unlock_with(
+        &self,
+        _me: NonZeroU32,
+        held: &mut Holds,
+        before_release: impl FnOnce(),
+    ) -> bool {
+        match held.0 {
+            0 => return false,
+            1 => held.0 = 0,
+            n => {
+                held.0 = n - 1;
+                // Relaxed: a copy for observers, written by the owner only.
+                self.extra.store(n - 2, Relaxed);
+                return false;
+            }
         }
         before_release();
         if self.state.load(Relaxed) == INCONSISTENT {
@@ -359,8 +431,9 @@ impl<W: FutexWord> RawMutex<W> {
         self.state.store(CONSISTENT, Relaxed);
     }
 
-    /// How many times the owner holds the lock (0 while free; a Relaxed
-    /// snapshot, exact for the owner itself).
+    /// How many times the owner holds the lock, as its copy in the page
+    /// says (0 while free; a Relaxed snapshot for observers: the owner's
+    /// [`Holds`] decide).
     pub fn holds(&self) -> u32 {
         if self.is_locked() {
             self.extra.load(Relaxed).saturating_add(1)

@@ -4,7 +4,7 @@
 use core::fmt;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::time::Duration;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -222,7 +222,10 @@ impl Object {
             .total()
             .ok_or(Error::InvalidArgument("object too large"))?;
         let seg = match name {
-            Some(n) => Segment::create_named(n, total as u64)?,
+            Some(n) => Segment::create_named(n, total as u64).map_err(|e| match e {
+                Error::AlreadyExists { name } => Self::judge_taken(name),
+                e => e,
+            })?,
             None => Segment::create_anonymous(total as u64)?,
         };
         if spec.lock == LockMode::Own {
@@ -278,6 +281,29 @@ impl Object {
         }
     }
 
+    /// The error for a name that `create` found taken: [`Error::Stale`] if
+    /// the object there does not become ready within the bounded wait of
+    /// `open` (an empty file, or a header never published: a creator that
+    /// died half-way), else [`Error::AlreadyExists`] (a live object, one
+    /// published meanwhile, or a file that is no shmsync object: a foreign
+    /// magic or a size no creator ever gives it).
+    ///
+    /// The file is opened as `open` opens it (no symbolic link, no
+    /// non-regular file, no blocking open) and mapped no further than its
+    /// size.
+    fn judge_taken(bare: String) -> Error {
+        let stale = match sys::shm::open(&bare) {
+            Ok(fd) => matches!(Self::await_published(fd, None), Err(Error::NotReady)),
+            // Gone meanwhile, or not a file `open` would accept.
+            Err(_) => false,
+        };
+        if stale {
+            Error::Stale { name: bare }
+        } else {
+            Error::AlreadyExists { name: bare }
+        }
+    }
+
     /// Opens a named object and validates it against `expect`.
     pub(crate) fn open(name: &str, expect: &Expect<'_>) -> Result<Object> {
         let (fd, bare) = Segment::open_named(name)?;
@@ -285,11 +311,26 @@ impl Object {
     }
 
     /// Attaches to the object behind `fd` and validates it against `expect`.
+    /// The descriptor must pass [`sys::shm::check_passed_fd`].
     pub(crate) fn from_fd(fd: OwnedFd, expect: &Expect<'_>) -> Result<Object> {
+        sys::shm::check_passed_fd(fd.as_fd())?;
         Self::attach(fd, None, expect)
     }
 
     fn attach(fd: OwnedFd, name: Option<String>, expect: &Expect<'_>) -> Result<Object> {
+        let (mut obj, len) = Self::await_published(fd, name)?;
+        obj.layout = obj.validate(len, expect)?;
+        if obj.layout.lock == LockMode::Own {
+            // As in `create`.
+            obj.seg.token.attach(obj.seg.fd())?;
+        }
+        Ok(obj)
+    }
+
+    /// Maps the file behind `fd` once its creator has published the header
+    /// (waiting at most [`OPEN_TIMEOUT`], else [`Error::NotReady`]), and
+    /// returns it with a placeholder layout and the file's length.
+    fn await_published(fd: OwnedFd, name: Option<String>) -> Result<(Object, u64)> {
         let start = Instant::now();
         let timed_out = || start.elapsed() >= OPEN_TIMEOUT;
         // A creator first sizes the file (once, to its final size), then
@@ -312,7 +353,7 @@ impl Object {
             });
         }
         let seg = Arc::new(Segment::attach(fd, name, len)?);
-        let mut obj = Object {
+        let obj = Object {
             seg,
             layout: Layout {
                 kind: Kind::Value,
@@ -340,12 +381,7 @@ impl Object {
             }
             sys::thread::nap(Duration::from_millis(1));
         }
-        obj.layout = obj.validate(len, expect)?;
-        if obj.layout.lock == LockMode::Own {
-            // As in `create`.
-            obj.seg.token.attach(obj.seg.fd())?;
-        }
-        Ok(obj)
+        Ok((obj, len))
     }
 
     /// Reads the header once and checks every field.

@@ -1,6 +1,7 @@
 //! One mapping of one shared-memory file, and [`SharedMemory`], the raw
 //! bytes API on top of it.
 
+use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -15,7 +16,10 @@ use crate::sys::liveness::Token;
 /// A mapped shared-memory file. Lives behind an `Arc`: every handle onto
 /// objects in it keeps the mapping alive.
 pub(crate) struct Segment {
-    map: MmapRaw,
+    /// Unmapped on drop, unless this thread still has a lock of it linked
+    /// into its robust list (a forgotten guard): the mapping is then left
+    /// in place, so that the list never points at unmapped memory.
+    map: ManuallyDrop<MmapRaw>,
     fd: OwnedFd,
     /// The name without its leading `/`, for named segments.
     name: Option<String>,
@@ -52,7 +56,7 @@ impl Segment {
         })();
         match made {
             Ok(map) => Ok(Segment {
-                map,
+                map: ManuallyDrop::new(map),
                 fd,
                 name: Some(bare.to_owned()),
                 creator_pid: sys::thread::pid(),
@@ -74,7 +78,7 @@ impl Segment {
         sys::shm::seal_size(&fd)?;
         let map = map(&fd, len)?;
         Ok(Segment {
-            map,
+            map: ManuallyDrop::new(map),
             fd,
             name: None,
             creator_pid: 0,
@@ -95,7 +99,7 @@ impl Segment {
         check_len(len)?;
         let map = map(&fd, len)?;
         Ok(Segment {
-            map,
+            map: ManuallyDrop::new(map),
             fd,
             name,
             creator_pid: 0,
@@ -168,6 +172,11 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        if !crate::sys::robust::holds_node_in(self.as_ptr() as usize, self.len()) {
+            // SAFETY: dropped once, here; nothing uses the mapping after
+            // the last handle (this `Segment`) is gone.
+            unsafe { ManuallyDrop::drop(&mut self.map) };
+        }
         if self.unlink_on_drop.load(Relaxed) && self.creator_pid == sys::thread::pid() {
             if let Some(n) = &self.name {
                 // Only our own file: the name may have been unlinked and
@@ -228,6 +237,32 @@ fn map(fd: &OwnedFd, len: u64) -> Result<MmapRaw> {
 /// [`persist`](Self::persist) was called; handles from
 /// [`open`](Self::open) never unlink.
 ///
+/// # Names, files and descriptors
+///
+/// These rules hold for every object of the crate, typed or raw:
+///
+/// - **Mode.** `create` makes `/dev/shm/NAME` with `O_EXCL` and then sets
+///   its mode to exactly 0600 (`fchmod`), whatever the process's umask:
+///   only the creating user (and root) can open it.
+/// - **No symbolic links.** `open` (and the re-attachment of a separate
+///   lock by its recorded name) opens `/dev/shm/NAME` with `O_NOFOLLOW`,
+///   never waits in the open itself (`O_NONBLOCK`), and requires a regular
+///   file: a symbolic link, directory or FIFO under the name is
+///   [`Error::InvalidName`], so another user cannot redirect our writes to
+///   a file of their choosing.
+/// - **Descriptors.** `from_fd` requires a regular file; a memfd must be
+///   sealed against shrinking (`F_SEAL_SHRINK`, as this crate's anonymous
+///   objects are), else [`Error::InvalidArgument`]: whoever holds an
+///   unsealed memfd could shrink it under our mapping. A named file passed
+///   by descriptor is accepted with the same limit as a named `open`: a
+///   peer that may write the file may also truncate it, and accesses past
+///   its new end fault with `SIGBUS`.
+/// - **Stale names.** A creator killed inside `create` can leave its name
+///   behind, empty or with a header never published. `open` then gives
+///   [`Error::NotReady`] and a typed `create` gives [`Error::Stale`] (after
+///   the same bounded wait, in case the creator is only slow);
+///   [`SharedMemory::unlink_name`] removes the name.
+///
 /// ```
 /// # fn main() -> Result<(), shmsync::Error> {
 /// use shmsync::SharedMemory;
@@ -246,11 +281,15 @@ pub struct SharedMemory {
 }
 
 impl SharedMemory {
-    /// Creates a new named block of `size` zero bytes, mode 0600.
+    /// Creates a new named block of `size` zero bytes, mode 0600 whatever
+    /// the umask (see [Names, files and
+    /// descriptors](SharedMemory#names-files-and-descriptors)).
     ///
     /// # Errors
     /// [`Error::InvalidName`], [`Error::InvalidArgument`] for a zero size,
-    /// [`Error::AlreadyExists`], or [`Error::Io`].
+    /// [`Error::AlreadyExists`] for any taken name (a raw block has no
+    /// header by which a dead creator's leftover could be told apart: see
+    /// [`unlink_name`](Self::unlink_name)), or [`Error::Io`].
     pub fn create(name: &str, size: usize) -> Result<Self> {
         Ok(SharedMemory {
             seg: Arc::new(Segment::create_named(name, size as u64)?),
@@ -259,9 +298,15 @@ impl SharedMemory {
 
     /// Opens an existing named block, mapping its whole current size.
     ///
+    /// The name must be a regular file: a symbolic link is never followed
+    /// (see [Names, files and
+    /// descriptors](SharedMemory#names-files-and-descriptors)).
+    ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::Truncated`] for
-    /// an empty file, or [`Error::Io`].
+    /// [`Error::InvalidName`] (also for a symbolic link or a non-regular
+    /// file), [`Error::NotFound`], [`Error::Truncated`] for an empty file,
+    /// or [`Error::Io`] (`EAGAIN` while another process holds a lease on
+    /// the file).
     pub fn open(name: &str) -> Result<Self> {
         let (fd, bare) = Segment::open_named(name)?;
         let len = sys::shm::len(&fd)?;
@@ -295,6 +340,13 @@ impl SharedMemory {
     /// Maps the block behind a file descriptor received from another
     /// process (e.g. over a Unix socket, or inherited by a child).
     ///
+    /// The descriptor must be a regular file opened read-write. A memfd
+    /// must be sealed against shrinking (`F_SEAL_SHRINK`), as
+    /// [`anonymous`](Self::anonymous) blocks are: otherwise any process
+    /// holding it could truncate it under the mapping. A named file is
+    /// accepted, and like a named block it faults with `SIGBUS` past its
+    /// end if a peer truncates it.
+    ///
     /// ```
     /// # fn main() -> Result<(), shmsync::Error> {
     /// use std::os::fd::AsFd;
@@ -309,8 +361,11 @@ impl SharedMemory {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Truncated`] for an empty file, or [`Error::Io`].
+    /// [`Error::InvalidArgument`] for a descriptor that is not a regular
+    /// file or an unsealed memfd, [`Error::Truncated`] for an empty file,
+    /// or [`Error::Io`].
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        sys::shm::check_passed_fd(fd.as_fd())?;
         let len = sys::shm::len(&fd)?;
         if len == 0 {
             return Err(Error::Truncated { needed: 1, len: 0 });
@@ -374,6 +429,37 @@ impl SharedMemory {
     /// Keeps the name when this (creating) handle is dropped.
     pub fn persist(&self) {
         self.seg.persist();
+    }
+
+    /// Removes the name `name` from `/dev/shm`, whatever it is: the way out
+    /// of [`Error::Stale`] (or of a [`Error::NotReady`] that never ends)
+    /// left by a creator that died inside `create`.
+    ///
+    /// It removes the name of *any* object, live ones included (processes
+    /// that have it open keep using it, but nobody can open it by name any
+    /// more, and the next `create` makes a separate object), and a symbolic
+    /// link itself rather than its target. Make sure no process uses the
+    /// name. Like `shm_unlink`, it needs write permission on `/dev/shm`,
+    /// which is sticky: only the file's owner (or root) can remove it.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmsync::Error> {
+    /// use shmsync::{Error, SharedMemory, Value};
+    /// let name = format!("doc_unlink_name_{}", std::process::id());
+    /// // What a creator killed inside `create` can leave: an empty file.
+    /// std::fs::File::create(format!("/dev/shm/{name}")).unwrap();
+    /// assert!(matches!(Value::<u32>::create(&name, 0), Err(Error::Stale { .. })));
+    /// SharedMemory::unlink_name(&name)?;
+    /// let v = Value::<u32>::create(&name, 7)?;
+    /// assert_eq!(v.get().unwrap(), 7);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::NotFound`], or [`Error::Io`]
+    /// (`EACCES`/`EPERM` for another user's name, `EISDIR` for a directory).
+    pub fn unlink_name(name: &str) -> Result<()> {
+        sys::shm::unlink(sys::shm::check_name(name)?)
     }
 }
 

@@ -12,13 +12,13 @@ use std::time::Instant;
 use crate::error::Result;
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::raw::{Acquired, Deadline, Liveness, RawMutex, Refused, TID_MASK};
+use crate::raw::{Acquired, Deadline, Holds, Liveness, RawMutex, Refused, TID_MASK};
 use crate::shm::header::LockSlot;
 use crate::shm::object::{ElemDesc, Expect, Kind, LockMode, Object, Spec};
 use crate::shm::segment::Segment;
 use crate::sync::{LockError, TryLockError};
 use crate::sys;
-use crate::sys::robust;
+use crate::sys::robust::{self, Released, SlotKey};
 
 /// A handle on one in-page lock slot: the segment that holds it (kept
 /// mapped as long as the handle lives) and the slot's address.
@@ -33,6 +33,10 @@ pub(crate) struct LockHandle {
     /// with its own lock).
     kind: Kind,
     recursive: bool,
+    /// The slot's identity in every mapping of its file (process-private:
+    /// from `fstat` on our own descriptor), keying this thread's records
+    /// of its holds.
+    key: SlotKey,
 }
 
 // SAFETY: the slot is made of atomics in a shared mapping that `seg` keeps
@@ -84,12 +88,32 @@ impl Deadline for Until {
 impl LockHandle {
     /// The lock slot of an object whose lock mode is `Own`.
     pub(crate) fn of(obj: &Object, recursive: bool) -> LockHandle {
+        let slot = obj.lock_slot();
+        let off = (slot as usize).wrapping_sub(obj.seg.as_ptr() as usize) as u64;
+        let key = match rustix::fs::fstat(obj.seg.fd()) {
+            Ok(st) => SlotKey {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                off,
+            },
+            // Unknown file: key the slot by its address in this mapping
+            // (no device has number u64::MAX). Holds through another
+            // mapping of the same file are then not recognised as this
+            // thread's, and the word naming this thread is taken over as
+            // a dead owner's.
+            Err(_) => SlotKey {
+                dev: u64::MAX,
+                ino: slot as usize as u64,
+                off,
+            },
+        };
         LockHandle {
             seg: obj.seg.clone(),
-            slot: obj.lock_slot(),
+            slot,
             id: obj.layout.id,
             kind: obj.layout.kind,
             recursive,
+            key,
         }
     }
 
@@ -144,25 +168,26 @@ impl LockHandle {
         // This thread's liveness byte is held before the word can name it
         // (a thread-local check after the first time).
         self.seg.token.ensure(self.seg.fd(), me.get());
+        // This thread's own count of its holds decides recursion, not the
+        // word (a thread-local load when it holds nothing).
+        let mut held = Holds::new(robust::holds_of(&self.key));
         if let Some(h) = head {
             // SAFETY: `h` is this thread's head.
             unsafe { robust::set_pending(h.get(), slot.next.as_ptr() as usize) };
         }
-        let mut r = self.raw().try_lock(me, self.recursive);
+        let mut r = self.raw().try_lock(me, &mut held, self.recursive);
         if r == Err(Refused::WouldBlock) {
             r = if wait {
-                self.acquire_contended(me, timeout)
+                self.acquire_contended(me, &mut held, timeout)
             } else {
-                self.try_dead_owner(me)
+                self.try_dead_owner(me, &mut held)
             };
         }
-        if let Ok(Acquired::Locked | Acquired::OwnerDied) = r {
-            if let Some(h) = head {
-                // SAFETY: this thread just acquired the slot; the guard that
-                // will release it borrows this handle, which keeps the
-                // mapping alive until then.
-                unsafe { robust::enqueue(h.get(), &slot.next, &slot.prev) };
-            }
+        if r.is_ok() {
+            // SAFETY: `h` is this thread's head; this thread just acquired
+            // (or holds) the slot; the guard that will release the hold
+            // borrows this handle, which keeps the mapping alive until then.
+            unsafe { robust::note_acquire(head, &self.key, &slot.next, &slot.prev) };
         }
         if let Some(h) = head {
             // SAFETY: as above.
@@ -177,18 +202,22 @@ impl LockHandle {
     fn acquire_contended(
         &self,
         me: NonZeroU32,
+        held: &mut Holds,
         timeout: Option<Duration>,
     ) -> Result<Acquired, Refused> {
         let mut probe = Probe {
             handle: self,
             interval: PROBE_FIRST,
         };
-        match timeout {
-            None => self.raw().lock(me, self.recursive, None, Some(&mut probe)),
+        // A timeout too long to represent waits like the untimed call.
+        match timeout.and_then(|t| Instant::now().checked_add(t)) {
+            None => self
+                .raw()
+                .lock(me, held, self.recursive, None, Some(&mut probe)),
             Some(t) => {
-                let mut until = Until(Instant::now() + t);
+                let mut until = Until(t);
                 self.raw()
-                    .lock(me, self.recursive, Some(&mut until), Some(&mut probe))
+                    .lock(me, held, self.recursive, Some(&mut until), Some(&mut probe))
             }
         }
     }
@@ -197,7 +226,7 @@ impl LockHandle {
     /// owner is reported to `try_lock` too, not only to waiters.
     #[cold]
     #[inline(never)]
-    fn try_dead_owner(&self, me: NonZeroU32) -> Result<Acquired, Refused> {
+    fn try_dead_owner(&self, me: NonZeroU32, held: &mut Holds) -> Result<Acquired, Refused> {
         let mut probe = Probe {
             handle: self,
             interval: PROBE_FIRST,
@@ -205,35 +234,49 @@ impl LockHandle {
         let cur = self.raw().word.load(Relaxed);
         match NonZeroU32::new(cur & TID_MASK) {
             Some(d) if probe.owner_is_dead(cur) && self.raw().mark_owner_dead(d) => {
-                self.raw().try_lock(me, self.recursive)
+                self.raw().try_lock(me, held, self.recursive)
             }
             _ => Err(Refused::WouldBlock),
         }
     }
 
     /// Releases one hold (the inverse of `acquire_raw`; `head` as given to
-    /// it).
+    /// it). Decided by this thread's records alone: a hold it has no record
+    /// of (a parent's guard copied into a forked child) is left alone.
     ///
     /// # Safety
-    /// - the calling thread `me` holds the lock, acquired with `head`.
+    /// - `head` is this thread's head (the value `acquire_raw` used).
     #[inline]
     unsafe fn release(&self, me: NonZeroU32, head: Option<NonZeroUsize>) {
         let slot = self.slot();
-        let unlink = || {
-            if let Some(h) = head {
-                // SAFETY: `h` is this thread's head, and the slot was linked
-                // by `acquire_raw` on this thread (this is the last hold).
-                unsafe {
-                    robust::set_pending(h.get(), slot.next.as_ptr() as usize);
-                    robust::dequeue(h.get(), &slot.next, &slot.prev);
+        let node = slot.next.as_ptr() as usize;
+        match robust::note_release(node) {
+            Released::NotHeld => {}
+            Released::More => {
+                // Holds through this node remain: one fewer in the count.
+                let mut held = Holds::new(robust::holds_of(&self.key).saturating_add(1));
+                // SAFETY: this thread holds the lock (its records say so).
+                unsafe { self.raw().unlock(me, &mut held) };
+            }
+            Released::Last { succ } => {
+                // Holds through other mappings of the same file remain?
+                let others = robust::holds_of(&self.key);
+                if let Some(h) = head {
+                    // SAFETY: `h` is this thread's head, and the slot was
+                    // linked by `acquire_raw` on this thread.
+                    unsafe {
+                        robust::set_pending(h.get(), node);
+                        robust::unlink(h.get(), &slot.next, succ);
+                    }
+                }
+                let mut held = Holds::new(others.saturating_add(1));
+                // SAFETY: this thread holds the lock (its records said so).
+                unsafe { self.raw().unlock(me, &mut held) };
+                if let Some(h) = head {
+                    // SAFETY: as above.
+                    unsafe { robust::set_pending(h.get(), 0) };
                 }
             }
-        };
-        // SAFETY: forwarded from the caller.
-        let last = unsafe { self.raw().unlock_with(me, unlink) };
-        if let (true, Some(h)) = (last, head) {
-            // SAFETY: as above.
-            unsafe { robust::set_pending(h.get(), 0) };
         }
     }
 
@@ -242,12 +285,11 @@ impl LockHandle {
         self.raw().is_locked()
     }
 
-    /// Whether the calling thread holds the lock.
+    /// Whether the calling thread holds the lock (its own records).
     pub(crate) fn is_held_by_current_thread(&self) -> bool {
-        self.raw().is_held_by(sys::thread::tid())
+        robust::holds_of(&self.key) > 0
     }
 }
-
 /// Something that holds a lock slot: what a guard points at. A guard is
 /// one pointer to it, so that `lock()`'s `Result` comes back in registers
 /// even where the call is not inlined.
@@ -347,20 +389,12 @@ impl<O: HasLock> Drop for HeldLock<'_, O> {
     #[inline]
     fn drop(&mut self) {
         let h = self.obj.lock_handle();
-        let (me, forked) = sys::thread::current();
-        if forked && !h.raw().is_held_by(me) {
-            // A copy of a guard that the parent held when it forked: the
-            // word names the parent's thread, and the hold is not ours to
-            // release. (Only this thread can store its own TID in the word,
-            // so reading it is exact for the calling thread. Checked only
-            // in a forked child, the one place such a copy can exist: the
-            // load costs ~2 ns on the uncontended path.)
-            return;
-        }
-        // SAFETY: this thread holds the lock (checked above; a guard exists
-        // only after a successful acquire), and the head is this thread's,
-        // the same per-thread value `acquire` used.
-        unsafe { h.release(me, robust::head()) };
+        // SAFETY: the head is this thread's, the same per-thread value
+        // `acquire` used (guards are `!Send`). Whether this thread holds
+        // the lock at all is decided inside, by its own records (a copy
+        // of a guard that a parent held when it forked is not the child's
+        // to release).
+        unsafe { h.release(sys::thread::tid(), robust::head()) };
     }
 }
 

@@ -559,8 +559,9 @@ fn reopen(file: BorrowedFd<'_>) -> Result<RawFd> {
     reopen_raw(file.as_raw_fd()).map_err(Error::io("open(/proc/self/fd/N)"))
 }
 
-/// `open("/proc/self/fd/<fd>", O_RDWR | O_CLOEXEC)`, async-signal-safe (no
-/// allocation).
+/// `open("/proc/self/fd/<fd>", O_RDWR | O_CLOEXEC | O_NONBLOCK)` (as the
+/// named opens of `sys::shm`: `EAGAIN` rather than a wait for a peer's
+/// lease on the file), async-signal-safe (no allocation).
 fn reopen_raw(fd: RawFd) -> core::result::Result<RawFd, Errno> {
     const PREFIX: &[u8] = b"/proc/self/fd/";
     // The prefix, at most 10 digits, and a NUL.
@@ -585,7 +586,12 @@ fn reopen_raw(fd: RawFd) -> core::result::Result<RawFd, Errno> {
     }
     // SAFETY: `path` is NUL-terminated (zeroed, at most 24 bytes written);
     // the result is checked.
-    let new = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) };
+    let new = unsafe {
+        libc::open(
+            path.as_ptr().cast(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
     if new >= 0 {
         Ok(new)
     } else {

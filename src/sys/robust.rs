@@ -31,7 +31,7 @@
 //! slot this thread holds (a thread-local registry), or a node whose own
 //! link points back at ours, checked with a fault-safe read.
 
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use core::num::NonZeroUsize;
 use core::sync::atomic::{compiler_fence, AtomicU8, AtomicUsize, Ordering, Ordering::Relaxed};
 
@@ -150,25 +150,58 @@ fn query_head() -> Option<usize> {
     (off == FUTEX_OFFSET).then_some(head)
 }
 
+/// Held records kept inline per thread; more spill into a heap vector.
 const MAX_HELD: usize = 16;
+/// The most entries a walk of the list visits (the kernel's own limit,
+/// `ROBUST_LIST_LIMIT`).
+const WALK_LIMIT: usize = 2048;
 
-/// Per-thread state: the head (0 = not looked up, 1 = none) and the nodes
-/// of the slots this thread holds (links read back from a page may point
-/// at those; see [`trusted_node`]).
+/// The identity of a lock slot that does not depend on where it is mapped:
+/// the file (device and inode, from `fstat` on our own descriptor) and the
+/// slot's offset in it. Two mappings of one file in one process hold the
+/// same lock word; their slots have the same key and different nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct SlotKey {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) off: u64,
+}
+
+/// One lock slot this thread holds, through one mapping.
+#[derive(Clone, Copy, Default)]
+struct Rec {
+    /// `&slot.next` in this process: the node linked into the list (list
+    /// mode), and the record's identity.
+    node: usize,
+    key: SlotKey,
+    /// Holds taken through this node (≥ 1 while recorded).
+    holds: u32,
+    /// The entry that followed the node when it was linked (list mode; read
+    /// from this thread's own list, so trusted), kept up to date by this
+    /// thread's own unlinks.
+    succ: usize,
+}
+
+/// Per-thread state, all process-private: the robust-list head (0 = not
+/// looked up, 1 = none), and the records of the lock slots this thread
+/// holds. The records decide everything the page must not: how many holds
+/// a thread has, whether a release is the last one, and which nodes may
+/// be written through.
 ///
-/// Holding one lock at a time, the common case, costs one store on each
-/// side: the node then sits alone on the list (`bottom`). Nodes linked in
-/// front of other entries (nested holds, or a glibc robust mutex held too)
-/// are kept in the `held` stack.
+/// Holding one lock at a time, the common case, is one record and, in list
+/// mode, a node alone on the list (`bottom`): acquire and release then cost
+/// a few thread-local loads and stores.
 struct Local {
     head: Cell<usize>,
     /// The held node that this thread linked onto an empty list (0: none).
+    /// Nothing is ever linked behind it.
     bottom: Cell<usize>,
-    /// The other held nodes, in the order they were linked.
-    held: [Cell<usize>; MAX_HELD],
-    /// Entries of `held`. A node that finds the stack full is not
-    /// recorded: its links are then checked like a foreign node's.
-    n_held: Cell<usize>,
+    /// Records in `recs`.
+    n: Cell<usize>,
+    recs: [Cell<Rec>; MAX_HELD],
+    /// Records in `MORE` (its vector may be longer after a fork: only the
+    /// first `n_more` entries count).
+    n_more: Cell<usize>,
 }
 
 thread_local! {
@@ -176,19 +209,25 @@ thread_local! {
         Local {
             head: Cell::new(0),
             bottom: Cell::new(0),
-            held: [const { Cell::new(0) }; MAX_HELD],
-            n_held: Cell::new(0),
+            n: Cell::new(0),
+            recs: [const { Cell::new(Rec { node: 0, key: SlotKey { dev: 0, ino: 0, off: 0 }, holds: 0, succ: 0 }) }; MAX_HELD],
+            n_more: Cell::new(0),
         }
     };
+    /// Records beyond `MAX_HELD` (a separate thread local: it has a
+    /// destructor, which `LOCAL`'s accesses must not pay for).
+    static MORE: RefCell<Vec<Rec>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Forgets the per-thread state (the atfork child handler: glibc resets the
-/// child's list, and the parent's holds are not the child's).
+/// child's list, and the parent's holds are not the child's). Plain stores
+/// to const-initialised thread locals: async-signal-safe.
 pub(crate) fn forget_in_child() {
     LOCAL.with(|l| {
         l.head.set(0);
         l.bottom.set(0);
-        l.n_held.set(0);
+        l.n.set(0);
+        l.n_more.set(0);
     });
 }
 
@@ -226,14 +265,264 @@ pub(crate) unsafe fn set_pending(head: usize, node: usize) {
     compiler_fence(Ordering::SeqCst);
 }
 
+// ---------------------------------------------------------------------------
+// Held records
+// ---------------------------------------------------------------------------
+
+/// This thread's holds of the lock `key` over all its mappings (0: not
+/// held). Decides recursion and the last release, in place of anything
+/// the page says.
+#[inline]
+pub(crate) fn holds_of(key: &SlotKey) -> u32 {
+    LOCAL.with(|l| {
+        if l.n.get() == 0 && l.n_more.get() == 0 {
+            0
+        } else {
+            holds_of_slow(l, key)
+        }
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn holds_of_slow(l: &Local, key: &SlotKey) -> u32 {
+    let mut total = 0u32;
+    each_rec(l, |r| {
+        if r.key == *key {
+            total = total.saturating_add(r.holds);
+        }
+    });
+    total
+}
+
+/// Calls `f` on every record.
+fn each_rec(l: &Local, mut f: impl FnMut(&Rec)) {
+    for c in &l.recs[..l.n.get()] {
+        f(&c.get());
+    }
+    let n_more = l.n_more.get();
+    if n_more > 0 {
+        let _ = MORE.try_with(|m| {
+            if let Ok(m) = m.try_borrow() {
+                m.iter().take(n_more).for_each(&mut f);
+            }
+        });
+    }
+}
+
+/// Whether `node` is one of this thread's held nodes.
+fn is_held_node(l: &Local, node: usize) -> bool {
+    let mut found = false;
+    each_rec(l, |r| found |= r.node == node);
+    found
+}
+
+/// Whether this thread has a held node in `[start, start + len)`: a
+/// mapping about to go away must then be kept (a guard was forgotten).
+pub(crate) fn holds_node_in(start: usize, len: usize) -> bool {
+    LOCAL
+        .try_with(|l| {
+            let mut found = false;
+            each_rec(l, |r| found |= r.node.wrapping_sub(start) < len);
+            found
+        })
+        .unwrap_or(false)
+}
+
+/// Records one more hold through `node` (of slot `key`) and, when it is
+/// the node's first, links the node into the list (`head`, list mode).
+///
+/// # Safety
+/// - `head` comes from [`head`] on this thread;
+/// - `next`/`prev` are the links of a slot this thread has just acquired
+///   (or holds), in a mapping that stays mapped while the node is
+///   recorded: the guard that will release the hold borrows it.
+#[inline]
+pub(crate) unsafe fn note_acquire(
+    head: Option<NonZeroUsize>,
+    key: &SlotKey,
+    next: &AtomicUsize,
+    prev: &AtomicUsize,
+) {
+    let node = next.as_ptr() as usize;
+    let first_record = LOCAL.with(|l| {
+        if l.n.get() == 0 && l.n_more.get() == 0 {
+            l.recs[0].set(Rec {
+                node,
+                key: *key,
+                holds: 1,
+                succ: 0,
+            });
+            l.n.set(1);
+            true
+        } else {
+            false
+        }
+    });
+    if !first_record && !note_more(node, key) {
+        // Another hold through a node that is already linked.
+        return;
+    }
+    if let Some(h) = head {
+        // SAFETY: forwarded.
+        unsafe { enqueue(h.get(), next, prev) };
+    }
+}
+
+/// [`note_acquire`] with other records present. Returns whether the node
+/// is new (and must be linked).
+#[cold]
+#[inline(never)]
+fn note_more(node: usize, key: &SlotKey) -> bool {
+    LOCAL.with(|l| {
+        for c in &l.recs[..l.n.get()] {
+            let mut r = c.get();
+            if r.node == node {
+                r.holds = r.holds.saturating_add(1);
+                c.set(r);
+                return false;
+            }
+        }
+        let n_more = l.n_more.get();
+        let bumped = MORE.with(|m| {
+            let mut m = m.borrow_mut();
+            m.truncate(n_more);
+            if let Some(r) = m.iter_mut().find(|r| r.node == node) {
+                r.holds = r.holds.saturating_add(1);
+                return true;
+            }
+            false
+        });
+        if bumped {
+            return false;
+        }
+        let rec = Rec {
+            node,
+            key: *key,
+            holds: 1,
+            succ: 0,
+        };
+        let n = l.n.get();
+        if n < MAX_HELD {
+            l.recs[n].set(rec);
+            l.n.set(n + 1);
+        } else {
+            MORE.with(|m| m.borrow_mut().push(rec));
+            l.n_more.set(n_more + 1);
+        }
+        true
+    })
+}
+
+/// Updates the record of `node` with `f`; removes it when `f` returns
+/// `false`.
+fn update_rec(l: &Local, node: usize, f: impl FnOnce(&mut Rec) -> bool) {
+    let n = l.n.get();
+    if let Some(i) = (0..n).find(|&i| l.recs[i].get().node == node) {
+        let mut r = l.recs[i].get();
+        if f(&mut r) {
+            l.recs[i].set(r);
+            return;
+        }
+        for j in i..n - 1 {
+            l.recs[j].set(l.recs[j + 1].get());
+        }
+        // Refill the inline records from the spill-over, oldest first.
+        let n_more = l.n_more.get();
+        if n_more > 0 {
+            let moved = MORE.with(|m| {
+                let mut m = m.borrow_mut();
+                m.truncate(n_more);
+                (!m.is_empty()).then(|| m.remove(0))
+            });
+            if let Some(r) = moved {
+                l.recs[n - 1].set(r);
+                l.n_more.set(n_more - 1);
+                return;
+            }
+        }
+        l.n.set(n - 1);
+        return;
+    }
+    let n_more = l.n_more.get();
+    let _ = MORE.try_with(|m| {
+        let mut m = m.borrow_mut();
+        m.truncate(n_more);
+        if let Some(i) = m.iter().position(|r| r.node == node) {
+            if !f(&mut m[i]) {
+                m.remove(i);
+                l.n_more.set(n_more - 1);
+            }
+        }
+    });
+}
+
+/// Sets the trusted successor of our node `node`, if we hold it.
+fn set_succ(l: &Local, node: usize, succ: usize) {
+    update_rec(l, node, |r| {
+        r.succ = succ;
+        true
+    });
+}
+
+/// What [`note_release`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Released {
+    /// This thread holds nothing through the node (a copy of a parent's
+    /// guard dropped in a forked child): nothing to release.
+    NotHeld,
+    /// The node is still held.
+    More,
+    /// That was the node's last hold: its record is gone, and the node must
+    /// be unlinked ([`unlink`], list mode) with `succ`, its recorded
+    /// successor (0: none).
+    Last { succ: usize },
+}
+
+/// Drops one hold through `node`.
+#[inline]
+pub(crate) fn note_release(node: usize) -> Released {
+    LOCAL.with(|l| {
+        if l.n.get() == 1 && l.n_more.get() == 0 {
+            let r = l.recs[0].get();
+            if r.node == node && r.holds == 1 {
+                l.n.set(0);
+                return Released::Last { succ: r.succ };
+            }
+        }
+        note_release_slow(l, node)
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn note_release_slow(l: &Local, node: usize) -> Released {
+    let mut out = Released::NotHeld;
+    update_rec(l, node, |r| {
+        r.holds = r.holds.saturating_sub(1);
+        if r.holds == 0 {
+            out = Released::Last { succ: r.succ };
+            false
+        } else {
+            out = Released::More;
+            true
+        }
+    });
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Linking and unlinking
+// ---------------------------------------------------------------------------
+
 /// Links `node` (the address of a held slot's `next`) at the front.
 ///
 /// # Safety
 /// - `head` comes from [`head`] on this thread;
 /// - `node` is `&slot.next` of a slot this thread just acquired, in a
-///   mapping that stays mapped until [`dequeue`].
+///   mapping that stays mapped until [`unlink`], and not linked yet.
 #[inline]
-pub(crate) unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize) {
+unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize) {
     let node = next.as_ptr() as usize;
     let h = head as *mut Head;
     // SAFETY: this thread's head (see `set_pending`).
@@ -245,11 +534,12 @@ pub(crate) unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize
         // The old first entry (ours or glibc's) gets us as its prev. Never
         // write in front of the head itself (glibc's write-only
         // `robust_prev` there is other data on other libcs).
-        // SAFETY: `first_node` comes from this thread's own list (trusted
-        // memory: glibc's or one of the slots this thread holds), and its
+        // SAFETY: `first_node` comes from this thread's own list, which
+        // holds only the head, nodes this thread holds and glibc's robust
+        // mutexes (every link written into it is verified first), and its
         // `prev` link is 8 bytes before it.
         unsafe { core::ptr::write_volatile((first_node - PREV_FROM_NODE) as *mut usize, node) };
-        remember_nested(node);
+        LOCAL.with(|l| set_succ(l, node, first_node));
     }
     // Relaxed: the links are read by this thread and by the kernel in this
     // thread's context only; the compiler fence orders them before the
@@ -261,132 +551,254 @@ pub(crate) unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize
     unsafe { core::ptr::write_volatile(&raw mut (*h).list, node) };
 }
 
-/// The registry update of [`enqueue`] for a node linked in front of
-/// another entry.
-#[cold]
-#[inline(never)]
-fn remember_nested(node: usize) {
-    LOCAL.with(|l| {
-        let n = l.n_held.get();
-        if n < MAX_HELD {
-            l.held[n].set(node);
-            l.n_held.set(n + 1);
-        }
-    });
-}
-
-/// Unlinks `node` from the list.
+/// Unlinks `node`, whose last hold [`note_release`] just dropped.
+///
+/// Nothing read from the slot is written anywhere unless verified: the
+/// successor must be the head, the entry recorded when the node was
+/// linked, one of this thread's held nodes linking back to it, or a
+/// robust mutex of this thread in private memory linking back to it; the
+/// predecessor likewise, or is found by walking the list from the head.
+/// A successor that cannot be verified cuts the list there: the entries
+/// behind it lose owner-death recovery, but nothing is written through a
+/// link a peer could have forged.
 ///
 /// # Safety
 /// - `head` comes from [`head`] on this thread;
-/// - the slot was linked by [`enqueue`] on this thread and is still held.
+/// - the slot was linked by [`note_acquire`] on this thread, and is still
+///   mapped; `recorded` is what [`note_release`] returned for it.
 #[inline]
-pub(crate) unsafe fn dequeue(head: usize, next: &AtomicUsize, prev: &AtomicUsize) {
+pub(crate) unsafe fn unlink(head: usize, next: &AtomicUsize, recorded: usize) {
     let node = next.as_ptr() as usize;
     let h = head as *mut Head;
     // SAFETY: this thread's head.
     let first = unsafe { core::ptr::read_volatile(&raw const (*h).list) };
-    // Relaxed: see `enqueue`. The link lives in peer-writable memory: it is
-    // used as is only when it is the head.
-    let nx = next.load(Relaxed);
-    if first & !1 == node && nx & !1 == head && LOCAL.with(|l| l.bottom.get()) == node {
-        // The node is alone on the list, where `enqueue` put it.
-        // SAFETY: this thread's head; `nx` is the head itself.
-        unsafe { core::ptr::write_volatile(&raw mut (*h).list, nx) };
+    if first & !1 == node && LOCAL.with(|l| l.bottom.get()) == node {
+        // Alone on the list, where `enqueue` put it: nothing is ever linked
+        // behind the bottom node, so its successor is the head, whatever
+        // its `next` in the page says now.
+        // SAFETY: this thread's head.
+        unsafe { core::ptr::write_volatile(&raw mut (*h).list, head) };
         LOCAL.with(|l| l.bottom.set(0));
-        // (The node's own links are left as they are, as glibc does:
-        // nothing reads an unlinked node's links.)
         return;
     }
     // SAFETY: forwarded.
-    unsafe { dequeue_general(head, node, first, nx, prev) }
+    unsafe { unlink_general(head, node, first, recorded, next) }
 }
 
-/// [`dequeue`] of a node that is not alone on the list.
+/// [`unlink`] of a node that is not alone on the list.
+///
+/// Trust comes from this thread's own state: the head's `list` (only
+/// verified values are ever written into it), the successor recorded for
+/// each of our nodes when it was linked (kept current by our own unlinks),
+/// and, for glibc's robust mutexes, a back link and an owner TID naming
+/// this thread, read without risking a fault. The node's own `next` in the
+/// page is used only when it passes the same checks and, for an entry
+/// reached through it alone, only if that entry lies in private memory.
 ///
 /// # Safety
-/// As for [`dequeue`]; `first` and `nx` are the head's and the node's
-/// `next` links as read there.
+/// As for [`unlink`]; `first` is the head's link as read there.
 #[cold]
 #[inline(never)]
-unsafe fn dequeue_general(head: usize, node: usize, first: usize, nx: usize, prev: &AtomicUsize) {
-    // A first node's predecessor is the head, whatever its `prev` says.
-    // Otherwise `prev` was written by whoever linked the entry in front of
-    // it, and is checked before use.
-    let is_first = first & !1 == node;
-    let pv = if is_first { head } else { prev.load(Relaxed) };
-    let nx_node = nx & !1;
-    let pv_node = pv & !1;
-    // prev->next = next. The head's `list` is at offset 0, so the head is a
-    // node like any other here; it is our predecessor only if we are first.
-    let pv_ok = if is_first {
-        true
+unsafe fn unlink_general(
+    head: usize,
+    node: usize,
+    first: usize,
+    recorded: usize,
+    next: &AtomicUsize,
+) {
+    let me = crate::sys::thread::tid().get();
+    let bottom = LOCAL.with(|l| l.bottom.get());
+    // Relaxed: read by this thread only; peers may have written it.
+    let nx = next.load(Relaxed) & !1;
+
+    // The successor.
+    let succ = if node == bottom || recorded == head {
+        // Nothing is ever linked behind the bottom node; a recorded head
+        // was written by our own unlink of the entry behind.
+        head
+    } else if recorded != 0 && LOCAL.with(|l| is_held_node(l, recorded)) {
+        // Our own node behind us: only our unlinks change that, and they
+        // keep the record current.
+        recorded
+    } else if recorded != 0 && foreign_links_to(recorded, node, me) {
+        // The glibc mutex we were linked in front of is still there.
+        recorded
+    } else if nx == head {
+        // glibc unlinked the entry behind us, the last one.
+        head
+    } else if LOCAL.with(|l| is_held_node(l, nx)) && held_links_to(nx, node) {
+        nx
+    } else if foreign_links_to(nx, node, me) && in_private_mapping(nx) {
+        nx
     } else {
-        pv_node != head && trusted_node(pv_node, node, Link::Prev)
+        // Unverifiable: cut the list here. The entries behind lose
+        // owner-death recovery; nothing is written through a forged link.
+        head
     };
-    if pv_ok {
-        // SAFETY: `pv_node` is the head or a node whose `next` points at
-        // ours (checked by `trusted_node`): writing its `next` is what glibc's
-        // DEQUEUE_MUTEX does.
-        unsafe { core::ptr::write_volatile(pv_node as *mut usize, nx) };
-    }
-    // next->prev = prev, unless next is the head.
-    if nx_node != head && trusted_node(nx_node, node, Link::Next) {
-        // SAFETY: `nx_node` is a node whose `prev` (8 bytes before it)
-        // points at ours (checked by `trusted_node`).
-        unsafe { core::ptr::write_volatile((nx_node - PREV_FROM_NODE) as *mut usize, pv) };
+
+    // The predecessor: the head, our own node recorded in front of us, or
+    // the entry found by walking the list through trusted links.
+    let pred = if first & !1 == node {
+        Some(head)
+    } else {
+        LOCAL
+            .with(|l| held_pred(l, node))
+            .or_else(|| walk_to_pred(head, node, me))
+    };
+
+    if let Some(p) = pred {
+        // prev->next = succ. The head's `list` is at offset 0, so the head
+        // is a node like any other here.
+        // SAFETY: `p` is this thread's head, a node this thread holds (its
+        // mapping alive while held), or a glibc robust mutex of this
+        // thread reached through trusted links (`walk_to_pred`).
+        unsafe { core::ptr::write_volatile(p as *mut usize, succ) };
+        LOCAL.with(|l| set_succ(l, p, succ));
+        if succ != head {
+            // succ->prev = pred.
+            // SAFETY: `succ` is one of our held nodes or a verified glibc
+            // robust mutex of this thread (see above); its `prev` link is 8
+            // bytes before it.
+            unsafe { core::ptr::write_volatile((succ - PREV_FROM_NODE) as *mut usize, p) };
+        }
     }
     LOCAL.with(|l| {
-        if l.bottom.get() == node {
+        if bottom == node {
+            // The predecessor is now last.
+            let p = pred.unwrap_or(head);
+            l.bottom.set(if p != head && is_held_node(l, p) {
+                p
+            } else {
+                0
+            });
+        } else if succ == head && bottom != 0 && recorded != head {
+            // The list may have been cut in front of the bottom node, which
+            // is then no longer reachable: forget it as the bottom (its own
+            // unlink then searches for it).
             l.bottom.set(0);
-            return;
-        }
-        let n = l.n_held.get();
-        if let Some(i) = (0..n).rev().find(|&i| l.held[i].get() == node) {
-            for j in i..n - 1 {
-                l.held[j].set(l.held[j + 1].get());
-            }
-            l.n_held.set(n - 1);
         }
     });
 }
 
-#[derive(Clone, Copy)]
-enum Link {
-    /// The candidate is our predecessor: its `next` must point at us.
-    Prev,
-    /// The candidate is our successor: its `prev` must point at us.
-    Next,
+/// Our held node whose recorded successor is `node`.
+fn held_pred(l: &Local, node: usize) -> Option<usize> {
+    let mut found = None;
+    each_rec(l, |r| {
+        if r.succ == node && r.node != node {
+            found = Some(r.node);
+        }
+    });
+    found
 }
 
-/// Whether a link read from a slot, other than the head, may be written
-/// through: a slot this thread holds, or a foreign node that links back to
-/// ours.
-#[cold]
-#[inline(never)]
-fn trusted_node(cand: usize, node: usize, link: Link) -> bool {
+/// Finds the entry in front of `node` by walking this thread's list from
+/// the head through trusted links only: the head's `list`, the recorded
+/// successors of our own nodes, and the `next` of a glibc robust mutex
+/// when the entry it names is ours or links back to it and names this
+/// thread as its owner. Foreign entries are read without risking a fault.
+/// `None` if `node` is not reachable that way (the list was cut in front
+/// of it): nothing is then written.
+fn walk_to_pred(head: usize, node: usize, me: u32) -> Option<usize> {
+    let mut pred = head;
+    // SAFETY: this thread's head.
+    let mut cur =
+        unsafe { core::ptr::read_volatile(&raw const (*(head as *const Head)).list) } & !1;
+    for _ in 0..WALK_LIMIT {
+        if cur == head || cur == 0 {
+            return None;
+        }
+        if cur == node {
+            return Some(pred);
+        }
+        let mut rec_succ = None;
+        LOCAL.with(|l| {
+            each_rec(l, |r| {
+                if r.node == cur {
+                    rec_succ = Some(r.succ);
+                }
+            })
+        });
+        let nx = match rec_succ {
+            // One of ours: its recorded successor (0: it was the bottom).
+            Some(0) => head,
+            Some(s) => s,
+            None => {
+                let nx = safe_read_usize(cur)? & !1;
+                let ok = nx == head
+                    || nx == node
+                    || LOCAL.with(|l| is_held_node(l, nx))
+                    || foreign_links_to(nx, cur, me);
+                if !ok {
+                    return None;
+                }
+                nx
+            }
+        };
+        pred = cur;
+        cur = nx;
+    }
+    None
+}
+
+/// Whether our held node `cand` has `node` as its `prev`.
+fn held_links_to(cand: usize, node: usize) -> bool {
+    if cand == node || cand % 8 != 0 {
+        return false;
+    }
+    // SAFETY: `cand` is `&slot.next` of a slot this thread holds, in a
+    // mapping kept alive while it is held; its `prev`, 8 bytes before, is
+    // an `AtomicUsize` (peers may write it: read atomically).
+    let back = unsafe { (*((cand - PREV_FROM_NODE) as *const AtomicUsize)).load(Relaxed) };
+    back & !1 == node
+}
+
+/// Whether `cand`, not one of our nodes, is a robust mutex of this thread
+/// whose `prev` is `node`: readable, its `prev` pointing at `node`, and its
+/// futex word naming this thread (read without risking a fault).
+fn foreign_links_to(cand: usize, node: usize, me: u32) -> bool {
     if cand == 0 || cand % 8 != 0 || cand == node {
         return false;
     }
-    // Where the candidate's link back to `node` must be.
-    let at = match link {
-        Link::Prev => cand,
-        Link::Next => cand - PREV_FROM_NODE,
-    };
-    let ours = LOCAL.with(|l| {
-        let n = l.n_held.get();
-        l.bottom.get() == cand || (0..n).any(|i| l.held[i].get() == cand)
-    });
-    if ours {
-        // SAFETY: `cand` is `&slot.next` of a slot this thread holds, in a
-        // mapping kept alive by its guard; `at` is that slot's `next` or
-        // `prev`, an `AtomicUsize` (peers may write it: read atomically).
-        let back = unsafe { (*(at as *const AtomicUsize)).load(Relaxed) };
-        return back & !1 == node;
+    safe_read_usize(cand - PREV_FROM_NODE).is_some_and(|v| v & !1 == node) && owner_is(cand, me)
+}
+
+/// Whether the futex word of entry `cand` (an 8-aligned node) names
+/// thread `me`.
+fn owner_is(cand: usize, me: u32) -> bool {
+    if cand % 8 != 0 {
+        return false;
     }
-    // A foreign node (glibc's robust mutex, or a registry overflow): read
-    // its back link without risking a fault.
-    safe_read_usize(at).is_some_and(|v| v & !1 == node)
+    // The word is the low half of the 8 bytes at `cand + FUTEX_OFFSET`
+    // (little endian, as every target of the list is).
+    safe_read_usize(cand.wrapping_add_signed(FUTEX_OFFSET))
+        .is_some_and(|v| v as u32 & crate::raw::TID_MASK == me)
+}
+
+/// Whether `addr` lies in a private mapping of this process (not shared
+/// memory that a peer could have filled with a forged node), from
+/// `/proc/self/maps`. Slow: used only for entries that are neither ours
+/// nor recorded when they were linked.
+fn in_private_mapping(addr: usize) -> bool {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    for line in maps.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        if a <= addr && addr < b {
+            return perms.as_bytes().get(3) == Some(&b'p')
+                && perms.as_bytes().get(1) == Some(&b'w');
+        }
+    }
+    false
 }
 
 /// Reads a word of this process's memory; `None` if unmapped

@@ -4,11 +4,10 @@
 //! See <https://man7.org/linux/man-pages/man3/shm_open.3.html> and
 //! <https://man7.org/linux/man-pages/man2/memfd_create.2.html>.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{MemfdFlags, Mode, SealFlags};
+use rustix::fs::{FileType, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
-use rustix::shm;
 
 use crate::error::{Error, Result};
 
@@ -45,38 +44,91 @@ pub(crate) fn check_name(name: &str) -> Result<&str> {
     Ok(bare)
 }
 
-/// `shm_open("/bare", O_RDWR | O_CREAT | O_EXCL, 0600)`.
-pub(crate) fn create(bare: &str) -> Result<OwnedFd> {
-    let flags = shm::OFlags::RDWR | shm::OFlags::CREATE | shm::OFlags::EXCL;
-    // The bare name: rustix (like glibc) maps it to /dev/shm/NAME, and a
-    // leading slash would count against the 255-byte limit.
-    shm::open(bare, flags, Mode::RUSR | Mode::WUSR).map_err(|e| match e {
-        Errno::EXIST => Error::AlreadyExists {
-            name: bare.to_owned(),
-        },
-        e => Error::Io {
-            op: "shm_open",
-            errno: e,
-        },
-    })
+/// `/dev/shm/bare`: where glibc's `shm_open` (and CPython's) put the name.
+fn path_of(bare: &str) -> String {
+    format!("/dev/shm/{bare}")
 }
 
-/// `shm_open("/bare", O_RDWR, 0)`.
+/// The named object's permission bits, whatever the creator's umask.
+pub(crate) const MODE: u32 = 0o600;
+
+/// `shm_open("/bare", O_RDWR | O_CREAT | O_EXCL, 0600)` as glibc does it
+/// (`O_NOFOLLOW | O_CLOEXEC` added), then `fchmod(0600)`: the mode is 0600
+/// regardless of the umask (which can only have removed bits).
+pub(crate) fn create(bare: &str) -> Result<OwnedFd> {
+    // rustix's `shm::open` adds `O_CLOEXEC` but not `O_NOFOLLOW`, so the
+    // file is opened here. `O_EXCL` already refuses any existing name,
+    // a symbolic link included; `O_NOFOLLOW` says so explicitly.
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd =
+        rustix::fs::open(path_of(bare), flags, Mode::from_raw_mode(MODE)).map_err(|e| match e {
+            Errno::EXIST => Error::AlreadyExists {
+                name: bare.to_owned(),
+            },
+            e => Error::Io {
+                op: "shm_open",
+                errno: e,
+            },
+        })?;
+    // Until then the mode is 0600 minus umask bits: never more open.
+    if let Err(e) = rustix::fs::fchmod(&fd, Mode::from_raw_mode(MODE)) {
+        if name_is_file(bare, &fd) {
+            let _ = unlink(bare);
+        }
+        return Err(Error::Io {
+            op: "fchmod",
+            errno: e,
+        });
+    }
+    Ok(fd)
+}
+
+/// Opens the existing object `/dev/shm/bare` read-write, as glibc's
+/// `shm_open` does (`O_NOFOLLOW | O_CLOEXEC`), and more:
+///
+/// - a symbolic link is never followed (another user could otherwise point
+///   a name at a file only we may write): `InvalidName`;
+/// - `O_NONBLOCK`, so that no kind of file makes the open wait: a FIFO
+///   (which Linux opens read-write without blocking anyway) or a file on
+///   which another process holds a lease (the open fails with `EAGAIN`
+///   instead of waiting for the lease break, up to
+///   `/proc/sys/fs/lease-break-time`); the flag is cleared again once the
+///   file is known to be a regular file;
+/// - `fstat` must report a regular file (not a directory, FIFO, socket or
+///   device): `InvalidName` otherwise.
 pub(crate) fn open(bare: &str) -> Result<OwnedFd> {
-    shm::open(bare, shm::OFlags::RDWR, Mode::empty()).map_err(|e| match e {
+    let bad = |reason| Error::InvalidName {
+        name: bare.to_owned(),
+        reason,
+    };
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = rustix::fs::open(path_of(bare), flags, Mode::empty()).map_err(|e| match e {
         Errno::NOENT => Error::NotFound {
             name: bare.to_owned(),
         },
+        // O_NOFOLLOW on a symbolic link (the name has no other component
+        // that could be one).
+        Errno::LOOP => bad("a symbolic link (never followed)"),
+        Errno::ISDIR => bad("not a regular file"),
         e => Error::Io {
             op: "shm_open",
             errno: e,
         },
-    })
+    })?;
+    let st = rustix::fs::fstat(&fd).map_err(Error::io("fstat"))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(bad("not a regular file"));
+    }
+    // Clears O_NONBLOCK (the only status flag set above), so that the
+    // descriptor users get from `as_fd` is what `shm_open` would give.
+    rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(Error::io("fcntl(F_SETFL)"))?;
+    Ok(fd)
 }
 
-/// `shm_unlink("/bare")`.
+/// `shm_unlink("/bare")`: removes the name, whatever file it is (a symbolic
+/// link itself, not its target).
 pub(crate) fn unlink(bare: &str) -> Result<()> {
-    shm::unlink(bare).map_err(|e| match e {
+    rustix::fs::unlink(path_of(bare)).map_err(|e| match e {
         Errno::NOENT => Error::NotFound {
             name: bare.to_owned(),
         },
@@ -85,6 +137,50 @@ pub(crate) fn unlink(bare: &str) -> Result<()> {
             errno: e,
         },
     })
+}
+
+/// Checks a descriptor handed to `from_fd`: it must be a regular file, and
+/// a memfd must be sealed against shrinking (`F_SEAL_SHRINK`).
+///
+/// A memfd (`memfd_create(2)`) has no name that permissions protect: any
+/// process holding it can `ftruncate` it under our mapping (`SIGBUS`), and
+/// shmsync's anonymous objects promise that this cannot happen. A memfd is
+/// recognised by its `/proc/self/fd` link, `/memfd:NAME (deleted)` (where
+/// `/proc` is not mounted: by having no link count, which an unlinked
+/// named file shares). A named file (of `/dev/shm` or elsewhere) is
+/// accepted as `open` accepts it: whoever may write it may also shrink it.
+pub(crate) fn check_passed_fd(fd: BorrowedFd<'_>) -> Result<()> {
+    let st = rustix::fs::fstat(fd).map_err(Error::io("fstat"))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(Error::InvalidArgument(
+            "the file descriptor is not a regular file",
+        ));
+    }
+    let seals = match rustix::fs::fcntl_get_seals(fd) {
+        Ok(s) => s,
+        // Not a shmem or hugetlbfs file: no memfd.
+        Err(Errno::INVAL) => return Ok(()),
+        Err(e) => {
+            return Err(Error::Io {
+                op: "fcntl(F_GET_SEALS)",
+                errno: e,
+            })
+        }
+    };
+    if seals.contains(SealFlags::SHRINK) {
+        return Ok(());
+    }
+    let memfd = match rustix::fs::readlink(format!("/proc/self/fd/{}", fd.as_raw_fd()), Vec::new())
+    {
+        Ok(target) => target.as_bytes().starts_with(b"/memfd:"),
+        Err(_) => st.st_nlink == 0,
+    };
+    if memfd {
+        return Err(Error::InvalidArgument(
+            "a memfd must be sealed against shrinking (F_SEAL_SHRINK)",
+        ));
+    }
+    Ok(())
 }
 
 /// `memfd_create("shmsync", MFD_CLOEXEC | MFD_ALLOW_SEALING)`.
@@ -120,7 +216,8 @@ pub(crate) fn name_is_file(bare: &str, fd: impl AsFd) -> bool {
     let Ok(ours) = rustix::fs::fstat(fd) else {
         return false;
     };
-    match rustix::fs::stat(format!("/dev/shm/{bare}")) {
+    // `lstat`: the name itself, which a symbolic link to our file is not.
+    match rustix::fs::lstat(path_of(bare)) {
         Ok(st) => st.st_dev == ours.st_dev && st.st_ino == ours.st_ino,
         Err(_) => false,
     }

@@ -619,3 +619,91 @@ pub(crate) fn take_fd(key: &str) -> OwnedFd {
 pub(crate) fn gettid() -> u32 {
     rustix::thread::gettid().as_raw_nonzero().get() as u32
 }
+
+// ---------------------------------------------------------------------------
+// glibc robust mutexes and this thread's robust list
+// ---------------------------------------------------------------------------
+
+/// # Safety
+/// `m` points to writable memory for a `pthread_mutex_t` that nobody uses.
+pub(crate) unsafe fn init_robust_mutex(m: *mut libc::pthread_mutex_t) {
+    const PTHREAD_MUTEX_ROBUST: libc::c_int = 1;
+    // SAFETY: a local attribute object, initialised before use and
+    // destroyed after; `m` is valid per the caller.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
+        assert_eq!(
+            libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+            0
+        );
+        assert_eq!(
+            libc::pthread_mutexattr_setrobust(&mut attr, PTHREAD_MUTEX_ROBUST),
+            0
+        );
+        assert_eq!(libc::pthread_mutex_init(m, &attr), 0);
+        libc::pthread_mutexattr_destroy(&mut attr);
+    }
+}
+
+/// `pthread_mutex_timedlock` with a deadline `d` from now.
+///
+/// # Safety
+/// `m` is an initialised process-shared mutex in a live mapping.
+pub(crate) unsafe fn glibc_timedlock(m: *mut libc::pthread_mutex_t, d: Duration) -> libc::c_int {
+    // SAFETY: `ts` is a valid out-pointer; `m` per the caller.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+        ts.tv_sec += d.as_secs() as libc::time_t;
+        libc::pthread_mutex_timedlock(m, &ts)
+    }
+}
+
+/// This thread's robust list as the kernel would walk it: the nodes from
+/// the head's `list` round to the head, each `prev` link checked.
+pub(crate) fn robust_list() -> Vec<usize> {
+    let mut head: usize = 0;
+    let mut len: usize = 0;
+    // SAFETY: get_robust_list(2) writes one pointer and one size_t into the
+    // two valid out-pointers; pid 0 is the calling thread.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0 as libc::c_long,
+            &raw mut head,
+            &raw mut len,
+        )
+    };
+    assert!(rc == 0 && head != 0, "no robust list head");
+    let mut nodes = Vec::new();
+    let mut prev = head;
+    // SAFETY: `head` is this thread's live robust-list head (glibc's TLS).
+    let mut cur = unsafe { std::ptr::read_volatile(head as *const usize) } & !1;
+    while cur != head {
+        assert!(
+            nodes.len() < 64,
+            "the robust list does not return to its head"
+        );
+        // SAFETY: every entry is the `next` field of a lock this thread
+        // holds (ours or glibc's) in a live mapping, with `prev` 8 bytes
+        // before it: the very property this walk checks (a corrupted list
+        // crashes the holder and fails the test).
+        let (back, next) = unsafe {
+            (
+                std::ptr::read_volatile((cur - 8) as *const usize),
+                std::ptr::read_volatile(cur as *const usize),
+            )
+        };
+        assert_eq!(
+            back & !1,
+            prev,
+            "prev link of robust-list entry {}",
+            nodes.len()
+        );
+        nodes.push(cur);
+        prev = cur;
+        cur = next & !1;
+    }
+    nodes
+}

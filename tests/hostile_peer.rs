@@ -1,0 +1,429 @@
+//! A hostile or careless peer: another process with write access to a
+//! segment's file, using nothing but `pwrite(2)` and `ftruncate(2)` on
+//! `/dev/shm/NAME`, while a holder process holds the segment's lock.
+//!
+//! The promise under test: such a peer can break mutual exclusion of the
+//! lock it scribbles on, but never the holder's memory safety. After every
+//! scribble the holder releases its guards without a crash or a panic (in
+//! this debug build: no overflow, no assertion on a shared value), its
+//! private memory is unchanged, its other locks — ours and glibc's robust
+//! mutexes in the same thread — still lock and unlock, and when it is then
+//! killed holding one of each, both are recovered by the next locker.
+//!
+//! Every scenario runs in both owner-death modes (the kernel's robust list
+//! and the liveness fallback, `SHMSYNC_ROBUST=fallback`).
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt as _;
+use std::time::Duration;
+
+use common::{arg, await_msg, init_robust_mutex, robust_list, run_child, spawn, tell, ShmName};
+use shmsync::{LockError, RLock, SharedMemory, TryLockError, Value};
+
+/// File offsets of the lock slot's fields (the header is 128 bytes; the
+/// slot is laid out like glibc's `pthread_mutex_t`).
+const WORD: u64 = 128;
+const EXTRA: u64 = 132;
+const STATE: u64 = 136;
+const PREV: u64 = 152;
+const NEXT: u64 = 160;
+
+/// What the holder's private canary holds throughout.
+const CANARY: u64 = 0x5eed_5eed_5eed_5eed;
+
+/// Offset of the glibc robust mutex in the `G` block.
+const GLIBC_AT: usize = 64;
+
+/// How the holder holds its locks when the peer writes.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// One lock, alone on the thread's robust list.
+    Alone,
+    /// Two of ours, `B` taken after `A`; the peer scribbles on `B`, the
+    /// holder releases `A` first, then `B`.
+    NestedOuter,
+    /// Two of ours; the peer scribbles on `A` (the one linked first).
+    NestedInner,
+    /// A glibc robust mutex, then ours on top of it.
+    OverGlibc,
+}
+
+impl Layout {
+    fn parse(s: &str) -> Layout {
+        match s {
+            "Alone" => Layout::Alone,
+            "NestedOuter" => Layout::NestedOuter,
+            "NestedInner" => Layout::NestedInner,
+            "OverGlibc" => Layout::OverGlibc,
+            _ => panic!("layout {s}"),
+        }
+    }
+}
+
+fn mode_env(fallback: bool) -> &'static str {
+    if fallback {
+        "fallback"
+    } else {
+        "auto"
+    }
+}
+
+fn pwrite(name: &str, off: u64, bytes: &[u8]) {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(common::shm_path(name))
+        .expect("open the segment's file as a peer");
+    f.write_all_at(bytes, off).expect("pwrite");
+}
+
+/// The holder, once it has released everything after the scribble: its
+/// canary is intact, locks of every kind work, its robust list is well
+/// formed; then it holds the glibc mutex and `C`'s lock and waits to be
+/// killed.
+fn holder_after(canary: &u64, g: &SharedMemory, c: &Value<i64>) {
+    assert_eq!(std::hint::black_box(*canary), CANARY, "private memory changed");
+    let gm: *mut libc::pthread_mutex_t = g.as_ptr().wrapping_add(GLIBC_AT).cast();
+    for _ in 0..3 {
+        c.update(|x| x + 1).unwrap();
+        // SAFETY: an initialised robust shared mutex in a live mapping.
+        unsafe {
+            assert_eq!(libc::pthread_mutex_lock(gm), 0);
+            assert_eq!(libc::pthread_mutex_unlock(gm), 0);
+        }
+        let extra = Value::<i64>::new(0).unwrap();
+        extra.update(|x| x + 1).unwrap();
+    }
+    if shmsync::robustness() == shmsync::Robustness::KernelList {
+        assert_eq!(robust_list(), Vec::<usize>::new(), "list empty again");
+    }
+    assert_eq!(std::hint::black_box(*canary), CANARY, "private memory changed");
+    // Hold one of each and die: both must be recovered.
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::pthread_mutex_lock(gm) }, 0);
+    let guard = c.lock().unwrap();
+    guard.set(1000);
+    if shmsync::robustness() == shmsync::Robustness::KernelList {
+        assert_eq!(robust_list().len(), 2, "both linked");
+    }
+    tell("holding");
+    common::block_until_killed();
+}
+
+/// The parent, after killing the holder: the glibc mutex and `C` were
+/// recovered.
+fn check_recovered(g: &SharedMemory, c: &Value<i64>) {
+    let gm: *mut libc::pthread_mutex_t = g.as_ptr().wrapping_add(GLIBC_AT).cast();
+    // SAFETY: an initialised robust shared mutex in a live mapping, whose
+    // holder is dead.
+    unsafe {
+        assert_eq!(
+            common::glibc_timedlock(gm, Duration::from_secs(20)),
+            libc::EOWNERDEAD,
+            "glibc's robust mutex recovered"
+        );
+        libc::pthread_mutex_consistent(gm);
+        libc::pthread_mutex_unlock(gm);
+    }
+    match c.lock_timeout(Duration::from_secs(20)) {
+        Err(TryLockError::OwnerDied(g)) => {
+            assert_eq!(g.get(), 1000);
+            g.mark_consistent();
+        }
+        other => panic!("our lock not recovered: {other:?}"),
+    }
+}
+
+/// Makes the objects a holder uses: `A` and `B` (ours, scribbled on), `C`
+/// (ours, checked afterwards) and `G` (a block with a glibc robust mutex).
+struct Objects {
+    a: Value<i64>,
+    b: Value<i64>,
+    c: Value<i64>,
+    g: SharedMemory,
+}
+
+fn objects(na: &ShmName, nb: &ShmName, nc: &ShmName, ng: &ShmName) -> Objects {
+    let g = SharedMemory::create(ng, 4096).unwrap();
+    // SAFETY: the offset lies inside the mapping, 8-aligned; nobody uses the
+    // block yet.
+    unsafe { init_robust_mutex(g.as_ptr().add(GLIBC_AT).cast()) };
+    Objects {
+        a: Value::create(na, 0).unwrap(),
+        b: Value::create(nb, 0).unwrap(),
+        c: Value::create(nc, 0).unwrap(),
+        g,
+    }
+}
+
+/// Holder role for the link scribbles: holds per `LAYOUT`, reports the
+/// canary's address, waits for the peer, releases, then [`holder_after`].
+fn link_holder() {
+    let a = Value::<i64>::open(&arg("A")).unwrap();
+    let b = Value::<i64>::open(&arg("B")).unwrap();
+    let c = Value::<i64>::open(&arg("C")).unwrap();
+    let g = SharedMemory::open(&arg("G")).unwrap();
+    let canary = Box::new(CANARY);
+    let gm: *mut libc::pthread_mutex_t = g.as_ptr().wrapping_add(GLIBC_AT).cast();
+    let layout = Layout::parse(&arg("LAYOUT"));
+    tell(&format!("canary {}", &raw const *canary as usize));
+    match layout {
+        Layout::Alone => {
+            let ga = a.lock().unwrap();
+            tell("held");
+            await_msg("go");
+            drop(ga);
+        }
+        Layout::NestedOuter | Layout::NestedInner => {
+            let ga = a.lock().unwrap();
+            let gb = b.lock().unwrap();
+            tell("held");
+            await_msg("go");
+            drop(ga);
+            drop(gb);
+        }
+        Layout::OverGlibc => {
+            // SAFETY: an initialised robust shared mutex in a live mapping.
+            assert_eq!(unsafe { libc::pthread_mutex_lock(gm) }, 0);
+            let ga = a.lock().unwrap();
+            tell("held");
+            await_msg("go");
+            drop(ga);
+            // SAFETY: held by this thread.
+            assert_eq!(unsafe { libc::pthread_mutex_unlock(gm) }, 0);
+        }
+    }
+    // The objects scribbled on go away (their mappings with them).
+    drop(a);
+    drop(b);
+    holder_after(&canary, &g, &c);
+}
+
+fn link_scribble(test: &str, fallback: bool) {
+    if run_child(test, |_| link_holder()) {
+        return;
+    }
+    for layout in ["Alone", "NestedOuter", "NestedInner", "OverGlibc"] {
+        for field in [NEXT, PREV] {
+            for value in ["zero", "garbage", "canary", "swap"] {
+                let ctx = format!("{layout} field {field} value {value}");
+                let (na, nb, nc, ng) = (
+                    ShmName::new("hpa"),
+                    ShmName::new("hpb"),
+                    ShmName::new("hpc"),
+                    ShmName::new("hpg"),
+                );
+                let o = objects(&na, &nb, &nc, &ng);
+                let mut h = spawn(test, "holder")
+                    .env("SHMSYNC_ROBUST", mode_env(fallback))
+                    .arg("A", &*na)
+                    .arg("B", &*nb)
+                    .arg("C", &*nc)
+                    .arg("G", &*ng)
+                    .arg("LAYOUT", layout)
+                    .note(&ctx)
+                    .start();
+                let canary: u64 = h.expect_prefixed("canary ").parse().unwrap();
+                h.expect("held");
+                let target = if layout == "NestedOuter" { &nb } else { &na };
+                let v: u64 = match value {
+                    "zero" => 0,
+                    "garbage" => 0xdead_beef_0000,
+                    // A write through it would change the holder's canary.
+                    "canary" => canary,
+                    _ => 0,
+                };
+                if value == "swap" {
+                    // Real addresses of the holder's list, in the wrong
+                    // places: `prev` into `next` and `next` into `prev`.
+                    let f = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(common::shm_path(target))
+                        .unwrap();
+                    let mut p = [0u8; 8];
+                    let mut n = [0u8; 8];
+                    f.read_exact_at(&mut p, PREV).unwrap();
+                    f.read_exact_at(&mut n, NEXT).unwrap();
+                    f.write_all_at(&n, PREV).unwrap();
+                    f.write_all_at(&p, NEXT).unwrap();
+                } else {
+                    pwrite(target, field, &v.to_ne_bytes());
+                }
+                h.send("go");
+                h.expect("holding");
+                h.kill();
+                check_recovered(&o.g, &o.c);
+                // The scribbled lock itself: released by the holder's
+                // guard, so it can be taken again (mutual exclusion of a
+                // scribbled lock is not promised, but a release is).
+                for v in [&o.a, &o.b] {
+                    match v.try_lock() {
+                        Ok(_) => {}
+                        Err(e) => panic!("{ctx}: not released: {e:?}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn link_scribble_list() {
+    link_scribble("link_scribble_list", false);
+}
+
+#[test]
+fn link_scribble_fallback() {
+    link_scribble("link_scribble_fallback", true);
+}
+
+/// Holder role for the count and word scribbles: holds `A` once, lets the
+/// peer write, drops the guard and the object, then [`holder_after`].
+fn count_holder() {
+    let a = Value::<i64>::open(&arg("A")).unwrap();
+    let c = Value::<i64>::open(&arg("C")).unwrap();
+    let g = SharedMemory::open(&arg("G")).unwrap();
+    let canary = Box::new(CANARY);
+    let ga = a.lock().unwrap();
+    ga.set(7);
+    tell("held");
+    await_msg("go");
+    drop(ga);
+    tell("released");
+    await_msg("checked");
+    drop(a);
+    holder_after(&canary, &g, &c);
+}
+
+fn count_scribble(test: &str, fallback: bool) {
+    if run_child(test, |_| count_holder()) {
+        return;
+    }
+    let cases: [(&str, u64, Vec<u8>); 7] = [
+        ("extra raised", EXTRA, 5u32.to_ne_bytes().to_vec()),
+        ("extra max", EXTRA, u32::MAX.to_ne_bytes().to_vec()),
+        ("word zeroed", WORD, 0u32.to_ne_bytes().to_vec()),
+        ("word other owner", WORD, 12345u32.to_ne_bytes().to_vec()),
+        ("word all bits", WORD, u32::MAX.to_ne_bytes().to_vec()),
+        ("state garbage", STATE, 77u32.to_ne_bytes().to_vec()),
+        ("truncated", 0, Vec::new()),
+    ];
+    for (what, off, bytes) in cases {
+        let (na, nb, nc, ng) = (
+            ShmName::new("hca"),
+            ShmName::new("hcb"),
+            ShmName::new("hcc"),
+            ShmName::new("hcg"),
+        );
+        let o = objects(&na, &nb, &nc, &ng);
+        let mut h = spawn(test, "holder")
+            .env("SHMSYNC_ROBUST", mode_env(fallback))
+            .arg("A", &*na)
+            .arg("C", &*nc)
+            .arg("G", &*ng)
+            .note(what)
+            .start();
+        h.expect("held");
+        if what == "truncated" {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(common::shm_path(&na))
+                .unwrap();
+            f.set_len(1).unwrap();
+        } else {
+            pwrite(&na, off, &bytes);
+        }
+        h.send("go");
+        h.expect("released");
+        if what.starts_with("extra") {
+            // The holder's only guard released the lock, whatever the page
+            // said about its holds.
+            let g = o
+                .a
+                .try_lock()
+                .unwrap_or_else(|e| panic!("{what}: still held after the only guard: {e:?}"));
+            assert_eq!(g.get(), 7);
+        }
+        h.send("checked");
+        h.expect("holding");
+        h.kill();
+        check_recovered(&o.g, &o.c);
+        drop(o);
+    }
+}
+
+#[test]
+fn count_and_word_scribble_list() {
+    count_scribble("count_and_word_scribble_list", false);
+}
+
+#[test]
+fn count_and_word_scribble_fallback() {
+    count_scribble("count_and_word_scribble_fallback", true);
+}
+
+/// A word that names the calling thread, which holds no guard, is a dead
+/// owner's (a thread that reused its TID) or a peer's doing: the caller
+/// takes it over and is told, instead of taking a recursive hold that no
+/// guard would ever release.
+#[test]
+fn word_naming_the_caller_is_taken_over() {
+    let name = ShmName::new("hme");
+    let v = Value::<i64>::create(&name, 3).unwrap();
+    let tid = common::gettid();
+    pwrite(&name, WORD, &tid.to_ne_bytes());
+    match v.lock() {
+        Err(LockError::OwnerDied(g)) => {
+            assert_eq!(g.get(), 3);
+            g.mark_consistent();
+        }
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    // Released by that one guard: another thread can take it.
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(v.try_lock().is_ok()));
+    });
+    // A recursive lock held through two handles of one file (two mappings)
+    // is still the same thread's recursion.
+    let rl_name = ShmName::new("hrl");
+    let l1 = RLock::create(&rl_name).unwrap();
+    let l2 = RLock::open(&rl_name).unwrap();
+    let g1 = l1.lock().unwrap();
+    let g2 = l2.lock().unwrap();
+    assert!(l2.is_held_by_current_thread());
+    drop(g1);
+    assert!(l1.is_locked(), "one hold left");
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(matches!(l1.try_lock(), Err(TryLockError::WouldBlock))));
+    });
+    drop(g2);
+    assert!(!l1.is_locked());
+}
+
+/// Timeouts saturate: any `Duration` waits like `lock()` (no overflow
+/// panic), and returns as soon as the lock is released.
+#[test]
+fn huge_timeouts_wait_like_lock() {
+    for t in [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX / 2),
+        Duration::new(u64::MAX, 999_999_999),
+    ] {
+        let l = RLock::new().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let g = l.lock().unwrap();
+            let l2 = &l;
+            s.spawn(move || {
+                tx.send(()).unwrap();
+                let got = l2.lock_timeout(t);
+                assert!(got.is_ok(), "{t:?}: {got:?}");
+            });
+            rx.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(g);
+        });
+    }
+}

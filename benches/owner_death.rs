@@ -39,7 +39,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use shmsync::raw::{RawMutex, WAITERS};
+use shmsync::raw::{Holds, RawMutex, WAITERS};
 use shmsync::{LockError, RLock, Robustness, SharedMemory};
 
 /// Set in the fallback child: its role.
@@ -651,10 +651,11 @@ fn uncontended(cfg: &Config) -> Unc {
 fn run_raw(raw: &RawMutex<AtomicU32>, me: NonZeroU32, iters: u64) -> f64 {
     let t = Instant::now();
     for _ in 0..iters {
-        let r = black_box(raw.lock(me, true, None, None));
+        let mut held = Holds::NONE;
+        let r = black_box(raw.lock(me, &mut held, true, None, None));
         if r.is_ok() {
             // SAFETY: this thread just acquired it.
-            unsafe { raw.unlock(me) };
+            unsafe { raw.unlock(me, &mut held) };
         }
     }
     t.elapsed().as_nanos() as f64 / iters as f64

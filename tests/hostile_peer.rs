@@ -83,7 +83,11 @@ fn pwrite(name: &str, off: u64, bytes: &[u8]) {
 /// formed; then it holds the glibc mutex and `C`'s lock and waits to be
 /// killed.
 fn holder_after(canary: &u64, g: &SharedMemory, c: &Value<i64>) {
-    assert_eq!(std::hint::black_box(*canary), CANARY, "private memory changed");
+    assert_eq!(
+        std::hint::black_box(*canary),
+        CANARY,
+        "private memory changed"
+    );
     let gm: *mut libc::pthread_mutex_t = g.as_ptr().wrapping_add(GLIBC_AT).cast();
     for _ in 0..3 {
         c.update(|x| x + 1).unwrap();
@@ -98,7 +102,11 @@ fn holder_after(canary: &u64, g: &SharedMemory, c: &Value<i64>) {
     if shmsync::robustness() == shmsync::Robustness::KernelList {
         assert_eq!(robust_list(), Vec::<usize>::new(), "list empty again");
     }
-    assert_eq!(std::hint::black_box(*canary), CANARY, "private memory changed");
+    assert_eq!(
+        std::hint::black_box(*canary),
+        CANARY,
+        "private memory changed"
+    );
     // Hold one of each and die: both must be recovered.
     // SAFETY: as above.
     assert_eq!(unsafe { libc::pthread_mutex_lock(gm) }, 0);
@@ -340,10 +348,9 @@ fn count_scribble(test: &str, fallback: bool) {
         if what.starts_with("extra") {
             // The holder's only guard released the lock, whatever the page
             // said about its holds.
-            let g = o
-                .a
-                .try_lock()
-                .unwrap_or_else(|e| panic!("{what}: still held after the only guard: {e:?}"));
+            let g =
+                o.a.try_lock()
+                    .unwrap_or_else(|e| panic!("{what}: still held after the only guard: {e:?}"));
             assert_eq!(g.get(), 7);
         }
         h.send("checked");

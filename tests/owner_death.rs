@@ -1264,7 +1264,7 @@ fn interleave(mode: Mode) {
         assert_eq!(
             nodes.len(),
             want.len() + extra,
-            "step {step} ({tok}): robust list {nodes:x?}, held {want:?}"
+            "step {step} ({tok}) of {seq}: robust list {nodes:x?}, held {want:?}"
         );
         for (node, &x) in nodes.iter().zip(&want) {
             let glibc_node = |m: *mut libc::pthread_mutex_t| m as usize + 32;

@@ -1,15 +1,33 @@
 //! The atomic cells' read-modify-write logic under loom: the production
-//! functions of `shmsync::raw::atomic` (the CAS loop `fetch_update`, the
-//! float RMWs built on it, `bool`'s truth-value `compare_exchange`), run on
-//! loom's atomics instead of the mapped `core` atomics.
+//! functions of `shmsync::raw::atomic` (every `Repr`/`Arith`/`Bitwise`
+//! operation: the CAS loop `fetch_update`, the float RMWs built on it,
+//! `bool`'s truth-value exchanges, the integers' single hardware RMWs), run
+//! on loom's atomics instead of the mapped `core` atomics.
 //!
-//! Words: [`AtomicInt`] for thin wrappers of loom's `AtomicU64`, `AtomicI64`
-//! and `AtomicU8`, defined below (loom atomics cannot be overlaid on mapped
-//! memory, which is why the logic is generic over the word). Threads stand
-//! in for processes; each model has 3 threads including main
-//! (`loom::MAX_THREADS` is 5). Integer `fetch_add`/`fetch_max` are one
-//! hardware RMW in production and here one loom RMW: those models check the
-//! plumbing (value and ordering passed through), the float ones the loop.
+//! Words: [`AtomicInt`] for thin wrappers of loom's `AtomicU64`,
+//! `AtomicI64`, `AtomicU32` and `AtomicU8`, defined below (loom atomics
+//! cannot be overlaid on mapped memory, which is why the logic is generic
+//! over the word). Threads stand in for processes (`loom::MAX_THREADS` is
+//! 5 including main).
+//!
+//! Two groups of models:
+//!
+//! - **Values** (9 tests, 2–3 threads): the loops lose no update, retry
+//!   and decline as std's contract says (a declined `fetch_update` reads
+//!   with its `fetch` ordering), and `bool` compares truth values.
+//! - **Orderings** (`cell_<type>::<op>`, 48 tests): for every RMW of every
+//!   element kind, its release half publishes and its acquire half
+//!   observes a `loom::cell::UnsafeCell` payload ([`release_model`],
+//!   [`acquire_model`]; 2 threads), each with all three orderings that
+//!   have that half. Kinds: `i64` and `u8` (integers: one hardware RMW of
+//!   the cell's own width; signed and unsigned `fetch_max`/`fetch_min`),
+//!   `f64` and `f32` (bit patterns; arithmetic as CAS loops on a 64- and a
+//!   32-bit word), `bool` (a byte: hardware `swap`/`fetch_and`/`fetch_or`,
+//!   loops for the exchanges, `fetch_xor`, `fetch_nand`, started from a
+//!   peer's non-canonical byte 2). Every cell uses the `core` atomic of its
+//!   own width, so there is no sub-word class (no CAS on a wider word).
+//!   Not modelled: `fetch_and(true)`/`fetch_or(false)` on `bool` (they
+//!   keep the byte, so no observer can tell that they ran).
 //!
 //! Run (own target dir; the lock models' README has the full command set):
 //!
@@ -18,29 +36,45 @@
 //!   cargo test --manifest-path loom-tests/Cargo.toml --release --test atomic_ops
 //! ```
 //!
+//! Whole file: 57 tests (297 loom models), about 2 s at
+//! `LOOM_MAX_PREEMPTIONS=3` after the build (each ordering model explores
+//! 5–9 executions).
+//!
 //! # Seeded bugs
 //!
 //! Re-check with `RUSTFLAGS='--cfg loom -C debug-assertions --cfg
 //! shmsync_atomic_bug="NAME"'` (the bug is compiled into the *production*
 //! code of `src/raw/atomic.rs`, see its docs; every model must then still
 //! build, and the models listed must fail). Verdicts recorded with loom
-//! 0.7.3, `LOOM_MAX_PREEMPTIONS=3`, `--release`:
+//! 0.7.3, `LOOM_MAX_PREEMPTIONS=3`, `--release`; "Causality" is loom's
+//! "Causality violation: Concurrent read and write accesses" on the
+//! payload:
 //!
 //! | `NAME`            | bug                                          | loom's verdict                                                                                   |
 //! |-------------------|----------------------------------------------|--------------------------------------------------------------------------------------------------|
-//! | `stale_new`       | value to store not recomputed after a failed exchange | 6 models fail: lost updates (`float_fetch_add_sums_exactly`: 2.0 ≠ 3.0; `fetch_update_retries_and_declines`: the cap taken 3 times; `fetch_max_min_converge`: min 0.0 ≠ -1.0; int `fetch_update`, `fetch_sub`, bool `fetch_xor`) |
-//! | `no_retry`        | a failed exchange ends the loop              | the same 6 models fail (lost updates, `fetch_update` reports `Err` with the cap not reached)    |
-//! | `split_rmw`       | load + store instead of an exchange          | the same 6 models fail (sum 1.0 ≠ 3.0, max 2.0 ≠ 3.0, ...)                                       |
-//! | `relaxed_success` | the exchange drops `Release`/`Acquire`       | `release_fetch_add_publishes`: "Causality violation: Concurrent read and write accesses"         |
-//! | `relaxed_fetch`   | the loads drop the `fetch` ordering          | `declined_fetch_update_acquires`: "Causality violation: Concurrent read and write accesses"      |
-//! | `bool_bytes`      | `bool` exchange compares bytes, not truth    | `bool_truth_value_exchange`: `compare_exchange(true, false)` on the peer's 2 gives `Err(true)`   |
+//! | `stale_new`       | value to store not recomputed after a failed exchange | 6 tests fail: lost updates (`float_fetch_add_sums_exactly`: 2.0 ≠ 3.0; `fetch_update_retries_and_declines`: the cap taken 3 times; `fetch_max_min_converge`: min 0.0 ≠ -1.0; int `fetch_update`, `fetch_sub`, bool `fetch_xor`) |
+//! | `no_retry`        | a failed exchange ends the loop              | the same 6 (lost updates, `fetch_update` reports `Err` with the cap not reached), and `cell_*::fetch_update` (5): Causality (the `Err` value was read `Relaxed`) |
+//! | `split_rmw`       | load + store instead of an exchange          | the same 11 (sum 1.0 ≠ 3.0, max 2.0 ≠ 3.0, ...; Causality)                                        |
+//! | `relaxed_success` | the exchange drops `Release`/`Acquire`       | 15 tests, Causality: `cell_*::fetch_update` (5), `cell_f64`/`cell_f32` `fetch_add/sub/max/min` (8), `cell_bool::fetch_xor`/`fetch_nand` |
+//! | `relaxed_fetch`   | the loads drop the `fetch` ordering          | `declined_fetch_update_acquires`: Causality                                                       |
+//! | `bool_bytes`      | `bool` exchange compares bytes, not truth    | `bool_truth_value_exchange`: `compare_exchange(true, false)` on the peer's 2 gives `Err(true)`; `cell_bool::compare_exchange(_weak)`: "the checked branch was never taken" |
+//! | `weak_max_min`    | `fetch_max`/`fetch_min` pass `Relaxed`       | `cell_{i64,u8,f64,f32}::fetch_{max,min}` (8): Causality in the first release model               |
+//! | `weak_sub`        | `fetch_sub` passes `Relaxed`                 | `cell_{i64,u8,f64,f32}::fetch_sub` (4): Causality                                                |
+//! | `weak_bool`       | every `bool` RMW passes `Relaxed`            | all 8 `cell_bool::*`: Causality                                                                  |
+//! | `weak_float_cas`  | float `compare_exchange(_weak)` succeeds `Relaxed` | `cell_{f64,f32}::compare_exchange{,_weak}` (4): Causality                                  |
+//! | `no_acquire`      | every RMW drops its acquire half             | all 48 ordering tests: Causality in the first acquire model (the 3 release models pass)          |
+//! | `no_release`      | every RMW drops its release half             | all 48 ordering tests: Causality in the first release model                                      |
+//!
+//! Each ordering model was also checked on its own, with a temporary
+//! variant of `no_acquire`/`no_release` that weakens only one of
+//! `Acquire`/`AcqRel`/`SeqCst` (`Release`/`AcqRel`/`SeqCst`): all 48 tests
+//! failed, each in the model of that ordering and half.
 //!
 //! Without the main thread's `yield_now` after spawning (loom#392, see
-//! [`three`]), `release_fetch_add_publishes` explored 1 execution and could
-//! not have caught `relaxed_success`; [`checked`] now fails such a model
-//! ("the checked branch was never taken"). Every model also asserts that
-//! loom explored at least one failed exchange where the model has a CAS
-//! loop. Whole file: 10 models, about 1.5 s at `LOOM_MAX_PREEMPTIONS=3`.
+//! [`three`]), a payload model explored 1 execution and could not have
+//! caught `relaxed_success`; [`checked`] now fails such a model ("the
+//! checked branch was never taken"). Every value model also asserts that
+//! loom explored at least one failed exchange where it has a CAS loop.
 #![cfg(loom)]
 
 use core::cell::Cell;
@@ -72,7 +106,10 @@ fn bump(c: &'static std::thread::LocalKey<Cell<u64>>) {
 /// least one failed exchange (a retry of the CAS loop) if `retries`, and at
 /// least one execution through the branch that calls [`hit`] if `branch`.
 /// Guards against loom silently skipping executions (loom#392).
-fn checked(name: &str, retries: bool, branch: bool, f: fn()) {
+fn checked<F>(name: &str, retries: bool, branch: bool, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
     let (fails, hits) = (count(&CAS_FAILURES), count(&HITS));
     model(name, f);
     if retries {
@@ -169,6 +206,7 @@ macro_rules! loom_word {
 loom_word! {
     LoomU64(AtomicU64, u64);
     LoomI64(AtomicI64, i64);
+    LoomU32(AtomicU32, u32);
     LoomU8(AtomicU8, u8);
 }
 
@@ -342,43 +380,6 @@ fn fetch_max_min_converge() {
     });
 }
 
-/// Data published before a `Release` float RMW is visible after an
-/// `Acquire` load that reads its result: the loop passes `order` to the
-/// successful exchange.
-#[test]
-fn release_fetch_add_publishes() {
-    checked("release_fetch_add_publishes", false, true, || {
-        struct S {
-            flag: LoomU64,
-            data: UnsafeCell<u32>,
-        }
-        // SAFETY (of the accesses below): `data` is written only before the
-        // Release RMW and read only after an Acquire load saw it; loom
-        // checks exactly that.
-        let s = Arc::new(S {
-            flag: LoomU64::new(0f64.to_bits()),
-            data: UnsafeCell::new(0),
-        });
-        let t = {
-            let s = s.clone();
-            thread::spawn(move || {
-                s.data.with_mut(|d| {
-                    // SAFETY: see above; no reader before the flag is set.
-                    unsafe { *d = 42 }
-                });
-                f64::fetch_add(&s.flag, 1.0, Release);
-            })
-        };
-        thread::yield_now(); // loom#392, see `three`
-        if f64::load(&s.flag, Acquire) == 1.0 {
-            hit();
-            // SAFETY: the Acquire load read the Release RMW's value.
-            assert_eq!(s.data.with(|d| unsafe { *d }), 42);
-        }
-        t.join().unwrap();
-    });
-}
-
 /// `fetch_update` that declines reports the value it read with the
 /// `fetch` ordering: an `Err(1.0)` read with `Acquire` synchronises with
 /// the writer's `Release` store.
@@ -477,4 +478,337 @@ fn bool_xor_flips_exactly() {
         assert_eq!(w.load(Relaxed), 1);
         assert_eq!(olds.iter().filter(|&&b| b).count(), 1, "{olds:?}");
     });
+}
+
+// ---------------------------------------------------------------------
+// Orderings of every read-modify-write: what its release half publishes
+// and what its acquire half observes.
+// ---------------------------------------------------------------------
+
+/// One read-modify-write under test, on a cell of type `T` held in a `W`:
+/// `rmw(w, current, order)` runs the operation with `order` (an exchange's
+/// success ordering; its failure ordering is `Relaxed`), expecting the
+/// cell to hold `current` where the operation has such an argument, and
+/// returns the previous value it reports.
+type Rmw<T, W> = fn(&W, T, Ordering) -> T;
+
+/// A word and a payload published through it.
+struct Published<W> {
+    w: W,
+    data: UnsafeCell<u32>,
+}
+
+/// The payload's value once written (0 before).
+const PAYLOAD: u32 = 42;
+
+/// Release half: the spawned thread writes the payload, then runs `rmw`
+/// with `order` on the word holding `init`; the main thread loads the word
+/// with `Acquire` and, if it no longer holds `init`, reads the payload.
+/// The RMW is the only write to the word, so the load then read the
+/// value the RMW stored, and the read of the payload happens after its
+/// write only if the RMW passed the release half of `order` on to the
+/// word (loom reports "Causality violation" otherwise).
+fn release_model<T, W>(init: W::Int, rmw: Rmw<T, W>, order: Ordering)
+where
+    T: Repr<Int = W::Int> + 'static,
+    W: AtomicInt + Send + Sync + 'static,
+    W::Int: Send + Sync + 'static,
+{
+    let s = Arc::new(Published {
+        w: W::new(init),
+        data: UnsafeCell::new(0),
+    });
+    let t = {
+        let s = s.clone();
+        thread::spawn(move || {
+            s.data.with_mut(|d| {
+                // SAFETY: the main thread reads `data` only after its
+                // Acquire load saw this thread's RMW (loom checks that).
+                unsafe { *d = PAYLOAD }
+            });
+            rmw(&s.w, T::from_int(init), order);
+        })
+    };
+    thread::yield_now(); // loom#392, see `three`
+    if s.w.load(Acquire) != init {
+        hit();
+        // SAFETY: the Acquire load read the value the RMW stored after
+        // writing `data`; loom reports the race if the RMW did not release.
+        assert_eq!(s.data.with(|d| unsafe { *d }), PAYLOAD);
+    }
+    t.join().unwrap();
+}
+
+/// Acquire half: the spawned thread writes the payload, then stores `peer`
+/// into the word (holding `init`) with `Release`; the main thread runs
+/// `rmw` with `order`, passing the value of `peer` as `current`, and reads
+/// the payload if the RMW reports that value as the previous one (i.e. it
+/// read the peer's store). That read happens after the payload's write
+/// only if the RMW passed the acquire half of `order` on to the word.
+fn acquire_model<T, W>(init: W::Int, peer: W::Int, rmw: Rmw<T, W>, order: Ordering)
+where
+    T: Repr<Int = W::Int> + 'static,
+    W: AtomicInt + Send + Sync + 'static,
+    W::Int: Send + Sync + 'static,
+{
+    let s = Arc::new(Published {
+        w: W::new(init),
+        data: UnsafeCell::new(0),
+    });
+    let t = {
+        let s = s.clone();
+        thread::spawn(move || {
+            s.data.with_mut(|d| {
+                // SAFETY: the main thread reads `data` only after its RMW
+                // read the Release store below (loom checks that).
+                unsafe { *d = PAYLOAD }
+            });
+            s.w.store(peer, Release);
+        })
+    };
+    thread::yield_now(); // loom#392, see `three`
+    let peers = T::from_int(peer);
+    if rmw(&s.w, peers, order).to_int() == peers.to_int() {
+        hit();
+        // SAFETY: the RMW read the peer's Release store; loom reports the
+        // race if the RMW did not acquire.
+        assert_eq!(s.data.with(|d| unsafe { *d }), PAYLOAD);
+    }
+    t.join().unwrap();
+}
+
+/// Runs [`release_model`] with `Release`, `AcqRel` and `SeqCst` (from a
+/// word holding `init`), then [`acquire_model`] with `Acquire`, `AcqRel`
+/// and `SeqCst` (from `acq_init`, the peer storing `peer`); each must take
+/// its payload-reading branch in some execution.
+fn orders<T, W>(name: &str, init: W::Int, acq_init: W::Int, peer: W::Int, rmw: Rmw<T, W>)
+where
+    T: Repr<Int = W::Int> + 'static,
+    W: AtomicInt + Send + Sync + 'static,
+    W::Int: Send + Sync + 'static,
+{
+    assert_ne!(
+        T::from_int(acq_init).to_int(),
+        T::from_int(peer).to_int(),
+        "{name}: the peer's value must differ from the start"
+    );
+    for o in [Release, AcqRel, SeqCst] {
+        let n = format!("{name}, release half ({o:?})");
+        checked(&n, false, true, move || release_model(init, rmw, o));
+    }
+    for o in [Acquire, AcqRel, SeqCst] {
+        let n = format!("{name}, acquire half ({o:?})");
+        checked(&n, false, true, move || {
+            acquire_model(acq_init, peer, rmw, o)
+        });
+    }
+}
+
+/// The RMWs of the numeric cells (integers and floats), as [`Rmw`]s.
+/// Operands are chosen so that each one changes the models' start value 5.
+mod num {
+    use super::*;
+
+    /// `n` as a `T`.
+    fn n<T: From<u8>>(n: u8) -> T {
+        T::from(n)
+    }
+
+    pub(crate) fn swap<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        _: T,
+        o: Ordering,
+    ) -> T {
+        T::swap(w, n(2), o)
+    }
+    pub(crate) fn compare_exchange<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        cur: T,
+        o: Ordering,
+    ) -> T {
+        T::compare_exchange(w, cur, n(2), o, Relaxed).unwrap_or_else(|found| found)
+    }
+    pub(crate) fn compare_exchange_weak<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        cur: T,
+        o: Ordering,
+    ) -> T {
+        // A spurious failure reports `cur` without having read it with
+        // `o`: retry it, as a user's loop would.
+        loop {
+            match T::compare_exchange_weak(w, cur, n(2), o, Relaxed) {
+                Ok(prev) => return prev,
+                Err(found) if found.to_int() != cur.to_int() => return found,
+                Err(_) => {}
+            }
+        }
+    }
+    pub(crate) fn fetch_update<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        _: T,
+        o: Ordering,
+    ) -> T {
+        // `fetch` Relaxed: only the successful exchange's `set` orders.
+        T::fetch_update(w, o, Relaxed, |_| Some(n(2))).unwrap_or_else(|prev| prev)
+    }
+    pub(crate) fn fetch_add<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        _: T,
+        o: Ordering,
+    ) -> T {
+        T::fetch_add(w, n(1), o)
+    }
+    pub(crate) fn fetch_sub<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        _: T,
+        o: Ordering,
+    ) -> T {
+        T::fetch_sub(w, n(1), o)
+    }
+    pub(crate) fn fetch_max<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        _: T,
+        o: Ordering,
+    ) -> T {
+        T::fetch_max(w, n(7), o)
+    }
+    pub(crate) fn fetch_min<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        _: T,
+        o: Ordering,
+    ) -> T {
+        T::fetch_min(w, n(3), o)
+    }
+    pub(crate) fn fetch_and<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        _: T,
+        o: Ordering,
+    ) -> T {
+        T::fetch_and(w, n(4), o)
+    }
+    pub(crate) fn fetch_or<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        _: T,
+        o: Ordering,
+    ) -> T {
+        T::fetch_or(w, n(2), o)
+    }
+    pub(crate) fn fetch_xor<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        _: T,
+        o: Ordering,
+    ) -> T {
+        T::fetch_xor(w, n(1), o)
+    }
+    pub(crate) fn fetch_nand<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+        w: &W,
+        _: T,
+        o: Ordering,
+    ) -> T {
+        T::fetch_nand(w, n(4), o)
+    }
+}
+
+/// The RMWs of `bool` cells, as [`Rmw`]s. The release models start from
+/// the byte 2 (a peer's `true`) and each operation changes it; in the
+/// acquire models a peer stores 2 into a `false` cell.
+mod boolean {
+    use super::*;
+
+    pub(crate) fn swap(w: &LoomU8, _: bool, o: Ordering) -> bool {
+        bool::swap(w, false, o)
+    }
+    /// `true → false`: on the byte 2, a failed exchange (byte 1 expected,
+    /// `Relaxed`) and a retry with 2 (ordered with `o`).
+    pub(crate) fn compare_exchange(w: &LoomU8, cur: bool, o: Ordering) -> bool {
+        bool::compare_exchange(w, cur, !cur, o, Relaxed).unwrap_or_else(|found| found)
+    }
+    pub(crate) fn compare_exchange_weak(w: &LoomU8, cur: bool, o: Ordering) -> bool {
+        loop {
+            match bool::compare_exchange_weak(w, cur, !cur, o, Relaxed) {
+                Ok(prev) => return prev,
+                Err(found) if found != cur => return found,
+                Err(_) => {} // spurious
+            }
+        }
+    }
+    pub(crate) fn fetch_update(w: &LoomU8, _: bool, o: Ordering) -> bool {
+        bool::fetch_update(w, o, Relaxed, |b| Some(!b)).unwrap_or_else(|prev| prev)
+    }
+    pub(crate) fn fetch_and(w: &LoomU8, _: bool, o: Ordering) -> bool {
+        bool::fetch_and(w, false, o)
+    }
+    /// 2 → 3: the byte changes, the truth value does not.
+    pub(crate) fn fetch_or(w: &LoomU8, _: bool, o: Ordering) -> bool {
+        bool::fetch_or(w, true, o)
+    }
+    pub(crate) fn fetch_xor(w: &LoomU8, _: bool, o: Ordering) -> bool {
+        bool::fetch_xor(w, true, o)
+    }
+    pub(crate) fn fetch_nand(w: &LoomU8, _: bool, o: Ordering) -> bool {
+        bool::fetch_nand(w, true, o)
+    }
+}
+
+/// One test per RMW of one cell type: `$module::$op` runs [`orders`] on
+/// `$ops::$op`.
+macro_rules! order_models {
+    ($(#[$doc:meta])* $module:ident: $t:ty, $word:ty, $ops:ident,
+     release from $init:expr, acquire from $acq:expr, peer $peer:expr;
+     $($op:ident)*) => {
+        $(#[$doc])*
+        mod $module {
+            use super::*;
+            $(
+                #[test]
+                fn $op() {
+                    let rmw: Rmw<$t, $word> = $ops::$op;
+                    let name = concat!(stringify!($module), "::", stringify!($op));
+                    orders(name, $init, $acq, $peer, rmw);
+                }
+            )*
+        }
+    };
+}
+
+order_models! {
+    /// `i64`: one hardware RMW per operation (signed `fetch_max`/`fetch_min`).
+    cell_i64: i64, LoomI64, num, release from 5, acquire from 5, peer 9;
+    swap compare_exchange compare_exchange_weak fetch_update
+    fetch_add fetch_sub fetch_max fetch_min
+    fetch_and fetch_or fetch_xor fetch_nand
+}
+
+order_models! {
+    /// `u8`: the narrowest integer (unsigned), on the word type `bool` uses.
+    cell_u8: u8, LoomU8, num, release from 5, acquire from 5, peer 9;
+    swap compare_exchange compare_exchange_weak fetch_update
+    fetch_add fetch_sub fetch_max fetch_min
+    fetch_and fetch_or fetch_xor fetch_nand
+}
+
+order_models! {
+    /// `f64`: `swap`/`compare_exchange` on the bit pattern, the arithmetic
+    /// as CAS loops.
+    cell_f64: f64, LoomU64, num,
+    release from 5f64.to_bits(), acquire from 5f64.to_bits(), peer 9f64.to_bits();
+    swap compare_exchange compare_exchange_weak fetch_update
+    fetch_add fetch_sub fetch_max fetch_min
+}
+
+order_models! {
+    /// `f32`: the same on a 32-bit word.
+    cell_f32: f32, LoomU32, num,
+    release from 5f32.to_bits(), acquire from 5f32.to_bits(), peer 9f32.to_bits();
+    swap compare_exchange compare_exchange_weak fetch_update
+    fetch_add fetch_sub fetch_max fetch_min
+}
+
+order_models! {
+    /// `bool`: `swap`, `fetch_and`, `fetch_or` one hardware RMW, the
+    /// exchanges a loop over the bytes of a truth value, `fetch_xor`,
+    /// `fetch_nand` CAS loops.
+    cell_bool: bool, LoomU8, boolean, release from 2, acquire from 0, peer 2;
+    swap compare_exchange compare_exchange_weak fetch_update
+    fetch_and fetch_or fetch_xor fetch_nand
 }

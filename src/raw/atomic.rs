@@ -41,13 +41,15 @@
 //!
 //! # Seeded bugs
 //!
-//! The code can be built with one of six deliberate bugs, so that the loom
-//! models in `loom-tests/tests/atomic_ops.rs` can show that they catch
+//! The code can be built with one of twelve deliberate bugs, so that the
+//! loom models in `loom-tests/tests/atomic_ops.rs` can show that they catch
 //! them: `RUSTFLAGS='--cfg loom --cfg shmsync_atomic_bug="NAME"'` with
 //! `NAME` one of `stale_new`, `no_retry`, `split_rmw`, `relaxed_success`,
-//! `relaxed_fetch` (described at [`fetch_update`]) or `bool_bytes` (`bool`'s
-//! `compare_exchange` compares bytes, not truth values). Never set it
-//! otherwise: each is compiled out unless named.
+//! `relaxed_fetch` (described at [`fetch_update`]), `bool_bytes` (`bool`'s
+//! `compare_exchange` compares bytes, not truth values), or one of the
+//! ordering bugs described at the private function `seeded`:
+//! `weak_max_min`, `weak_sub`, `weak_bool`, `weak_float_cas`, `no_acquire`,
+//! `no_release`. Never set it otherwise: each is compiled out unless named.
 
 use core::fmt::Debug;
 use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqCst};
@@ -239,6 +241,82 @@ pub const fn failure_order(success: Ordering) -> Ordering {
     }
 }
 
+/// A read-modify-write that passes an ordering on to the word, as the
+/// seeded ordering bugs tell them apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// `swap`.
+    Swap,
+    /// `compare_exchange` and `compare_exchange_weak` (success ordering).
+    Cas,
+    /// `fetch_update` (set ordering).
+    Update,
+    /// `fetch_add`.
+    Add,
+    /// `fetch_sub`.
+    Sub,
+    /// `fetch_max` and `fetch_min`.
+    MaxMin,
+    /// `fetch_and`, `fetch_or`, `fetch_xor`, `fetch_nand`.
+    Bits,
+}
+
+/// Whether one of the seeded ordering bugs of [`seeded`] is compiled in.
+const ORDER_BUG: bool = cfg!(any(
+    shmsync_atomic_bug = "weak_max_min",
+    shmsync_atomic_bug = "weak_sub",
+    shmsync_atomic_bug = "weak_bool",
+    shmsync_atomic_bug = "weak_float_cas",
+    shmsync_atomic_bug = "no_acquire",
+    shmsync_atomic_bug = "no_release",
+));
+
+/// The ordering that the operation `op` on a cell of type `T` passes on to
+/// the word: `order`, unless a seeded ordering bug (module docs) is
+/// compiled in. Every RMW of [`Repr`], [`Arith`] and [`Bitwise`] sends its
+/// ordering (for an exchange: its success ordering) through here once. The
+/// bugs:
+/// - `weak_max_min`, `weak_sub`: `fetch_max`/`fetch_min`, `fetch_sub` pass
+///   `Relaxed` (integers, floats);
+/// - `weak_bool`: every `bool` RMW passes `Relaxed`;
+/// - `weak_float_cas`: a float `compare_exchange(_weak)` succeeds `Relaxed`;
+/// - `no_acquire`: every RMW drops its acquire half (`Acquire → Relaxed`,
+///   `AcqRel`/`SeqCst → Release`);
+/// - `no_release`: every RMW drops its release half (`Release → Relaxed`,
+///   `AcqRel`/`SeqCst → Acquire`).
+///
+/// Without one of them this is `order` (a constant-folded branch).
+#[inline(always)]
+fn seeded<T: ?Sized>(op: Op, order: Ordering) -> Ordering {
+    if !ORDER_BUG {
+        return order;
+    }
+    // The element type, for the bugs of one kind only (bug builds only).
+    let ty = core::any::type_name::<T>();
+    let float = ty == "f32" || ty == "f64";
+    if (cfg!(shmsync_atomic_bug = "weak_max_min") && op == Op::MaxMin)
+        || (cfg!(shmsync_atomic_bug = "weak_sub") && op == Op::Sub)
+        || (cfg!(shmsync_atomic_bug = "weak_bool") && ty == "bool")
+        || (cfg!(shmsync_atomic_bug = "weak_float_cas") && op == Op::Cas && float)
+    {
+        Relaxed
+    } else if cfg!(shmsync_atomic_bug = "no_acquire") {
+        match order {
+            Acquire => Relaxed,
+            AcqRel | SeqCst => Release,
+            o => o,
+        }
+    } else if cfg!(shmsync_atomic_bug = "no_release") {
+        match order {
+            Release => Relaxed,
+            AcqRel | SeqCst => Acquire,
+            o => o,
+        }
+    } else {
+        order
+    }
+}
+
 /// std's `fetch_update`: applies `f` to the current value until a
 /// `compare_exchange_weak` installs its result, or `f` returns `None`.
 ///
@@ -345,7 +423,7 @@ pub trait Repr: Copy {
     /// `swap`.
     #[inline]
     fn swap<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self {
-        Self::from_int(w.swap(v.to_int(), order))
+        Self::from_int(w.swap(v.to_int(), seeded::<Self>(Op::Swap, order)))
     }
     /// `compare_exchange`, comparing words.
     ///
@@ -359,6 +437,7 @@ pub trait Repr: Copy {
         success: Ordering,
         failure: Ordering,
     ) -> Result<Self, Self> {
+        let success = seeded::<Self>(Op::Cas, success);
         w.compare_exchange(current.to_int(), new.to_int(), success, failure)
             .map(Self::from_int)
             .map_err(Self::from_int)
@@ -375,6 +454,7 @@ pub trait Repr: Copy {
         success: Ordering,
         failure: Ordering,
     ) -> Result<Self, Self> {
+        let success = seeded::<Self>(Op::Cas, success);
         w.compare_exchange_weak(current.to_int(), new.to_int(), success, failure)
             .map(Self::from_int)
             .map_err(Self::from_int)
@@ -391,6 +471,7 @@ pub trait Repr: Copy {
         W: AtomicInt<Int = Self::Int> + ?Sized,
         F: FnMut(Self) -> Option<Self>,
     {
+        let set = seeded::<Self>(Op::Update, set);
         fetch_update(w, set, fetch, |i| f(Self::from_int(i)).map(Self::to_int))
             .map(Self::from_int)
             .map_err(Self::from_int)
@@ -440,38 +521,38 @@ macro_rules! int_repr {
         impl Arith for $t {
             #[inline]
             fn fetch_add<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_add(v, order)
+                w.fetch_add(v, seeded::<$t>(Op::Add, order))
             }
             #[inline]
             fn fetch_sub<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_sub(v, order)
+                w.fetch_sub(v, seeded::<$t>(Op::Sub, order))
             }
             #[inline]
             fn fetch_max<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_max(v, order)
+                w.fetch_max(v, seeded::<$t>(Op::MaxMin, order))
             }
             #[inline]
             fn fetch_min<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_min(v, order)
+                w.fetch_min(v, seeded::<$t>(Op::MaxMin, order))
             }
         }
 
         impl Bitwise for $t {
             #[inline]
             fn fetch_and<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_and(v, order)
+                w.fetch_and(v, seeded::<$t>(Op::Bits, order))
             }
             #[inline]
             fn fetch_or<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_or(v, order)
+                w.fetch_or(v, seeded::<$t>(Op::Bits, order))
             }
             #[inline]
             fn fetch_xor<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_xor(v, order)
+                w.fetch_xor(v, seeded::<$t>(Op::Bits, order))
             }
             #[inline]
             fn fetch_nand<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_nand(v, order)
+                w.fetch_nand(v, seeded::<$t>(Op::Bits, order))
             }
         }
     )*};
@@ -497,18 +578,22 @@ macro_rules! float_repr {
         impl Arith for $t {
             #[inline]
             fn fetch_add<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                let order = seeded::<$t>(Op::Add, order);
                 <$t>::from_bits(update(w, order, |b| (<$t>::from_bits(b) + v).to_bits()))
             }
             #[inline]
             fn fetch_sub<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                let order = seeded::<$t>(Op::Sub, order);
                 <$t>::from_bits(update(w, order, |b| (<$t>::from_bits(b) - v).to_bits()))
             }
             #[inline]
             fn fetch_max<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                let order = seeded::<$t>(Op::MaxMin, order);
                 <$t>::from_bits(update(w, order, |b| <$t>::from_bits(b).max(v).to_bits()))
             }
             #[inline]
             fn fetch_min<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                let order = seeded::<$t>(Op::MaxMin, order);
                 <$t>::from_bits(update(w, order, |b| <$t>::from_bits(b).min(v).to_bits()))
             }
         }
@@ -547,6 +632,7 @@ impl Repr for bool {
         success: Ordering,
         failure: Ordering,
     ) -> Result<bool, bool> {
+        let success = seeded::<bool>(Op::Cas, success);
         let mut expected = u8::from(current);
         loop {
             match w.compare_exchange(expected, u8::from(new), success, failure) {
@@ -568,6 +654,7 @@ impl Repr for bool {
         success: Ordering,
         failure: Ordering,
     ) -> Result<bool, bool> {
+        let success = seeded::<bool>(Op::Cas, success);
         let mut expected = u8::from(current);
         loop {
             match w.compare_exchange_weak(expected, u8::from(new), success, failure) {
@@ -590,21 +677,23 @@ impl Bitwise for bool {
     /// stores 0: correct for every byte, one hardware RMW.
     #[inline]
     fn fetch_and<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
-        w.fetch_and(if v { u8::MAX } else { 0 }, order) != 0
+        w.fetch_and(if v { u8::MAX } else { 0 }, seeded::<bool>(Op::Bits, order)) != 0
     }
     /// `x | 1` is non-zero and `x | 0` is `x`: correct for every byte.
     #[inline]
     fn fetch_or<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
-        w.fetch_or(u8::from(v), order) != 0
+        w.fetch_or(u8::from(v), seeded::<bool>(Op::Bits, order)) != 0
     }
     /// A byte XOR would keep 2 non-zero: a CAS loop on the truth value.
     #[inline]
     fn fetch_xor<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
+        let order = seeded::<bool>(Op::Bits, order);
         update(w, order, |b| u8::from((b != 0) ^ v)) != 0
     }
     /// As `fetch_xor`: a CAS loop storing `!(old && v)`.
     #[inline]
     fn fetch_nand<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
+        let order = seeded::<bool>(Op::Bits, order);
         update(w, order, |b| u8::from(!((b != 0) && v))) != 0
     }
 }

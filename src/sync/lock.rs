@@ -250,6 +250,25 @@ impl LockHandle {
     unsafe fn release(&self, me: NonZeroU32, head: Option<NonZeroUsize>) {
         let slot = self.slot();
         let node = slot.next.as_ptr() as usize;
+        // The common case: this thread's only hold of anything.
+        if let Some(succ) = robust::release_only(node) {
+            // SAFETY: this thread held the slot once (its records said so),
+            // through this mapping, linked with `head`.
+            unsafe { self.release_last(me, head, succ, 0) };
+        } else {
+            // SAFETY: forwarded.
+            unsafe { self.release_slow(me, head) };
+        }
+    }
+
+    /// [`release`](Self::release) with other records present.
+    ///
+    /// # Safety
+    /// As for `release`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn release_slow(&self, me: NonZeroU32, head: Option<NonZeroUsize>) {
+        let node = self.slot().next.as_ptr() as usize;
         match robust::note_release(node) {
             Released::NotHeld => {}
             Released::More => {
@@ -259,24 +278,45 @@ impl LockHandle {
                 unsafe { self.raw().unlock(me, &mut held) };
             }
             Released::Last { succ } => {
-                // Holds through other mappings of the same file remain?
+                // Holds through other mappings of the same file may remain.
                 let others = robust::holds_of(&self.key);
-                if let Some(h) = head {
-                    // SAFETY: `h` is this thread's head, and the slot was
-                    // linked by `acquire_raw` on this thread.
-                    unsafe {
-                        robust::set_pending(h.get(), node);
-                        robust::unlink(h.get(), &slot.next, succ);
-                    }
-                }
-                let mut held = Holds::new(others.saturating_add(1));
-                // SAFETY: this thread holds the lock (its records said so).
-                unsafe { self.raw().unlock(me, &mut held) };
-                if let Some(h) = head {
-                    // SAFETY: as above.
-                    unsafe { robust::set_pending(h.get(), 0) };
-                }
+                // SAFETY: the node's last hold, recorded by this thread.
+                unsafe { self.release_last(me, head, succ, others) };
             }
+        }
+    }
+
+    /// Unlinks the node of a hold that was its last (its record is gone;
+    /// `succ` is its recorded successor), then gives up one of the
+    /// thread's `others + 1` holds of the word: the word itself when
+    /// `others` is 0.
+    ///
+    /// # Safety
+    /// - the node was linked with `head` by this thread, which holds the
+    ///   lock `others + 1` times.
+    #[inline(always)]
+    unsafe fn release_last(
+        &self,
+        me: NonZeroU32,
+        head: Option<NonZeroUsize>,
+        succ: usize,
+        others: u32,
+    ) {
+        let slot = self.slot();
+        if let Some(h) = head {
+            // SAFETY: `h` is this thread's head, and the slot was linked
+            // by `acquire_raw` on this thread.
+            unsafe {
+                robust::set_pending(h.get(), slot.next.as_ptr() as usize);
+                robust::unlink(h.get(), &slot.next, succ);
+            }
+        }
+        let mut held = Holds::new(others.saturating_add(1));
+        // SAFETY: per the caller.
+        unsafe { self.raw().unlock(me, &mut held) };
+        if let Some(h) = head {
+            // SAFETY: as above.
+            unsafe { robust::set_pending(h.get(), 0) };
         }
     }
 
@@ -442,7 +482,9 @@ macro_rules! lock_type {
                 Ok(Self::from_object(&Object::create(None, &Self::spec(), |_| {})?))
             }
 
-            #[doc = concat!("Creates a named ", $what, " (`/dev/shm/NAME`, `O_EXCL`, mode 0600).")]
+            #[doc = concat!("Creates a named ", $what, " (`/dev/shm/NAME`, `O_EXCL`, mode 0600")]
+            /// whatever the umask; see [names, files and
+            /// descriptors](crate::SharedMemory#names-files-and-descriptors)).
             ///
             /// The name is unlinked when the last clone of this handle is
             /// dropped in this process, unless [`persist`](Self::persist)
@@ -451,6 +493,9 @@ macro_rules! lock_type {
             /// # Errors
             /// [`Error::InvalidName`](crate::Error::InvalidName),
             /// [`Error::AlreadyExists`](crate::Error::AlreadyExists),
+            /// [`Error::Stale`](crate::Error::Stale) for a name left behind
+            /// by a creator that died (remove it with
+            /// [`SharedMemory::unlink_name`](crate::SharedMemory::unlink_name)),
             /// [`Error::Io`](crate::Error::Io).
             pub fn create(name: &str) -> Result<Self> {
                 Ok(Self::from_object(&Object::create(Some(name), &Self::spec(), |_| {})?))
@@ -458,8 +503,16 @@ macro_rules! lock_type {
 
             #[doc = concat!("Opens the ", $what, " created under `name` by any process.")]
             ///
+            /// The name is opened without following a symbolic link and
+            /// must be a regular file. A peer that shrinks the file
+            /// afterwards makes accesses to the lost pages fault with
+            /// `SIGBUS` (see [names, files and
+            /// descriptors](crate::SharedMemory#names-files-and-descriptors)).
+            ///
             /// # Errors
             /// [`Error::NotFound`](crate::Error::NotFound),
+            /// [`Error::InvalidName`](crate::Error::InvalidName) for a bad
+            /// name, a symbolic link or a file that is not regular,
             /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) if the
             /// name holds another kind of object, and the other validation
             /// errors for a damaged segment.
@@ -470,8 +523,14 @@ macro_rules! lock_type {
             #[doc = concat!("Attaches to the ", $what, " behind a file descriptor from")]
             /// [`AsFd::as_fd`] of a handle in another process.
             ///
+            /// A memfd must be sealed against shrinking (those made by
+            /// `new` are); a named file is accepted with the `SIGBUS` limit
+            /// of [`open`](Self::open).
+            ///
             /// # Errors
-            /// As for [`open`](Self::open).
+            /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for
+            /// a descriptor that is not a regular file or an unsealed memfd;
+            /// otherwise as for [`open`](Self::open).
             pub fn from_fd(fd: OwnedFd) -> Result<Self> {
                 Ok(Self::from_object(&Object::from_fd(fd, &Self::EXPECT)?))
             }

@@ -7,7 +7,7 @@
 //! one list head per thread for its own robust mutexes; calling
 //! `set_robust_list` ourselves would silently disable those, so our lock
 //! slots are linked into glibc's list, following glibc's own protocol
-//! (nptl `ENQUEUE_MUTEX` / `DEQUEUE_MUTEX`, `shared/ROBUST.md`):
+//! (nptl `ENQUEUE_MUTEX` / `DEQUEUE_MUTEX`; `docs/ROBUST.md`):
 //!
 //! - a slot is laid out like glibc's 64-bit `pthread_mutex_t`: the futex
 //!   word at 0, `prev` at 24, `next` at 32; the *node* is `&next`, and the
@@ -26,10 +26,28 @@
 //! where we expect. Everywhere else owners are detected by the liveness
 //! token of [`super::liveness`].
 //!
-//! Links read back from a slot (memory other processes can write) are
-//! never followed blindly: a link is used only if it is the list head, a
-//! slot this thread holds (a thread-local registry), or a node whose own
-//! link points back at ours, checked with a fault-safe read.
+//! # What a peer cannot do
+//!
+//! A slot's links and counts live in memory other processes can write, so
+//! none of them decides anything on its own. Each thread keeps *records*
+//! of the slots it holds, in process-private thread-local memory: the
+//! node, the slot's file identity ([`SlotKey`]), the holds taken through
+//! it and the entry that followed it when it was linked. The records
+//! decide recursion and the last release, and which addresses may be
+//! written:
+//!
+//! - a node alone on the list (the common case) is unlinked without
+//!   reading its links at all;
+//! - otherwise its successor is the recorded one when that is still ours
+//!   or still a robust mutex of this thread (its `prev` pointing back at
+//!   us and its futex word naming this thread, read with a fault-safe
+//!   read), else the page's link if it passes the same checks and lies in
+//!   private memory, else the list is cut there (the entries behind lose
+//!   owner-death recovery; nothing is written through a forged link);
+//! - its predecessor is the head, our own node recorded in front of it, or
+//!   found by walking the list from the head through trusted links only;
+//! - a mapping that still has a node linked (a forgotten guard) is not
+//!   unmapped.
 
 use core::cell::{Cell, RefCell};
 use core::num::NonZeroUsize;
@@ -167,56 +185,79 @@ pub(crate) struct SlotKey {
     pub(crate) off: u64,
 }
 
-/// One lock slot this thread holds, through one mapping.
-#[derive(Clone, Copy, Default)]
-struct Rec {
-    /// `&slot.next` in this process: the node linked into the list (list
-    /// mode), and the record's identity.
-    node: usize,
-    key: SlotKey,
-    /// Holds taken through this node (≥ 1 while recorded).
-    holds: u32,
-    /// The entry that followed the node when it was linked (list mode; read
-    /// from this thread's own list, so trusted), kept up to date by this
-    /// thread's own unlinks.
-    succ: usize,
-}
-
 /// Per-thread state, all process-private: the robust-list head (0 = not
 /// looked up, 1 = none), and the records of the lock slots this thread
 /// holds. The records decide everything the page must not: how many holds
 /// a thread has, whether a release is the last one, and which nodes may
 /// be written through.
 ///
-/// Holding one lock at a time, the common case, is one record and, in list
-/// mode, a node alone on the list (`bottom`): acquire and release then cost
-/// a few thread-local loads and stores.
+/// Records `0..count` are kept field by field in the inline arrays (the
+/// first [`MAX_HELD`]) and in `MORE` (the rest). Holding one lock at a
+/// time, the common case, is record 0 and, in list mode, a node alone on
+/// the list (`bottom`): acquire and release then cost a few thread-local
+/// loads and stores.
 struct Local {
     head: Cell<usize>,
     /// The held node that this thread linked onto an empty list (0: none).
     /// Nothing is ever linked behind it.
     bottom: Cell<usize>,
-    /// Records in `recs`.
-    n: Cell<usize>,
-    recs: [Cell<Rec>; MAX_HELD],
-    /// Records in `MORE` (its vector may be longer after a fork: only the
-    /// first `n_more` entries count).
-    n_more: Cell<usize>,
+    /// Records held, inline and spilled.
+    count: Cell<usize>,
+    /// `&slot.next` in this process: the node linked into the list (list
+    /// mode), and the record's identity.
+    nodes: [Cell<usize>; MAX_HELD],
+    /// Holds taken through the node (≥ 1 while recorded).
+    holds: [Cell<u32>; MAX_HELD],
+    /// The entry that followed the node when it was linked (list mode; read
+    /// from this thread's own list, so trusted), kept current by this
+    /// thread's own unlinks; 0 when linked onto an empty list.
+    succs: [Cell<usize>; MAX_HELD],
+    keys: [Cell<SlotKey>; MAX_HELD],
 }
+
+const NO_KEY: SlotKey = SlotKey {
+    dev: 0,
+    ino: 0,
+    off: 0,
+};
 
 thread_local! {
     static LOCAL: Local = const {
         Local {
             head: Cell::new(0),
             bottom: Cell::new(0),
-            n: Cell::new(0),
-            recs: [const { Cell::new(Rec { node: 0, key: SlotKey { dev: 0, ino: 0, off: 0 }, holds: 0, succ: 0 }) }; MAX_HELD],
-            n_more: Cell::new(0),
+            count: Cell::new(0),
+            nodes: [const { Cell::new(0) }; MAX_HELD],
+            holds: [const { Cell::new(0) }; MAX_HELD],
+            succs: [const { Cell::new(0) }; MAX_HELD],
+            keys: [const { Cell::new(NO_KEY) }; MAX_HELD],
         }
     };
     /// Records beyond `MAX_HELD` (a separate thread local: it has a
-    /// destructor, which `LOCAL`'s accesses must not pay for).
+    /// destructor, which `LOCAL`'s accesses must not pay for). Its first
+    /// `count - MAX_HELD` entries count; a forked child's may be longer.
     static MORE: RefCell<Vec<Rec>> = const { RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    /// For each of our nodes linked in front of a glibc robust mutex: the
+    /// entries that followed it then, up to the next of our nodes or the
+    /// head. Nothing is ever linked behind an entry, so its successor is
+    /// always the first of these still linked. (Stale entries after a fork
+    /// are never consulted: only nodes with a record are looked up.)
+    static CHAINS: RefCell<Vec<(usize, Vec<usize>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The longest chain recorded.
+const CHAIN_MAX: usize = 16;
+
+/// One record, as a value.
+#[derive(Clone, Copy)]
+struct Rec {
+    node: usize,
+    key: SlotKey,
+    holds: u32,
+    succ: usize,
 }
 
 /// Forgets the per-thread state (the atfork child handler: glibc resets the
@@ -226,8 +267,7 @@ pub(crate) fn forget_in_child() {
     LOCAL.with(|l| {
         l.head.set(0);
         l.bottom.set(0);
-        l.n.set(0);
-        l.n_more.set(0);
+        l.count.set(0);
     });
 }
 
@@ -269,13 +309,106 @@ pub(crate) unsafe fn set_pending(head: usize, node: usize) {
 // Held records
 // ---------------------------------------------------------------------------
 
+impl Local {
+    /// Record `i < count`.
+    fn rec(&self, i: usize) -> Rec {
+        if i < MAX_HELD {
+            return Rec {
+                node: self.nodes[i].get(),
+                key: self.keys[i].get(),
+                holds: self.holds[i].get(),
+                succ: self.succs[i].get(),
+            };
+        }
+        // (During thread exit, after `MORE`'s destructor: nothing.)
+        MORE.try_with(|m| m.try_borrow().ok()?.get(i - MAX_HELD).copied())
+            .ok()
+            .flatten()
+            .unwrap_or(Rec {
+                node: 0,
+                key: NO_KEY,
+                holds: 0,
+                succ: 0,
+            })
+    }
+
+    fn set_rec(&self, i: usize, r: Rec) {
+        if i < MAX_HELD {
+            self.nodes[i].set(r.node);
+            self.keys[i].set(r.key);
+            self.holds[i].set(r.holds);
+            self.succs[i].set(r.succ);
+        } else {
+            let _ = MORE.try_with(|m| {
+                if let Some(e) = m
+                    .try_borrow_mut()
+                    .ok()
+                    .as_deref_mut()
+                    .and_then(|v| v.get_mut(i - MAX_HELD))
+                {
+                    *e = r;
+                }
+            });
+        }
+    }
+
+    /// Appends a record; `false` if it could not be kept (only during
+    /// thread exit, beyond the inline records).
+    fn push(&self, r: Rec) -> bool {
+        let n = self.count.get();
+        if n >= MAX_HELD {
+            let pushed = MORE
+                .try_with(|m| {
+                    m.try_borrow_mut().is_ok_and(|mut m| {
+                        m.truncate(n - MAX_HELD);
+                        m.push(r);
+                        true
+                    })
+                })
+                .unwrap_or(false);
+            if !pushed {
+                return false;
+            }
+        }
+        self.count.set(n + 1);
+        if n < MAX_HELD {
+            self.set_rec(n, r);
+        }
+        true
+    }
+
+    /// Removes record `i`, keeping the order of the others.
+    fn remove(&self, i: usize) {
+        let n = self.count.get();
+        for j in i..n - 1 {
+            self.set_rec(j, self.rec(j + 1));
+        }
+        self.count.set(n - 1);
+        if n > MAX_HELD {
+            let _ = MORE.try_with(|m| {
+                if let Ok(mut m) = m.try_borrow_mut() {
+                    m.truncate(n - 1 - MAX_HELD);
+                }
+            });
+        }
+    }
+
+    fn find(&self, node: usize) -> Option<usize> {
+        (0..self.count.get()).find(|&i| self.rec(i).node == node)
+    }
+
+    fn is_held_node(&self, node: usize) -> bool {
+        self.find(node).is_some()
+    }
+}
+
 /// This thread's holds of the lock `key` over all its mappings (0: not
 /// held). Decides recursion and the last release, in place of anything
 /// the page says.
 #[inline]
 pub(crate) fn holds_of(key: &SlotKey) -> u32 {
     LOCAL.with(|l| {
-        if l.n.get() == 0 && l.n_more.get() == 0 {
+        if l.count.get() == 0 {
             0
         } else {
             holds_of_slow(l, key)
@@ -286,46 +419,17 @@ pub(crate) fn holds_of(key: &SlotKey) -> u32 {
 #[cold]
 #[inline(never)]
 fn holds_of_slow(l: &Local, key: &SlotKey) -> u32 {
-    let mut total = 0u32;
-    each_rec(l, |r| {
-        if r.key == *key {
-            total = total.saturating_add(r.holds);
-        }
-    });
-    total
-}
-
-/// Calls `f` on every record.
-fn each_rec(l: &Local, mut f: impl FnMut(&Rec)) {
-    for c in &l.recs[..l.n.get()] {
-        f(&c.get());
-    }
-    let n_more = l.n_more.get();
-    if n_more > 0 {
-        let _ = MORE.try_with(|m| {
-            if let Ok(m) = m.try_borrow() {
-                m.iter().take(n_more).for_each(&mut f);
-            }
-        });
-    }
-}
-
-/// Whether `node` is one of this thread's held nodes.
-fn is_held_node(l: &Local, node: usize) -> bool {
-    let mut found = false;
-    each_rec(l, |r| found |= r.node == node);
-    found
+    (0..l.count.get())
+        .map(|i| l.rec(i))
+        .filter(|r| r.key == *key)
+        .fold(0u32, |t, r| t.saturating_add(r.holds))
 }
 
 /// Whether this thread has a held node in `[start, start + len)`: a
 /// mapping about to go away must then be kept (a guard was forgotten).
 pub(crate) fn holds_node_in(start: usize, len: usize) -> bool {
     LOCAL
-        .try_with(|l| {
-            let mut found = false;
-            each_rec(l, |r| found |= r.node.wrapping_sub(start) < len);
-            found
-        })
+        .try_with(|l| (0..l.count.get()).any(|i| l.rec(i).node.wrapping_sub(start) < len))
         .unwrap_or(false)
 }
 
@@ -345,26 +449,20 @@ pub(crate) unsafe fn note_acquire(
     prev: &AtomicUsize,
 ) {
     let node = next.as_ptr() as usize;
-    let first_record = LOCAL.with(|l| {
-        if l.n.get() == 0 && l.n_more.get() == 0 {
-            l.recs[0].set(Rec {
-                node,
-                key: *key,
-                holds: 1,
-                succ: 0,
-            });
-            l.n.set(1);
+    let new = LOCAL.with(|l| {
+        if l.count.get() == 0 {
+            l.nodes[0].set(node);
+            l.keys[0].set(*key);
+            l.holds[0].set(1);
+            l.succs[0].set(0);
+            l.count.set(1);
             true
         } else {
-            false
+            note_more(l, node, key)
         }
     });
-    if !first_record && !note_more(node, key) {
-        // Another hold through a node that is already linked.
-        return;
-    }
-    if let Some(h) = head {
-        // SAFETY: forwarded.
+    if let (true, Some(h)) = (new, head) {
+        // SAFETY: forwarded; the node is new, so not linked yet.
         unsafe { enqueue(h.get(), next, prev) };
     }
 }
@@ -373,96 +471,111 @@ pub(crate) unsafe fn note_acquire(
 /// is new (and must be linked).
 #[cold]
 #[inline(never)]
-fn note_more(node: usize, key: &SlotKey) -> bool {
-    LOCAL.with(|l| {
-        for c in &l.recs[..l.n.get()] {
-            let mut r = c.get();
-            if r.node == node {
-                r.holds = r.holds.saturating_add(1);
-                c.set(r);
-                return false;
-            }
-        }
-        let n_more = l.n_more.get();
-        let bumped = MORE.with(|m| {
-            let mut m = m.borrow_mut();
-            m.truncate(n_more);
-            if let Some(r) = m.iter_mut().find(|r| r.node == node) {
-                r.holds = r.holds.saturating_add(1);
-                return true;
-            }
-            false
-        });
-        if bumped {
-            return false;
-        }
-        let rec = Rec {
-            node,
-            key: *key,
-            holds: 1,
-            succ: 0,
-        };
-        let n = l.n.get();
-        if n < MAX_HELD {
-            l.recs[n].set(rec);
-            l.n.set(n + 1);
-        } else {
-            MORE.with(|m| m.borrow_mut().push(rec));
-            l.n_more.set(n_more + 1);
-        }
-        true
+fn note_more(l: &Local, node: usize, key: &SlotKey) -> bool {
+    if let Some(i) = l.find(node) {
+        let mut r = l.rec(i);
+        r.holds = r.holds.saturating_add(1);
+        l.set_rec(i, r);
+        return false;
+    }
+    // Not kept (thread exit): the node is not linked either; the hold's
+    // guard then finds no record and releases nothing, and the thread's
+    // death is detected through its liveness byte.
+    l.push(Rec {
+        node,
+        key: *key,
+        holds: 1,
+        succ: 0,
     })
 }
 
-/// Updates the record of `node` with `f`; removes it when `f` returns
-/// `false`.
-fn update_rec(l: &Local, node: usize, f: impl FnOnce(&mut Rec) -> bool) {
-    let n = l.n.get();
-    if let Some(i) = (0..n).find(|&i| l.recs[i].get().node == node) {
-        let mut r = l.recs[i].get();
-        if f(&mut r) {
-            l.recs[i].set(r);
-            return;
-        }
-        for j in i..n - 1 {
-            l.recs[j].set(l.recs[j + 1].get());
-        }
-        // Refill the inline records from the spill-over, oldest first.
-        let n_more = l.n_more.get();
-        if n_more > 0 {
-            let moved = MORE.with(|m| {
-                let mut m = m.borrow_mut();
-                m.truncate(n_more);
-                (!m.is_empty()).then(|| m.remove(0))
-            });
-            if let Some(r) = moved {
-                l.recs[n - 1].set(r);
-                l.n_more.set(n_more - 1);
-                return;
-            }
-        }
-        l.n.set(n - 1);
+/// Sets the successor of our node `node`, if we hold it, and the chain of
+/// entries behind it (see [`CHAINS`]).
+fn set_succ(l: &Local, node: usize, chain: &[usize]) {
+    let Some(i) = l.find(node) else {
         return;
-    }
-    let n_more = l.n_more.get();
-    let _ = MORE.try_with(|m| {
-        let mut m = m.borrow_mut();
-        m.truncate(n_more);
-        if let Some(i) = m.iter().position(|r| r.node == node) {
-            if !f(&mut m[i]) {
-                m.remove(i);
-                l.n_more.set(n_more - 1);
+    };
+    let mut r = l.rec(i);
+    r.succ = chain.first().copied().unwrap_or(0);
+    l.set_rec(i, r);
+    let _ = CHAINS.try_with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            c.retain(|(n, _)| *n != node);
+            if chain.len() > 1 {
+                c.push((node, chain.to_vec()));
             }
         }
     });
 }
 
-/// Sets the trusted successor of our node `node`, if we hold it.
-fn set_succ(l: &Local, node: usize, succ: usize) {
-    update_rec(l, node, |r| {
-        r.succ = succ;
-        true
+/// The chain recorded behind our node `node` whose first entry is `first`.
+fn chain_of(node: usize, first: usize) -> Vec<usize> {
+    CHAINS
+        .try_with(|c| {
+            c.try_borrow()
+                .ok()?
+                .iter()
+                .find(|(n, ch)| *n == node && ch.first() == Some(&first))
+                .map(|(_, ch)| ch.clone())
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| vec![first])
+}
+
+/// Forgets the chain of a node that is no longer ours.
+fn drop_chain(node: usize) {
+    let _ = CHAINS.try_with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            c.retain(|(n, _)| *n != node);
+        }
     });
+}
+
+/// The entries behind `first` as they are now: glibc's robust mutexes, up
+/// to and including the next of our nodes or the head (at most
+/// [`CHAIN_MAX`]; a shorter chain ends without either). Read with
+/// fault-safe reads; a candidate list, each entry verified when used.
+fn snapshot(l: &Local, head: usize, first: usize) -> Vec<usize> {
+    let mut chain = vec![first];
+    let mut cur = first;
+    while chain.len() < CHAIN_MAX && cur != head && !l.is_held_node(cur) {
+        match safe_read_usize(cur) {
+            Some(nx) if nx & !1 != 0 => {
+                cur = nx & !1;
+                chain.push(cur);
+            }
+            _ => break,
+        }
+    }
+    chain
+}
+
+/// The entry now behind our node `node` (`recorded`: its record's
+/// successor), from what this thread recorded when it linked the node:
+/// the head, our own node, or the first entry of the recorded chain that
+/// is still linked right behind it (a robust mutex of this thread whose
+/// `prev` points at `node`; entries glibc has unlinked since are
+/// skipped). `None` if the record cannot tell. `unlinking` is a node of
+/// ours being unlinked: its record is already gone, but it is still ours.
+fn successor_of(
+    l: &Local,
+    head: usize,
+    node: usize,
+    recorded: usize,
+    me: u32,
+    unlinking: usize,
+) -> Option<usize> {
+    if recorded == 0 {
+        return None;
+    }
+    let ours = |e: usize| e == head || e == unlinking || l.is_held_node(e);
+    if ours(recorded) {
+        return Some(recorded);
+    }
+    chain_of(node, recorded)
+        .into_iter()
+        .find(|&e| ours(e) || foreign_links_to(e, node, me))
 }
 
 /// What [`note_release`] found.
@@ -479,36 +592,35 @@ pub(crate) enum Released {
     Last { succ: usize },
 }
 
-/// Drops one hold through `node`.
+/// The common case of [`note_release`]: if `node`'s single hold is this
+/// thread's only record, drops it and returns the node's recorded
+/// successor (for [`unlink`]); otherwise changes nothing.
 #[inline]
-pub(crate) fn note_release(node: usize) -> Released {
+pub(crate) fn release_only(node: usize) -> Option<usize> {
     LOCAL.with(|l| {
-        if l.n.get() == 1 && l.n_more.get() == 0 {
-            let r = l.recs[0].get();
-            if r.node == node && r.holds == 1 {
-                l.n.set(0);
-                return Released::Last { succ: r.succ };
-            }
-        }
-        note_release_slow(l, node)
+        (l.count.get() == 1 && l.nodes[0].get() == node && l.holds[0].get() == 1).then(|| {
+            l.count.set(0);
+            l.succs[0].get()
+        })
     })
 }
 
-#[cold]
-#[inline(never)]
-fn note_release_slow(l: &Local, node: usize) -> Released {
-    let mut out = Released::NotHeld;
-    update_rec(l, node, |r| {
+/// Drops one hold through `node`.
+pub(crate) fn note_release(node: usize) -> Released {
+    LOCAL.with(|l| {
+        let Some(i) = l.find(node) else {
+            return Released::NotHeld;
+        };
+        let mut r = l.rec(i);
         r.holds = r.holds.saturating_sub(1);
         if r.holds == 0 {
-            out = Released::Last { succ: r.succ };
-            false
+            l.remove(i);
+            Released::Last { succ: r.succ }
         } else {
-            out = Released::More;
-            true
+            l.set_rec(i, r);
+            Released::More
         }
-    });
-    out
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -539,7 +651,17 @@ unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize) {
         // mutexes (every link written into it is verified first), and its
         // `prev` link is 8 bytes before it.
         unsafe { core::ptr::write_volatile((first_node - PREV_FROM_NODE) as *mut usize, node) };
-        LOCAL.with(|l| set_succ(l, node, first_node));
+        // Record what now follows the node: our own node, or glibc's
+        // mutexes up to the next of ours (the candidates for its successor
+        // when it is unlinked: entries are only ever linked in front).
+        LOCAL.with(|l| {
+            let chain = if l.is_held_node(first_node) {
+                vec![first_node]
+            } else {
+                snapshot(l, head, first_node)
+            };
+            set_succ(l, node, &chain);
+        });
     }
     // Relaxed: the links are read by this thread and by the kernel in this
     // thread's context only; the compiler fence orders them before the
@@ -612,37 +734,38 @@ unsafe fn unlink_general(
     let nx = next.load(Relaxed) & !1;
 
     // The successor.
-    let succ = if node == bottom || recorded == head {
-        // Nothing is ever linked behind the bottom node; a recorded head
-        // was written by our own unlink of the entry behind.
-        head
-    } else if recorded != 0 && LOCAL.with(|l| is_held_node(l, recorded)) {
-        // Our own node behind us: only our unlinks change that, and they
-        // keep the record current.
-        recorded
-    } else if recorded != 0 && foreign_links_to(recorded, node, me) {
-        // The glibc mutex we were linked in front of is still there.
-        recorded
-    } else if nx == head {
-        // glibc unlinked the entry behind us, the last one.
-        head
-    } else if LOCAL.with(|l| is_held_node(l, nx)) && held_links_to(nx, node) {
-        nx
-    } else if foreign_links_to(nx, node, me) && in_private_mapping(nx) {
-        nx
+    let chain_succ = if node == bottom {
+        // Nothing is ever linked behind the bottom node.
+        Some(head)
     } else {
+        LOCAL.with(|l| successor_of(l, head, node, recorded, me, node))
+    };
+    let succ = match chain_succ {
+        Some(s) => s,
+        None if nx == head => head,
+        None if LOCAL.with(|l| l.is_held_node(nx)) && held_links_to(nx, node) => nx,
+        None if foreign_links_to(nx, node, me) && in_private_mapping(nx) => nx,
         // Unverifiable: cut the list here. The entries behind lose
         // owner-death recovery; nothing is written through a forged link.
-        head
+        None => head,
     };
-
+    // What follows `succ` (for a predecessor of ours to record).
+    let rest = if succ == head || LOCAL.with(|l| l.is_held_node(succ)) {
+        vec![succ]
+    } else {
+        let ch = chain_of(node, recorded);
+        match ch.iter().position(|&e| e == succ) {
+            Some(i) => ch[i..].to_vec(),
+            None => LOCAL.with(|l| snapshot(l, head, succ)),
+        }
+    };
     // The predecessor: the head, our own node recorded in front of us, or
     // the entry found by walking the list through trusted links.
     let pred = if first & !1 == node {
         Some(head)
     } else {
         LOCAL
-            .with(|l| held_pred(l, node))
+            .with(|l| held_pred(l, head, node, me))
             .or_else(|| walk_to_pred(head, node, me))
     };
 
@@ -653,7 +776,7 @@ unsafe fn unlink_general(
         // mapping alive while held), or a glibc robust mutex of this
         // thread reached through trusted links (`walk_to_pred`).
         unsafe { core::ptr::write_volatile(p as *mut usize, succ) };
-        LOCAL.with(|l| set_succ(l, p, succ));
+        LOCAL.with(|l| set_succ(l, p, &rest));
         if succ != head {
             // succ->prev = pred.
             // SAFETY: `succ` is one of our held nodes or a verified glibc
@@ -662,16 +785,32 @@ unsafe fn unlink_general(
             unsafe { core::ptr::write_volatile((succ - PREV_FROM_NODE) as *mut usize, p) };
         }
     }
+    drop_chain(node);
+    // Every record of ours that lists the node behind it now has what
+    // followed the node instead (the node may be linked again later, in
+    // front, and must not be taken for a successor then).
+    LOCAL.with(|l| {
+        for i in 0..l.count.get() {
+            let r = l.rec(i);
+            if r.succ == 0 || r.node == node {
+                continue;
+            }
+            let ch = chain_of(r.node, r.succ);
+            if let Some(at) = ch.iter().position(|&e| e == node) {
+                let mut new = ch[..at].to_vec();
+                new.extend_from_slice(&rest);
+                set_succ(l, r.node, &new);
+            }
+        }
+    });
+
     LOCAL.with(|l| {
         if bottom == node {
             // The predecessor is now last.
             let p = pred.unwrap_or(head);
-            l.bottom.set(if p != head && is_held_node(l, p) {
-                p
-            } else {
-                0
-            });
-        } else if succ == head && bottom != 0 && recorded != head {
+            l.bottom
+                .set(if p != head && l.is_held_node(p) { p } else { 0 });
+        } else if chain_succ.is_none() && succ == head && bottom != 0 {
             // The list may have been cut in front of the bottom node, which
             // is then no longer reachable: forget it as the bottom (its own
             // unlink then searches for it).
@@ -680,15 +819,12 @@ unsafe fn unlink_general(
     });
 }
 
-/// Our held node whose recorded successor is `node`.
-fn held_pred(l: &Local, node: usize) -> Option<usize> {
-    let mut found = None;
-    each_rec(l, |r| {
-        if r.succ == node && r.node != node {
-            found = Some(r.node);
-        }
-    });
-    found
+/// Our held node whose successor is `node`.
+fn held_pred(l: &Local, head: usize, node: usize, me: u32) -> Option<usize> {
+    (0..l.count.get())
+        .map(|i| l.rec(i))
+        .find(|r| r.node != node && successor_of(l, head, r.node, r.succ, me, node) == Some(node))
+        .map(|r| r.node)
 }
 
 /// Finds the entry in front of `node` by walking this thread's list from
@@ -710,23 +846,23 @@ fn walk_to_pred(head: usize, node: usize, me: u32) -> Option<usize> {
         if cur == node {
             return Some(pred);
         }
-        let mut rec_succ = None;
-        LOCAL.with(|l| {
-            each_rec(l, |r| {
-                if r.node == cur {
-                    rec_succ = Some(r.succ);
-                }
+        let ours = LOCAL.with(|l| {
+            let r = l.rec(l.find(cur)?);
+            // One of ours: its successor (none recorded: it was linked as
+            // the bottom).
+            Some(if r.succ == 0 {
+                Some(head)
+            } else {
+                successor_of(l, head, cur, r.succ, me, node)
             })
         });
-        let nx = match rec_succ {
-            // One of ours: its recorded successor (0: it was the bottom).
-            Some(0) => head,
-            Some(s) => s,
+        let nx = match ours {
+            Some(s) => s?,
             None => {
                 let nx = safe_read_usize(cur)? & !1;
                 let ok = nx == head
                     || nx == node
-                    || LOCAL.with(|l| is_held_node(l, nx))
+                    || LOCAL.with(|l| l.is_held_node(nx))
                     || foreign_links_to(nx, cur, me);
                 if !ok {
                     return None;

@@ -228,6 +228,12 @@ impl Object {
             })?,
             None => Segment::create_anonymous(total as u64)?,
         };
+        if spec.lock == LockMode::Own {
+            // This process's owner-liveness description (`sys::liveness`),
+            // now: a failure is an error here, not a lock that no waiter
+            // can judge. (A named segment's drop unlinks the name.)
+            seg.token.attach(seg.fd())?;
+        }
         let obj = Object {
             seg: Arc::new(seg),
             layout,
@@ -314,6 +320,10 @@ impl Object {
     fn attach(fd: OwnedFd, name: Option<String>, expect: &Expect<'_>) -> Result<Object> {
         let (mut obj, len) = Self::await_published(fd, name)?;
         obj.layout = obj.validate(len, expect)?;
+        if obj.layout.lock == LockMode::Own {
+            // As in `create`.
+            obj.seg.token.attach(obj.seg.fd())?;
+        }
         Ok(obj)
     }
 

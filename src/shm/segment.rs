@@ -27,7 +27,9 @@ pub(crate) struct Segment {
     /// forked child inherits the handle but must not unlink its parent's name.
     creator_pid: u32,
     unlink_on_drop: AtomicBool,
-    /// This process's owner-liveness token on the file.
+    /// This process's owner-liveness token on the file, attached (to the
+    /// process's description of the file) by `Object` only for segments
+    /// with a lock slot.
     pub(crate) token: Token,
 }
 

@@ -444,6 +444,8 @@ fn forgotten_guard(test: &str, fallback: bool) {
         let v = Value::<i64>::new(1).unwrap();
         std::mem::forget(v.lock().unwrap());
         drop(v);
+        // SAFETY: all-zero bytes are valid storage for a mutex (initialised
+        // below before use).
         let mut m = Box::new(unsafe { std::mem::zeroed::<libc::pthread_mutex_t>() });
         // SAFETY: private storage for a mutex nobody else uses.
         unsafe { init_robust_mutex(&mut *m) };
@@ -524,11 +526,9 @@ fn many_locks(test: &str, fallback: bool) {
             assert_eq!(robust_list(), Vec::<usize>::new());
         }
         if role == "die" {
-            let held: Vec<_> = locks.iter().map(|l| l.lock().unwrap()).collect();
+            let _held: Vec<_> = locks.iter().map(|l| l.lock().unwrap()).collect();
             tell("holding");
             common::block_until_killed();
-            #[allow(unreachable_code)]
-            drop(held);
         }
     }) {
         return;

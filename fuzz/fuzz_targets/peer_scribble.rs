@@ -306,8 +306,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 spoiled[file_of(i)] = false;
             }
         }
-        if shmsync::robustness() == shmsync::Robustness::KernelList && !spoiled.iter().any(|&s| s)
-        {
+        if shmsync::robustness() == shmsync::Robustness::KernelList && !spoiled.iter().any(|&s| s) {
             let l = list(w.head).expect("the robust list comes back to its head");
             let want = (0..FILES).filter(|&f| file_held(f)).count()
                 + glibc_held.iter().filter(|&&h| h).count();
@@ -336,6 +335,10 @@ fuzz_target!(|ops: Vec<Op>| {
         assert!(!l.is_held_by_current_thread());
     }
     if shmsync::robustness() == shmsync::Robustness::KernelList {
-        assert_eq!(list(w.head), Some(Vec::new()), "everything released: an empty list");
+        assert_eq!(
+            list(w.head),
+            Some(Vec::new()),
+            "everything released: an empty list"
+        );
     }
 });

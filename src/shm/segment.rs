@@ -29,8 +29,9 @@ pub(crate) struct Segment {
     unlink_on_drop: AtomicBool,
     /// This process's owner-liveness token on the file, attached (to the
     /// process's description of the file) by `Object` only for segments
-    /// with a lock slot.
-    pub(crate) token: Token,
+    /// with a lock slot. Kept, like the mapping, while a forgotten guard's
+    /// record names it (its table entry is part of the lock's key).
+    pub(crate) token: ManuallyDrop<Token>,
 }
 
 impl core::fmt::Debug for Segment {
@@ -61,7 +62,7 @@ impl Segment {
                 name: Some(bare.to_owned()),
                 creator_pid: sys::thread::pid(),
                 unlink_on_drop: AtomicBool::new(true),
-                token: Token::default(),
+                token: ManuallyDrop::new(Token::default()),
             }),
             Err(e) => {
                 let _ = sys::shm::unlink(bare);
@@ -83,7 +84,7 @@ impl Segment {
             name: None,
             creator_pid: 0,
             unlink_on_drop: AtomicBool::new(false),
-            token: Token::default(),
+            token: ManuallyDrop::new(Token::default()),
         })
     }
 
@@ -104,7 +105,7 @@ impl Segment {
             name,
             creator_pid: 0,
             unlink_on_drop: AtomicBool::new(false),
-            token: Token::default(),
+            token: ManuallyDrop::new(Token::default()),
         })
     }
 
@@ -173,9 +174,12 @@ impl Segment {
 impl Drop for Segment {
     fn drop(&mut self) {
         if !crate::sys::robust::holds_node_in(self.as_ptr() as usize, self.len()) {
-            // SAFETY: dropped once, here; nothing uses the mapping after
-            // the last handle (this `Segment`) is gone.
-            unsafe { ManuallyDrop::drop(&mut self.map) };
+            // SAFETY: dropped once, here; nothing uses the mapping or the
+            // token after the last handle (this `Segment`) is gone.
+            unsafe {
+                ManuallyDrop::drop(&mut self.map);
+                ManuallyDrop::drop(&mut self.token);
+            }
         }
         if self.unlink_on_drop.load(Relaxed) && self.creator_pid == sys::thread::pid() {
             if let Some(n) = &self.name {

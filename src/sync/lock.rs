@@ -90,22 +90,16 @@ impl LockHandle {
     pub(crate) fn of(obj: &Object, recursive: bool) -> LockHandle {
         let slot = obj.lock_slot();
         let off = (slot as usize).wrapping_sub(obj.seg.as_ptr() as usize) as u64;
-        let key = match rustix::fs::fstat(obj.seg.fd()) {
-            Ok(st) => SlotKey {
-                dev: st.st_dev,
-                ino: st.st_ino,
-                off,
-            },
-            // Unknown file: key the slot by its address in this mapping
-            // (no device has number u64::MAX). Holds through another
-            // mapping of the same file are then not recognised as this
-            // thread's, and the word naming this thread is taken over as
-            // a dead owner's.
-            Err(_) => SlotKey {
-                dev: u64::MAX,
-                ino: slot as usize as u64,
-                off,
-            },
+        // The file's entry in this process's liveness table (one per file,
+        // shared by every handle on it) and the slot's offset: the same
+        // lock in every mapping of the file.
+        let key = match (obj.seg.token.file_index(), u32::try_from(off)) {
+            (Some(i), Ok(off)) => SlotKey::new(i, off),
+            // Not attached (never for a lock's segment): a key of this
+            // mapping alone. Holds through another mapping of the same
+            // file are then not recognised as this thread's, and the word
+            // naming this thread is taken over as a dead owner's.
+            _ => SlotKey::unique(slot as usize),
         };
         LockHandle {
             seg: obj.seg.clone(),
@@ -169,13 +163,73 @@ impl LockHandle {
         // (a thread-local check after the first time).
         self.seg.token.ensure(self.seg.fd(), me.get());
         // This thread's own count of its holds decides recursion, not the
-        // word (a thread-local load when it holds nothing).
-        let none_held = robust::holds_nothing();
-        let mut held = if none_held {
-            Holds::NONE
-        } else {
-            Holds::new(robust::holds_of(&self.key))
+        // word. The common case holds nothing at all (one thread-local
+        // load); everything else is out of line.
+        if !robust::holds_nothing() {
+            return self.acquire_holding(me, head, wait, timeout);
+        }
+        if let Some(h) = head {
+            // SAFETY: `h` is this thread's head.
+            unsafe { robust::set_pending(h.get(), slot.next.as_ptr() as usize) };
+        }
+        let mut held = Holds::NONE;
+        let r = match self.raw().try_lock(me, &mut held, self.recursive) {
+            Ok(a) => {
+                // SAFETY: `head` is this thread's; this thread, which held
+                // nothing, just acquired the slot; the guard that will
+                // release it borrows this handle, which keeps the mapping
+                // alive until then.
+                unsafe { robust::note_first(head, &self.key, &slot.next, &slot.prev) };
+                Ok(a)
+            }
+            Err(Refused::WouldBlock) => self.acquire_blocked(me, head, wait, timeout, held),
+            Err(e) => Err(e),
         };
+        if let Some(h) = head {
+            // SAFETY: as above.
+            unsafe { robust::set_pending(h.get(), 0) };
+        }
+        r
+    }
+
+    /// `acquire_raw` of a thread that holds no lock, after the word was
+    /// found held: wait (or probe the owner, for `try_lock`), then record.
+    #[cold]
+    #[inline(never)]
+    fn acquire_blocked(
+        &self,
+        me: NonZeroU32,
+        head: Option<NonZeroUsize>,
+        wait: bool,
+        timeout: Option<Duration>,
+        mut held: Holds,
+    ) -> Result<Acquired, Refused> {
+        let r = if wait {
+            self.acquire_contended(me, &mut held, timeout)
+        } else {
+            self.try_dead_owner(me, &mut held)
+        };
+        if r.is_ok() {
+            let slot = self.slot();
+            // SAFETY: as in `acquire_raw`.
+            unsafe { robust::note_acquire(head, &self.key, &slot.next, &slot.prev) };
+        }
+        r
+    }
+
+    /// `acquire_raw` of a thread that holds some lock already (maybe this
+    /// one): its records decide.
+    #[cold]
+    #[inline(never)]
+    fn acquire_holding(
+        &self,
+        me: NonZeroU32,
+        head: Option<NonZeroUsize>,
+        wait: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Acquired, Refused> {
+        let slot = self.slot();
+        let mut held = Holds::new(robust::holds_of(&self.key));
         if let Some(h) = head {
             // SAFETY: `h` is this thread's head.
             unsafe { robust::set_pending(h.get(), slot.next.as_ptr() as usize) };
@@ -189,10 +243,8 @@ impl LockHandle {
             };
         }
         if r.is_ok() {
-            // SAFETY: `h` is this thread's head; this thread just acquired
-            // (or holds) the slot; the guard that will release the hold
-            // borrows this handle, which keeps the mapping alive until then.
-            unsafe { robust::note_acquire(head, &self.key, &slot.next, &slot.prev, none_held) };
+            // SAFETY: as in `acquire_raw`.
+            unsafe { robust::note_acquire(head, &self.key, &slot.next, &slot.prev) };
         }
         if let Some(h) = head {
             // SAFETY: as above.

@@ -250,6 +250,14 @@ impl Token {
         }
     }
 
+    /// The table index of this process's description of the file, while
+    /// attached: the same for every handle on one file in this process, and
+    /// not reused while any of them lives.
+    pub(crate) fn file_index(&self) -> Option<usize> {
+        // Relaxed: written once by `attach`, before the handle is shared.
+        self.entry.load(Relaxed).checked_sub(1)
+    }
+
     /// Makes sure the calling thread `tid`'s byte is held on this
     /// process's description (before any acquiring CAS).
     #[inline]

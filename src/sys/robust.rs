@@ -175,14 +175,25 @@ const MAX_HELD: usize = 16;
 const WALK_LIMIT: usize = 2048;
 
 /// The identity of a lock slot that does not depend on where it is mapped:
-/// the file (device and inode, from `fstat` on our own descriptor) and the
-/// slot's offset in it. Two mappings of one file in one process hold the
-/// same lock word; their slots have the same key and different nodes.
+/// the file (its entry in this process's liveness table, one per device
+/// and inode, see `super::liveness`) and the slot's offset in it. Two
+/// mappings of one file in one process hold the same lock word; their
+/// slots have the same key and different nodes. Process-private: nothing
+/// in it comes from a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct SlotKey {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-    pub(crate) off: u64,
+pub(crate) struct SlotKey(u64);
+
+impl SlotKey {
+    /// The slot at `off` in the file of liveness table entry `file`.
+    pub(crate) fn new(file: usize, off: u32) -> SlotKey {
+        SlotKey((file as u64) << 32 | u64::from(off))
+    }
+
+    /// A key of one mapping's slot at address `slot` alone (bit 63 set:
+    /// never equal to a file's key).
+    pub(crate) fn unique(slot: usize) -> SlotKey {
+        SlotKey(1 << 63 | slot as u64)
+    }
 }
 
 /// Per-thread state, all process-private: the robust-list head (0 = not
@@ -196,42 +207,51 @@ pub(crate) struct SlotKey {
 /// time, the common case, is record 0 and, in list mode, a node alone on
 /// the list (`bottom`): acquire and release then cost a few thread-local
 /// loads and stores.
+#[repr(C, align(64))]
 struct Local {
+    /// Records held, inline and spilled.
+    count: Cell<usize>,
     head: Cell<usize>,
     /// The held node that this thread linked onto an empty list (0: none).
     /// Nothing is ever linked behind it.
     bottom: Cell<usize>,
-    /// Records held, inline and spilled.
-    count: Cell<usize>,
+    /// The inline records; record 0 shares the first cache line with the
+    /// fields above (the single hold touches nothing else).
+    recs: [RecCells; MAX_HELD],
+}
+
+/// One inline record.
+#[repr(C)]
+struct RecCells {
     /// `&slot.next` in this process: the node linked into the list (list
     /// mode), and the record's identity.
-    nodes: [Cell<usize>; MAX_HELD],
-    /// Holds taken through the node (≥ 1 while recorded).
-    holds: [Cell<u32>; MAX_HELD],
+    node: Cell<usize>,
     /// The entry that followed the node when it was linked (list mode; read
     /// from this thread's own list, so trusted), kept current by this
     /// thread's own unlinks; 0 when linked onto an empty list (or not in
     /// list mode); [`UNLINKED`] when not on the list.
-    succs: [Cell<usize>; MAX_HELD],
-    keys: [Cell<SlotKey>; MAX_HELD],
+    succ: Cell<usize>,
+    key: Cell<SlotKey>,
+    /// Holds taken through the node (≥ 1 while recorded).
+    holds: Cell<u32>,
 }
 
-const NO_KEY: SlotKey = SlotKey {
-    dev: 0,
-    ino: 0,
-    off: 0,
-};
+const NO_KEY: SlotKey = SlotKey(0);
 
 thread_local! {
     static LOCAL: Local = const {
         Local {
+            count: Cell::new(0),
             head: Cell::new(0),
             bottom: Cell::new(0),
-            count: Cell::new(0),
-            nodes: [const { Cell::new(0) }; MAX_HELD],
-            holds: [const { Cell::new(0) }; MAX_HELD],
-            succs: [const { Cell::new(0) }; MAX_HELD],
-            keys: [const { Cell::new(NO_KEY) }; MAX_HELD],
+            recs: [const {
+                RecCells {
+                    node: Cell::new(0),
+                    succ: Cell::new(0),
+                    key: Cell::new(NO_KEY),
+                    holds: Cell::new(0),
+                }
+            }; MAX_HELD],
         }
     };
     /// Records beyond `MAX_HELD` (a separate thread local: it has a
@@ -319,11 +339,12 @@ impl Local {
     /// Record `i < count`.
     fn rec(&self, i: usize) -> Rec {
         if i < MAX_HELD {
+            let c = &self.recs[i];
             return Rec {
-                node: self.nodes[i].get(),
-                key: self.keys[i].get(),
-                holds: self.holds[i].get(),
-                succ: self.succs[i].get(),
+                node: c.node.get(),
+                key: c.key.get(),
+                holds: c.holds.get(),
+                succ: c.succ.get(),
             };
         }
         // (During thread exit, after `MORE`'s destructor: nothing.)
@@ -340,10 +361,11 @@ impl Local {
 
     fn set_rec(&self, i: usize, r: Rec) {
         if i < MAX_HELD {
-            self.nodes[i].set(r.node);
-            self.keys[i].set(r.key);
-            self.holds[i].set(r.holds);
-            self.succs[i].set(r.succ);
+            let c = &self.recs[i];
+            c.node.set(r.node);
+            c.key.set(r.key);
+            c.holds.set(r.holds);
+            c.succ.set(r.succ);
         } else {
             let _ = MORE.try_with(|m| {
                 if let Some(e) = m
@@ -449,9 +471,35 @@ pub(crate) fn holds_nothing() -> bool {
     LOCAL.with(|l| l.count.get() == 0)
 }
 
+/// Records the hold of a thread that held nothing: record 0, and the node
+/// linked alone (`head`, list mode).
+///
+/// # Safety
+/// As for [`note_acquire`]; this thread has no record.
+#[inline(always)]
+pub(crate) unsafe fn note_first(
+    head: Option<NonZeroUsize>,
+    key: &SlotKey,
+    next: &AtomicUsize,
+    prev: &AtomicUsize,
+) {
+    let node = next.as_ptr() as usize;
+    LOCAL.with(|l| {
+        let r = &l.recs[0];
+        r.node.set(node);
+        r.key.set(*key);
+        r.holds.set(1);
+        r.succ.set(0);
+        l.count.set(1);
+    });
+    if let Some(h) = head {
+        // SAFETY: forwarded; the node is new, so not linked yet.
+        unsafe { enqueue(h.get(), next, prev) };
+    }
+}
+
 /// Records one more hold through `node` (of slot `key`) and, when it is
 /// the node's first, links the node into the list (`head`, list mode).
-/// `none_held`: [`holds_nothing`] said so before this acquire.
 ///
 /// # Safety
 /// - `head` comes from [`head`] on this thread;
@@ -464,17 +512,15 @@ pub(crate) unsafe fn note_acquire(
     key: &SlotKey,
     next: &AtomicUsize,
     prev: &AtomicUsize,
-    none_held: bool,
 ) {
     let node = next.as_ptr() as usize;
     let new = LOCAL.with(|l| {
-        // (`none_held` spares a load; the count cannot have changed since,
-        // as only this thread touches it.)
-        if none_held || l.count.get() == 0 {
-            l.nodes[0].set(node);
-            l.keys[0].set(*key);
-            l.holds[0].set(1);
-            l.succs[0].set(0);
+        if l.count.get() == 0 {
+            let r = &l.recs[0];
+            r.node.set(node);
+            r.key.set(*key);
+            r.holds.set(1);
+            r.succ.set(0);
             l.count.set(1);
             true
         } else {
@@ -621,9 +667,10 @@ pub(crate) enum Released {
 #[inline]
 pub(crate) fn release_only(node: usize) -> Option<usize> {
     LOCAL.with(|l| {
-        (l.count.get() == 1 && l.nodes[0].get() == node && l.holds[0].get() == 1).then(|| {
+        let r = &l.recs[0];
+        (l.count.get() == 1 && r.node.get() == node && r.holds.get() == 1).then(|| {
             l.count.set(0);
-            l.succs[0].get()
+            r.succ.get()
         })
     })
 }

@@ -146,10 +146,10 @@ impl LockHandle {
     ///   `list_op_pending` around the attempt and the slot linked into the
     ///   list once the word is ours.
     ///
-    /// Always inlined into the (always inlined) public `lock`s: about 40
-    /// instructions up to the CAS and the single-hold link, with every
-    /// other case out of line; inlined, the uncontended lock+unlock of
-    /// `cargo bench --bench locks` is ~0.4 ns faster than through a call.
+    /// Always inlined into the (always inlined) public `lock`s: the common
+    /// case (a thread that holds nothing, a free word) is a few
+    /// thread-local accesses, the CAS and the record; every other case is
+    /// out of line (shaped with `cargo bench --bench locks`).
     #[inline(always)]
     fn acquire_raw(
         &self,
@@ -158,28 +158,49 @@ impl LockHandle {
         wait: bool,
         timeout: Option<Duration>,
     ) -> Result<Acquired, Refused> {
-        let slot = self.slot();
         // This thread's liveness byte is held before the word can name it
         // (a thread-local check after the first time).
         self.seg.token.ensure(self.seg.fd(), me.get());
         // This thread's own count of its holds decides recursion, not the
         // word. The common case holds nothing at all (one thread-local
         // load); everything else is out of line.
-        if !robust::holds_nothing() {
-            return self.acquire_holding(me, head, wait, timeout);
+        if robust::holds_nothing() {
+            self.attempt(me, head, wait, timeout, Holds::NONE, true)
+        } else {
+            self.acquire_holding(me, head, wait, timeout)
         }
+    }
+
+    /// One acquire by a thread that holds the lock `held` times, in the
+    /// robust-list protocol; `first`: the thread holds no lock at all.
+    #[inline(always)]
+    fn attempt(
+        &self,
+        me: NonZeroU32,
+        head: Option<NonZeroUsize>,
+        wait: bool,
+        timeout: Option<Duration>,
+        mut held: Holds,
+        first: bool,
+    ) -> Result<Acquired, Refused> {
+        let slot = self.slot();
         if let Some(h) = head {
             // SAFETY: `h` is this thread's head.
             unsafe { robust::set_pending(h.get(), slot.next.as_ptr() as usize) };
         }
-        let mut held = Holds::NONE;
         let r = match self.raw().try_lock(me, &mut held, self.recursive) {
             Ok(a) => {
-                // SAFETY: `head` is this thread's; this thread, which held
-                // nothing, just acquired the slot; the guard that will
-                // release it borrows this handle, which keeps the mapping
-                // alive until then.
-                unsafe { robust::note_first(head, &self.key, &slot.next, &slot.prev) };
+                // SAFETY: `head` is this thread's; this thread just
+                // acquired (or holds) the slot; the guard that will release
+                // it borrows this handle, which keeps the mapping alive
+                // until then. `note_first` only when it held nothing.
+                unsafe {
+                    if first {
+                        robust::note_first(head, &self.key, &slot.next, &slot.prev);
+                    } else {
+                        robust::note_acquire(head, &self.key, &slot.next, &slot.prev);
+                    }
+                }
                 Ok(a)
             }
             Err(Refused::WouldBlock) => self.acquire_blocked(me, head, wait, timeout, held),
@@ -192,8 +213,8 @@ impl LockHandle {
         r
     }
 
-    /// `acquire_raw` of a thread that holds no lock, after the word was
-    /// found held: wait (or probe the owner, for `try_lock`), then record.
+    /// `acquire_raw` after the word was found held by another thread: wait
+    /// (or probe the owner, for `try_lock`), then record.
     #[cold]
     #[inline(never)]
     fn acquire_blocked(
@@ -211,7 +232,7 @@ impl LockHandle {
         };
         if r.is_ok() {
             let slot = self.slot();
-            // SAFETY: as in `acquire_raw`.
+            // SAFETY: as in `attempt`.
             unsafe { robust::note_acquire(head, &self.key, &slot.next, &slot.prev) };
         }
         r
@@ -228,29 +249,8 @@ impl LockHandle {
         wait: bool,
         timeout: Option<Duration>,
     ) -> Result<Acquired, Refused> {
-        let slot = self.slot();
-        let mut held = Holds::new(robust::holds_of(&self.key));
-        if let Some(h) = head {
-            // SAFETY: `h` is this thread's head.
-            unsafe { robust::set_pending(h.get(), slot.next.as_ptr() as usize) };
-        }
-        let mut r = self.raw().try_lock(me, &mut held, self.recursive);
-        if r == Err(Refused::WouldBlock) {
-            r = if wait {
-                self.acquire_contended(me, &mut held, timeout)
-            } else {
-                self.try_dead_owner(me, &mut held)
-            };
-        }
-        if r.is_ok() {
-            // SAFETY: as in `acquire_raw`.
-            unsafe { robust::note_acquire(head, &self.key, &slot.next, &slot.prev) };
-        }
-        if let Some(h) = head {
-            // SAFETY: as above.
-            unsafe { robust::set_pending(h.get(), 0) };
-        }
-        r
+        let held = Holds::new(robust::holds_of(&self.key));
+        self.attempt(me, head, wait, timeout, held, false)
     }
 
     /// The blocking part of `acquire_raw`, out of line.

@@ -421,6 +421,17 @@ impl Local {
         }
     }
 
+    /// The only record: one hold through `node`, linked alone.
+    #[inline(always)]
+    fn set_first(&self, node: usize, key: &SlotKey) {
+        let r = &self.recs[0];
+        r.node.set(node);
+        r.key.set(*key);
+        r.holds.set(1);
+        r.succ.set(0);
+        self.count.set(1);
+    }
+
     fn find(&self, node: usize) -> Option<usize> {
         (0..self.count.get()).find(|&i| self.rec(i).node == node)
     }
@@ -484,14 +495,7 @@ pub(crate) unsafe fn note_first(
     prev: &AtomicUsize,
 ) {
     let node = next.as_ptr() as usize;
-    LOCAL.with(|l| {
-        let r = &l.recs[0];
-        r.node.set(node);
-        r.key.set(*key);
-        r.holds.set(1);
-        r.succ.set(0);
-        l.count.set(1);
-    });
+    LOCAL.with(|l| l.set_first(node, key));
     if let Some(h) = head {
         // SAFETY: forwarded; the node is new, so not linked yet.
         unsafe { enqueue(h.get(), next, prev) };
@@ -516,12 +520,7 @@ pub(crate) unsafe fn note_acquire(
     let node = next.as_ptr() as usize;
     let new = LOCAL.with(|l| {
         if l.count.get() == 0 {
-            let r = &l.recs[0];
-            r.node.set(node);
-            r.key.set(*key);
-            r.holds.set(1);
-            r.succ.set(0);
-            l.count.set(1);
+            l.set_first(node, key);
             true
         } else {
             note_more(l, node, key)

@@ -1,8 +1,8 @@
 //! `cargo bench --bench locks`: what one lock + increment + unlock costs,
 //! uncontended and with two processes contending on the same lock, for
 //! shmsync's [`RLock`] and [`Lock`] against glibc's process-shared pthread
-//! mutexes and a raw atomic add, all in one run, with the ratios the issue
-//! sets as targets.
+//! mutexes and a raw atomic add, all in one run, with the target ratios
+//! of `docs/BENCHMARKS.md`.
 //!
 //! How it measures:
 //! - every lock and its counter live in shared memory (memfd mappings), the
@@ -21,17 +21,19 @@
 //!   median contended throughput (noise can inflate it too: a process
 //!   that is descheduled leaves the other one running alone, uncontended).
 //!
-//! Environment: `SHMSYNC_BENCH_QUICK=1` for a few-second smoke run (numbers
-//! not meaningful), `SHMSYNC_BENCH_PROCS=N` to contend with N processes
-//! instead of 2, `SHMSYNC_BENCH_VERBOSE=1` to print every sample.
+//! Environment (`benches/common/mod.rs`): `SHMSYNC_BENCH_QUICK=1` for a
+//! few-second smoke run (100 000 ops per uncontended sample, 20 000 per
+//! process per contended sample, 3 rounds; full: 2 000 000, 1 000 000, 9),
+//! `SHMSYNC_BENCH_PROCS=N` to contend with N processes instead of 2,
+//! `SHMSYNC_BENCH_VERBOSE=1` to print every sample.
 //! Arguments select rows: `cargo bench --bench locks -- rlock glibc-normal`
 //! keeps the rows with exactly these keys, or, if no key matches exactly,
 //! the rows whose key or label contains an argument (`-- glibc`). The
 //! bench never exits with an error status: a missed target prints `MISS`,
 //! a broken lock prints `ERROR`.
 //!
-//! Adding a row: implement [`harness::Subject`] (one op, read and reset the
-//! counter) and push a [`harness::Row`] in `rows()`. Adding a ratio: one
+//! Adding a row: implement [`common::Subject`] (one op, read and reset the
+//! counter) and push a [`common::Row`] in `rows()`. Adding a ratio: one
 //! line in `TARGETS`.
 
 use std::fmt::Display;
@@ -40,448 +42,52 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use shmsync::{Lock, LockError, RLock, RawValue, SharedMemory, Value};
 
-use harness::{Config, Row, Subject};
+mod common;
 
-/// A small measuring harness: subjects, cross-process start line, forked
-/// workers, sample statistics. Independent of what is measured, so that it
-/// can move to `benches/common/` when a second bench needs it.
-mod harness {
-    use std::io::Write as _;
-    use std::panic::{catch_unwind, AssertUnwindSafe};
-    use std::sync::atomic::AtomicU32;
-    use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-    use std::time::{Duration, Instant};
+use common::{Row, Subject};
 
-    use shmsync::SharedMemory;
+/// The run's sizes.
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    quick: bool,
+    /// Print every sample as it is taken.
+    verbose: bool,
+    /// Ops per uncontended sample.
+    iters: u64,
+    /// Ops per process per contended sample.
+    contended_iters: u64,
+    /// Samples per row and mode.
+    rounds: usize,
+    /// Contending processes (this one included).
+    procs: u32,
+}
 
-    /// Something measured in *ops*. One op increments a counter in shared
-    /// memory by one, however the subject protects it (a lock around a
-    /// load + store, or a single atomic add).
-    pub(crate) trait Subject {
-        /// One op.
-        fn op(&self);
-        /// The counter (read while no process is running ops).
-        fn count(&self) -> u64;
-        /// Sets the counter to zero (while no process is running ops).
-        fn reset(&self);
-    }
-
-    /// A [`Subject`] behind one virtual call per *batch*: the loop over `op`
-    /// is monomorphised for each subject, so the dispatch costs nothing per
-    /// op and `op` is inlined into the loop, as in real code.
-    pub(crate) trait Batch {
-        fn run(&self, iters: u64);
-        fn count(&self) -> u64;
-        fn reset(&self);
-    }
-
-    impl<S: Subject> Batch for S {
-        #[inline(never)]
-        fn run(&self, iters: u64) {
-            for _ in 0..iters {
-                self.op();
+impl Config {
+    fn from_env() -> Config {
+        let quick = common::quick();
+        let verbose = common::flag("SHMSYNC_BENCH_VERBOSE");
+        let procs = std::env::var("SHMSYNC_BENCH_PROCS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| (1..=64).contains(&n))
+            .unwrap_or(2);
+        if quick {
+            Config {
+                quick,
+                verbose,
+                iters: 100_000,
+                contended_iters: 20_000,
+                rounds: 3,
+                procs,
             }
-        }
-        fn count(&self) -> u64 {
-            Subject::count(self)
-        }
-        fn reset(&self) {
-            Subject::reset(self);
-        }
-    }
-
-    /// One line of the table.
-    pub(crate) struct Row {
-        /// Short stable name, used by filters and ratios.
-        pub(crate) key: &'static str,
-        /// What the row measures, as printed.
-        pub(crate) label: &'static str,
-        pub(crate) subject: Box<dyn Batch>,
-        /// ns per op, one sample per round.
-        pub(crate) uncontended: Samples,
-        /// Total Mops/s of all processes, one sample per round.
-        pub(crate) contended: Samples,
-        /// What went wrong, if anything (printed under the table).
-        pub(crate) errors: Vec<String>,
-    }
-
-    impl Row {
-        pub(crate) fn new(
-            key: &'static str,
-            label: &'static str,
-            s: impl Subject + 'static,
-        ) -> Row {
-            Row {
-                key,
-                label,
-                subject: Box::new(s),
-                uncontended: Samples::default(),
-                contended: Samples::default(),
-                errors: Vec::new(),
-            }
-        }
-    }
-
-    /// The run's sizes.
-    #[derive(Debug, Clone, Copy)]
-    pub(crate) struct Config {
-        pub(crate) quick: bool,
-        /// Print every sample as it is taken.
-        pub(crate) verbose: bool,
-        /// Ops per uncontended sample.
-        pub(crate) iters: u64,
-        /// Ops per process per contended sample.
-        pub(crate) contended_iters: u64,
-        /// Samples per row and mode.
-        pub(crate) rounds: usize,
-        /// Contending processes (this one included).
-        pub(crate) procs: u32,
-    }
-
-    impl Config {
-        pub(crate) fn from_env() -> Config {
-            let flag = |name: &str| std::env::var_os(name).is_some_and(|v| v != "0");
-            let quick = flag("SHMSYNC_BENCH_QUICK");
-            let verbose = flag("SHMSYNC_BENCH_VERBOSE");
-            let procs = std::env::var("SHMSYNC_BENCH_PROCS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .filter(|&n| (1..=64).contains(&n))
-                .unwrap_or(2);
-            if quick {
-                Config {
-                    quick,
-                    verbose,
-                    iters: 100_000,
-                    contended_iters: 20_000,
-                    rounds: 3,
-                    procs,
-                }
-            } else {
-                Config {
-                    quick,
-                    verbose,
-                    iters: 2_000_000,
-                    contended_iters: 1_000_000,
-                    rounds: 9,
-                    procs,
-                }
-            }
-        }
-    }
-
-    /// Samples of one quantity.
-    #[derive(Debug, Default, Clone)]
-    pub(crate) struct Samples(Vec<f64>);
-
-    impl Samples {
-        pub(crate) fn push(&mut self, x: f64) {
-            self.0.push(x);
-        }
-        fn sorted(&self) -> Vec<f64> {
-            let mut v = self.0.clone();
-            v.sort_by(f64::total_cmp);
-            v
-        }
-        pub(crate) fn median(&self) -> Option<f64> {
-            let v = self.sorted();
-            let n = v.len();
-            match n {
-                0 => None,
-                _ if n % 2 == 1 => Some(v[n / 2]),
-                _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-            }
-        }
-        pub(crate) fn min(&self) -> Option<f64> {
-            self.sorted().first().copied()
-        }
-        pub(crate) fn max(&self) -> Option<f64> {
-            self.sorted().last().copied()
-        }
-    }
-
-    /// Times `iters` ops in this process; ns per op.
-    pub(crate) fn uncontended(s: &dyn Batch, iters: u64) -> f64 {
-        let t = Instant::now();
-        s.run(iters);
-        t.elapsed().as_nanos() as f64 / iters as f64
-    }
-
-    /// Runs `iters` ops in each of `procs` processes (this one and
-    /// `procs - 1` forked children) from a common start; returns the wall
-    /// time from the start until all are done, after checking that the
-    /// counter is exact.
-    ///
-    /// Must be called while this process has a single thread.
-    pub(crate) fn contended(
-        s: &dyn Batch,
-        line: &StartLine,
-        procs: u32,
-        iters: u64,
-    ) -> Result<Duration, String> {
-        s.reset();
-        line.reset();
-        // One CPU per process where there are enough: left to itself, the
-        // scheduler starts a child on its parent's CPU and moves it only
-        // later, which makes short runs measure time-sharing, not
-        // contention.
-        let _restore = Affinity::save();
-        let cpus = Affinity::cpus();
-        let pin = |i: usize| {
-            if cpus.len() >= procs as usize {
-                Affinity::pin(cpus[i]);
-            }
-        };
-        pin(0);
-        let mut children = Vec::new();
-        for i in 1..procs as usize {
-            children.push(Child::fork(|| {
-                pin(i);
-                line.arrive();
-                line.wait_go();
-                s.run(iters);
-                line.finish();
-            })?);
-        }
-        line.wait_for(StartLine::READY, procs - 1, &mut children)?;
-        let t = Instant::now();
-        line.go();
-        s.run(iters);
-        line.finish();
-        line.wait_for(StartLine::DONE, procs, &mut children)?;
-        let elapsed = t.elapsed();
-        for c in &mut children {
-            let status = c.wait()?;
-            if status != 0 {
-                return Err(format!("worker exited with status {status:#x}"));
-            }
-        }
-        let want = u64::from(procs) * iters;
-        let got = s.count();
-        if got != want {
-            return Err(format!(
-                "counter is {got}, expected {want}: {} updates lost, the lock is broken",
-                want.abs_diff(got)
-            ));
-        }
-        Ok(elapsed)
-    }
-
-    /// A start line and a finish line in shared memory, for processes
-    /// forked from the one that made it. Three counters, each on its own
-    /// cache line.
-    #[derive(Debug)]
-    pub(crate) struct StartLine {
-        mem: SharedMemory,
-    }
-
-    impl StartLine {
-        /// Children that have arrived at the start.
-        const READY: usize = 0;
-        /// Non-zero once the start is given.
-        const GO: usize = 64;
-        /// Processes that have finished.
-        const DONE: usize = 128;
-
-        pub(crate) fn new() -> shmsync::Result<StartLine> {
-            Ok(StartLine {
-                mem: SharedMemory::anonymous(4096)?,
-            })
-        }
-
-        fn word(&self, offset: usize) -> &AtomicU32 {
-            debug_assert!(offset % 4 == 0 && offset + 4 <= self.mem.len());
-            // SAFETY: in bounds (offset ≤ 128 in a 4096-byte block), aligned
-            // (the mapping is page-aligned, offset a multiple of 4), kept
-            // mapped by `self.mem` for the returned lifetime, and these
-            // bytes are only ever accessed through this AtomicU32.
-            unsafe { AtomicU32::from_ptr(self.mem.as_ptr().add(offset).cast()) }
-        }
-
-        fn reset(&self) {
-            // Relaxed: no other process exists yet; `fork` copies the state.
-            for w in [Self::READY, Self::GO, Self::DONE] {
-                self.word(w).store(0, Relaxed);
-            }
-        }
-
-        fn arrive(&self) {
-            // Relaxed: only counts; nothing is published through it.
-            self.word(Self::READY).fetch_add(1, Relaxed);
-        }
-
-        fn go(&self) {
-            // Release: pairs with the Acquire load in `wait_go` (orders the
-            // parent's setup, e.g. the counter reset, before the start).
-            self.word(Self::GO).store(1, Release);
-        }
-
-        fn wait_go(&self) {
-            // Acquire: pairs with the Release store in `go`.
-            while self.word(Self::GO).load(Acquire) == 0 {
-                std::hint::spin_loop();
-            }
-        }
-
-        fn finish(&self) {
-            // Release: pairs with the Acquire load in `wait_for`, so this
-            // process's last counter update is visible to the checker.
-            self.word(Self::DONE).fetch_add(1, Release);
-        }
-
-        /// Waits until counter `which` reaches `n`, failing if a child ends
-        /// before that.
-        fn wait_for(&self, which: usize, n: u32, children: &mut [Child]) -> Result<(), String> {
-            let mut spins = 0u32;
-            // Acquire: pairs with the Release `fetch_add` in `finish`.
-            while self.word(which).load(Acquire) < n {
-                spins = spins.wrapping_add(1);
-                if spins % 256 == 0 {
-                    for c in children.iter_mut() {
-                        if let Some(status) = c.try_wait()? {
-                            return Err(format!("worker ended early, status {status:#x}"));
-                        }
-                    }
-                }
-                std::thread::yield_now();
-            }
-            Ok(())
-        }
-    }
-
-    /// The CPU affinity of the calling thread; restores the saved mask when
-    /// dropped.
-    pub(crate) struct Affinity(Option<libc::cpu_set_t>);
-
-    impl Affinity {
-        pub(crate) fn save() -> Affinity {
-            // SAFETY: cpu_set_t is a plain bit array; all-zero is valid.
-            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            // SAFETY: `set` is a valid cpu_set_t of the size passed.
-            let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-            Affinity((rc == 0).then_some(set))
-        }
-
-        /// The CPUs this thread may run on, in order.
-        pub(crate) fn cpus() -> Vec<usize> {
-            let Some(set) = Affinity::save().0.take() else {
-                return Vec::new();
-            };
-            (0..libc::CPU_SETSIZE as usize)
-                // SAFETY: CPU_ISSET only reads the set, `i` is in range.
-                .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
-                .collect()
-        }
-
-        /// Binds the calling thread to `cpu` (best effort: a failure only
-        /// makes the measurement noisier).
-        pub(crate) fn pin(cpu: usize) {
-            // SAFETY: cpu_set_t is a plain bit array; all-zero is valid.
-            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            // SAFETY: CPU_SET writes inside `set`; it ignores out-of-range
-            // CPUs (`cpu` comes from `cpus()`, so it is in range anyway).
-            unsafe { libc::CPU_SET(cpu, &mut set) };
-            // SAFETY: `set` is a valid cpu_set_t of the size passed.
-            unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-        }
-    }
-
-    impl Drop for Affinity {
-        fn drop(&mut self) {
-            if let Some(set) = self.0.take() {
-                // SAFETY: `set` is a valid cpu_set_t of the size passed.
-                unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-            }
-        }
-    }
-
-    /// A forked child process; killed and reaped if dropped before it was
-    /// waited for.
-    #[derive(Debug)]
-    pub(crate) struct Child {
-        pid: libc::pid_t,
-        status: Option<i32>,
-    }
-
-    impl Child {
-        /// Forks a child that runs `f` and `_exit`s: status 0, or 101 if
-        /// `f` panicked.
-        ///
-        /// Must be called while this process has a single thread.
-        pub(crate) fn fork(f: impl FnOnce()) -> Result<Child, String> {
-            let threads = std::fs::read_dir("/proc/self/task").map_or(1, Iterator::count);
-            if threads != 1 {
-                return Err(format!("cannot fork: {threads} threads are running"));
-            }
-            // Buffered output would otherwise be printed by both processes
-            // (the child `_exit`s without flushing, but be sure).
-            let _ = std::io::stdout().flush();
-            let _ = std::io::stderr().flush();
-            // SAFETY: the process is single-threaded (checked just above),
-            // so the child inherits consistent allocator and lock state and
-            // may run arbitrary code before `_exit`.
-            let pid = unsafe { libc::fork() };
-            match pid {
-                -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
-                0 => {
-                    // The child: run the work and leave without unwinding
-                    // into the parent's stack frames or running exit
-                    // handlers and destructors that belong to the parent.
-                    let code = match catch_unwind(AssertUnwindSafe(f)) {
-                        Ok(()) => 0,
-                        Err(_) => 101,
-                    };
-                    // SAFETY: `_exit` is always sound to call.
-                    unsafe { libc::_exit(code) }
-                }
-                pid => Ok(Child { pid, status: None }),
-            }
-        }
-
-        /// The raw wait status if the child has ended.
-        fn try_wait(&mut self) -> Result<Option<i32>, String> {
-            self.reap(libc::WNOHANG)
-        }
-
-        /// Waits for the child; its raw wait status.
-        pub(crate) fn wait(&mut self) -> Result<i32, String> {
-            self.reap(0)?
-                .ok_or_else(|| "waitpid returned without a status".to_owned())
-        }
-
-        fn reap(&mut self, flags: i32) -> Result<Option<i32>, String> {
-            if let Some(s) = self.status {
-                return Ok(Some(s));
-            }
-            let mut status = 0;
-            loop {
-                // SAFETY: `pid` is our unreaped child; `status` is a valid
-                // out-pointer.
-                let r = unsafe { libc::waitpid(self.pid, &mut status, flags) };
-                match r {
-                    0 => return Ok(None),
-                    r if r == self.pid => {
-                        self.status = Some(status);
-                        return Ok(Some(status));
-                    }
-                    _ => {
-                        let e = std::io::Error::last_os_error();
-                        if e.kind() != std::io::ErrorKind::Interrupted {
-                            return Err(format!("waitpid: {e}"));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    impl Drop for Child {
-        fn drop(&mut self) {
-            if self.status.is_none() {
-                // SAFETY: `pid` is our child and not reaped yet, so the pid
-                // cannot have been reused by another process.
-                unsafe { libc::kill(self.pid, libc::SIGKILL) };
-                let _ = self.wait();
+        } else {
+            Config {
+                quick,
+                verbose,
+                iters: 2_000_000,
+                contended_iters: 1_000_000,
+                rounds: 9,
+                procs,
             }
         }
     }
@@ -749,9 +355,9 @@ struct Target {
     baseline: &'static str,
     metric: Metric,
     /// `Some((true, x))`: at most x; `Some((false, x))`: at least x;
-    /// `None`: printed for information.
+    /// `None`: printed for information. The targets are explained in
+    /// `docs/BENCHMARKS.md`.
     goal: Option<(bool, f64)>,
-    source: &'static str,
 }
 
 const TARGETS: &[Target] = &[
@@ -760,35 +366,30 @@ const TARGETS: &[Target] = &[
         baseline: "glibc-recursive",
         metric: Metric::Uncontended,
         goal: Some((true, 1.0)),
-        source: "issue #2",
     },
     Target {
         row: "rlock",
         baseline: "glibc-recursive",
         metric: Metric::Contended,
         goal: Some((false, 1.2)),
-        source: "issue #2",
     },
     Target {
         row: "rlock",
         baseline: "glibc-robust-recursive",
         metric: Metric::Uncontended,
         goal: Some((true, 0.7)),
-        source: "issue #3",
     },
     Target {
         row: "lock-raw",
         baseline: "glibc-normal",
         metric: Metric::Uncontended,
         goal: None,
-        source: "info",
     },
     Target {
         row: "lock-raw",
         baseline: "glibc-normal",
         metric: Metric::Contended,
         goal: None,
-        source: "info",
     },
 ];
 
@@ -855,7 +456,7 @@ fn print_ratios(rows: &[Row]) {
             }
         };
         let verdict = match t.goal {
-            None => String::new(),
+            None => "(info)".to_owned(),
             Some((at_most, goal)) => {
                 let ok = if at_most {
                     ratio <= goal
@@ -870,46 +471,15 @@ fn print_ratios(rows: &[Row]) {
             }
         };
         println!(
-            "  {:<50} {:>6.2}x  {verdict}  ({})",
+            "  {:<50} {:>6.2}x  {verdict}",
             format!("{} / {} {col}", t.row, t.baseline),
             ratio,
-            t.source
         );
     }
-}
-
-fn first_line_of(path: &str, prefix: &str) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let line = text.lines().find(|l| l.starts_with(prefix))?;
-    Some(
-        line.split_once(':')
-            .map_or(line, |(_, v)| v)
-            .trim()
-            .to_owned(),
-    )
 }
 
 fn print_machine(cfg: &Config) {
-    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
-    let glibc = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) };
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "shmsync lock bench: {} | {cpus} CPUs | Linux {} | glibc {}",
-        first_line_of("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown CPU".into()),
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or_else(|_| "?".into(), |s| s.trim().to_owned()),
-        glibc.to_string_lossy(),
-    );
-    if let Some(busy) = busy_cpus(std::time::Duration::from_millis(300)) {
-        println!(
-            "other work before the start: {busy:.2} CPUs busy{}",
-            if busy > 0.2 {
-                " (contended figures will be noisy)"
-            } else {
-                ""
-            }
-        );
-    }
+    common::print_machine("shmsync lock bench");
     println!(
         "{} rounds; uncontended {} ops/sample; contended {} procs x {} ops/sample{}",
         cfg.rounds,
@@ -922,29 +492,6 @@ fn print_machine(cfg: &Config) {
             ""
         }
     );
-}
-
-/// How many CPUs' worth of time other processes used over `window`, from
-/// `/proc/stat` (this process sleeps meanwhile).
-fn busy_cpus(window: std::time::Duration) -> Option<f64> {
-    fn sample() -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        let idle = v.get(3)? + v.get(4)?;
-        Some((v.iter().sum(), idle))
-    }
-    let (t0, i0) = sample()?;
-    std::thread::sleep(window);
-    let (t1, i1) = sample()?;
-    let total = t1.checked_sub(t0).filter(|&t| t > 0)? as f64;
-    let idle = i1.saturating_sub(i0) as f64;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    Some((1.0 - idle / total) * cpus)
 }
 
 fn note(what: impl Display) {
@@ -974,7 +521,7 @@ fn main() {
                     || (!exact && (r.key.contains(f.as_str()) || r.label.contains(f.as_str())))
             })
     });
-    let line = match harness::StartLine::new() {
+    let line = match common::StartLine::new() {
         Ok(l) => l,
         Err(e) => return note(format_args!("start line: {e}")),
     };
@@ -985,7 +532,7 @@ fn main() {
     }
     for _ in 0..cfg.rounds {
         for r in &mut rows {
-            let ns = harness::uncontended(&*r.subject, cfg.iters);
+            let ns = common::uncontended(&*r.subject, cfg.iters);
             if cfg.verbose {
                 println!("  {:<24} uncontended {ns:8.2} ns/op", r.key);
             }
@@ -995,10 +542,9 @@ fn main() {
     if cfg.procs > 1 {
         for _ in 0..cfg.rounds {
             for r in &mut rows {
-                match harness::contended(&*r.subject, &line, cfg.procs, cfg.contended_iters) {
+                match common::contended(&*r.subject, &line, cfg.procs, cfg.contended_iters) {
                     Ok(d) => {
-                        let ops = f64::from(cfg.procs) * cfg.contended_iters as f64;
-                        let mops = ops / d.as_secs_f64() / 1e6;
+                        let mops = common::mops(cfg.procs, cfg.contended_iters, d);
                         if cfg.verbose {
                             println!("  {:<24} contended {mops:8.2} Mops/s", r.key);
                         }

@@ -24,11 +24,15 @@
 //!   ns per pair; glibc's mutex lives in a shared mapping, initialised
 //!   `PTHREAD_MUTEX_RECURSIVE`, robust and process-shared.
 //!
-//! `SHMSYNC_BENCH_QUICK=1`: 10 deaths per mode and short loops (a smoke
-//! run; numbers not meaningful). `SHMSYNC_ODB_ONLY=uncontended`: only the
-//! uncontended loops, in this process's mode (e.g. under `valgrind
-//! --tool=callgrind` to count instructions per lock+unlock). Targets (from the owner-death issue):
-//! list median ≤ 50 µs and max ≤ 1 ms, fallback max ≤ 20 ms, uncontended
+//! The death table shows nearest-rank percentiles of the trials (p50 as
+//! the median); the uncontended figures are the median of the rounds.
+//!
+//! `SHMSYNC_BENCH_QUICK=1` (`benches/common/mod.rs`): 10 deaths per mode,
+//! 3 rounds of 200 000 pairs (full: 200 deaths, 9 rounds of 3 000 000).
+//! `SHMSYNC_ODB_ONLY=uncontended`: only the uncontended loops, in this
+//! process's mode (e.g. under `valgrind --tool=callgrind` to count
+//! instructions per lock+unlock). Targets (`docs/BENCHMARKS.md`): list
+//! median ≤ 50 µs and max ≤ 1 ms, fallback max ≤ 20 ms, uncontended
 //! `RLock` ≤ 0.7× glibc. A miss prints `MISS`; the bench never exits with
 //! an error status for a miss.
 
@@ -41,6 +45,10 @@ use std::time::{Duration, Instant};
 
 use shmsync::raw::{Holds, RawMutex, WAITERS};
 use shmsync::{LockError, RLock, Robustness, SharedMemory};
+
+mod common;
+
+use common::{Child, Samples};
 
 /// Set in the fallback child: its role.
 const ROLE_ENV: &str = "SHMSYNC_ODB_ROLE";
@@ -56,7 +64,7 @@ struct Config {
 }
 
 fn config() -> Config {
-    if std::env::var_os("SHMSYNC_BENCH_QUICK").is_some_and(|v| v == "1") {
+    if common::quick() {
         Config {
             deaths: 10,
             rounds: 3,
@@ -98,7 +106,8 @@ fn main() {
         );
         return;
     }
-    println!("shmsync owner-death bench ({} deaths per mode)", cfg.deaths);
+    common::print_machine("shmsync owner-death bench");
+    println!("{} deaths per mode", cfg.deaths);
     let mode = shmsync::robustness();
     let list = deaths(&cfg, false);
     let base = deaths(&cfg, true);
@@ -211,18 +220,16 @@ struct Stats {
     max: Duration,
 }
 
+/// Nearest-rank percentiles of the trials (whole nanoseconds, exact in an
+/// `f64`).
 fn stats(d: &[Duration]) -> Option<Stats> {
-    if d.is_empty() {
-        return None;
-    }
-    let mut v = d.to_vec();
-    v.sort();
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    let s: Samples = d.iter().map(|d| d.as_nanos() as f64).collect();
+    let at = |q: f64| s.percentile(q).map(|ns| Duration::from_nanos(ns as u64));
     Some(Stats {
-        median: at(0.5),
-        p90: at(0.9),
-        p99: at(0.99),
-        max: *v.last().unwrap_or(&Duration::ZERO),
+        median: at(0.5)?,
+        p90: at(0.9)?,
+        p99: at(0.99)?,
+        max: at(1.0)?,
     })
 }
 
@@ -513,32 +520,31 @@ fn one_death(
 ) -> Result<Duration, String> {
     let (ready_r, ready_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
-    // SAFETY: this process is single-threaded here (the previous trial's
-    // waiter was joined), so the child may run arbitrary code; it dies by
-    // SIGKILL or `_exit`.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err("fork failed".into());
-    }
-    if pid == 0 {
-        holder(subject, stamp, ready_w, go_r, self_kill);
-    }
-    let mut b = [0u8; 1];
-    // SAFETY: closes our copies of the child's ends; reads one byte into a
-    // valid buffer.
-    let n = unsafe {
+    // This process is single-threaded here (the previous trial's waiter
+    // was joined); the holder dies by SIGKILL or `_exit`.
+    let child = Child::fork(|| holder(subject, stamp, ready_w, go_r, self_kill));
+    // SAFETY: closes our copies of the child's ends (our own fds).
+    unsafe {
         libc::close(ready_w);
         libc::close(go_r);
+    }
+    let mut b = [0u8; 1];
+    // SAFETY: reads one byte into a valid buffer (a failed read, e.g. on a
+    // fork that failed, is `n != 1`); closes our own fd.
+    let n = unsafe {
         let n = libc::read(ready_r, b.as_mut_ptr().cast(), 1);
         libc::close(ready_r);
         n
     };
-    if n != 1 {
-        // SAFETY: our own fd.
-        unsafe { libc::close(go_w) };
-        reap(pid);
-        return Err("holder did not lock".into());
-    }
+    let mut child = match child {
+        Ok(c) if n == 1 => c,
+        r => {
+            // SAFETY: our own fd.
+            unsafe { libc::close(go_w) };
+            // A child that did not lock is reaped as it is dropped.
+            return Err(r.err().unwrap_or_else(|| "holder did not lock".into()));
+        }
+    };
     let s2 = subject.clone();
     let waiter = std::thread::spawn(move || s2.wait());
     // Relaxed: a hint that the waiter has announced itself (it sleeps on
@@ -554,14 +560,13 @@ fn one_death(
         None
     } else {
         let t0 = mono_ns();
-        // SAFETY: our own unreaped child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        child.kill();
         Some(t0)
     };
     let (t1, died) = waiter.join().map_err(|_| "waiter panicked")?;
     // SAFETY: our own fd.
     unsafe { libc::close(go_w) };
-    reap(pid);
+    child.wait()?;
     if !died {
         return Err("waiter was not told that the owner died".into());
     }
@@ -594,12 +599,6 @@ fn holder(subject: &Subject, stamp: &AtomicU64, ready_w: i32, go_r: i32, self_ki
     }
 }
 
-fn reap(pid: i32) {
-    let mut st = 0;
-    // SAFETY: waits for our own child; `st` is a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut st, 0) };
-}
-
 // ---------------------------------------------------------------------------
 // Uncontended
 // ---------------------------------------------------------------------------
@@ -627,9 +626,9 @@ fn uncontended(cfg: &Config) -> Unc {
     // zeroed bytes are the free state.
     let raw = unsafe { &*mem.as_ptr().add(256).cast::<RawMutex<AtomicU32>>() };
     let me = NonZeroU32::new(rustix::thread::gettid().as_raw_nonzero().get() as u32).expect("tid");
-    let mut ours = Vec::new();
-    let mut glibc = Vec::new();
-    let mut floor = Vec::new();
+    let mut ours = Samples::default();
+    let mut glibc = Samples::default();
+    let mut floor = Samples::default();
     // Warm-up.
     run_ours(&lock, cfg.iters / 10);
     run_glibc(m, cfg.iters / 10);
@@ -641,9 +640,9 @@ fn uncontended(cfg: &Config) -> Unc {
     }
     let _ = std::io::stdout().flush();
     Unc {
-        ours: median(&mut ours),
-        glibc: median(&mut glibc),
-        raw: median(&mut floor),
+        ours: median(ours),
+        glibc: median(glibc),
+        raw: median(floor),
     }
 }
 
@@ -685,7 +684,6 @@ fn run_glibc(m: *mut libc::pthread_mutex_t, iters: u64) -> f64 {
     t.elapsed().as_nanos() as f64 / iters as f64
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn median(v: Samples) -> f64 {
+    v.median().unwrap_or(f64::NAN)
 }

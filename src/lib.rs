@@ -17,7 +17,7 @@
 //! - [`Value::update`] is an atomic read-modify-write, and
 //!   [`AtomicValue::fetch_add`] needs no lock at all, floats included.
 //!
-//! Linux only. See the README for the guarantees and limits.
+//! Linux only; MSRV Rust 1.82.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,6 +29,96 @@
 //! assert_eq!(counter.get().unwrap(), 1);
 //! # Ok(()) }
 //! ```
+//!
+//! Every object is `Send + Sync` and can be created anonymous (`new`,
+//! `zeroed`, `from_slice`: a sealed memfd), named (`create`: `/dev/shm/NAME`,
+//! `O_EXCL`, mode 0600), opened by name (`open`), inherited across `fork`, or
+//! passed as a file descriptor ([`AsFd`](std::os::fd::AsFd) / `from_fd`).
+//! The handle that created a name unlinks it when dropped, in the creating
+//! process only; `persist()` keeps it.
+//!
+//! # Guarantees
+//!
+//! - **Mutual exclusion across processes**, with happens-before between
+//!   successive holders: the lock word is taken with `Acquire` and given
+//!   back with `Release`. The state machine ([`raw::RawMutex`]) is the same
+//!   code that the loom models and the fuzzer check.
+//! - **No undefined behaviour from peers.** Mapped memory is never turned
+//!   into references: every access to a shared byte is an atomic load,
+//!   store or read-modify-write. A segment is validated once, on `open`,
+//!   against the file's real size and the requested type; bounds are never
+//!   read again from shared memory. A wrong, truncated or garbage segment
+//!   gives a typed [`Error`].
+//! - **A dead owner never deadlocks the others.** The next locker gets
+//!   [`LockError::OwnerDied`] (or [`TryLockError::OwnerDied`]) with the
+//!   guard; it holds the lock, repairs the data and calls
+//!   `mark_consistent()` on the guard, or the lock becomes
+//!   [`LockError::NotRecoverable`] when released, as with POSIX robust
+//!   mutexes. Deaths are detected by the kernel's robust list where it is
+//!   proven to fit (64-bit glibc) and by per-thread liveness locks on the
+//!   segment file everywhere, as the fallback and backstop ([`robustness`]).
+//! - **No deadlock with yourself**: relocking a [`Lock`] that the thread
+//!   holds is [`LockError::Deadlock`] (or [`TryLockError::Deadlock`]),
+//!   never a hang.
+//! - **Guards never alias**: they copy values in and out and never hand out
+//!   `&T` or `&mut T` (the [`RLock`] is recursive). Guards are `!Send`: a
+//!   hold belongs to the thread whose kernel TID is in the lock word.
+//! - **Fork-safe**: a child created by `fork` is a different owner; it cannot
+//!   release or take over its parent's holds.
+//! - **A hostile peer cannot crash a holder.** A process that can write a
+//!   segment can break mutual exclusion of the locks it writes on, but
+//!   nothing it writes makes a holder write outside the segment, panic, or
+//!   release too early, too late or never: every thread counts its holds in
+//!   its own memory, and robust-list links read back from a lock slot are
+//!   used only where they agree with what the thread recorded itself.
+//! - **Names are opened safely**: `create` makes the file with `O_EXCL` and
+//!   mode 0600 whatever the umask; `open` never follows a symbolic link and
+//!   refuses anything but a regular file ([`Error::InvalidName`]); `from_fd`
+//!   refuses a memfd that is not sealed against shrinking
+//!   ([`Error::InvalidArgument`]). A name left by a creator that died half
+//!   way is reported as [`Error::Stale`] by `create` and removed with
+//!   [`SharedMemory::unlink_name`].
+//!
+//! # Limits
+//!
+//! - Linux only (futexes, memfd, `/dev/shm`, open-file-description locks).
+//! - A peer that truncates a *named* segment's file (`ftruncate` on
+//!   `/dev/shm/NAME`) makes later accesses fault with `SIGBUS`: POSIX shared
+//!   memory objects cannot be sealed. Anonymous segments are sealed against
+//!   shrinking and growing.
+//! - A peer that writes garbage into a lock word can break mutual exclusion
+//!   for that lock (never memory safety): lock words are shared by design.
+//!   A word that names the calling thread while it holds no guard is taken
+//!   over as `OwnerDied` (a dead thread whose TID was reused, or a forgery).
+//! - The kernel's walk of a dying thread's robust list reads the links in
+//!   the pages: a peer that rewrites a held lock's links can make it miss
+//!   entries (our locks are then recovered by the liveness backstop, glibc
+//!   robust mutexes behind them are not).
+//! - Raw types ([`RawValue`], [`RawArray`]) and unlocked access lose
+//!   racing updates, as in Python (but are never undefined behaviour).
+//! - The kernel walks at most 2048 robust-list entries per thread (shared
+//!   with glibc), and glibc's small unlock window (between releasing the
+//!   word and clearing the thread's pending-operation slot) remains, as for
+//!   glibc's own robust mutexes.
+//! - `mem::forget` of a guard keeps the lock held for good; the object's
+//!   mapping is then kept (leaked) when the thread that forgot it drops the
+//!   last handle, so that its robust list never points at unmapped memory.
+//!   Dropping that last handle on *another* thread unmaps it: don't.
+//! - A thread may hold any number of locks; past 16 at once its records of
+//!   them move to the heap, and each acquire and release searches them.
+//! - File descriptors: an object with its own lock costs two (its file and
+//!   the process's liveness description of it), one more handle on the
+//!   same file one, an object without a lock one.
+//! - On the fallback path a dead owner is noticed by waiters that poll
+//!   (within about 8 ms); a lock word naming a thread that holds no
+//!   liveness lock (for instance a word forged by a peer) counts as a dead
+//!   owner; and a dead owner whose TID is reused by a new thread sharing
+//!   the segment before any waiter looked appears alive until that thread
+//!   ends. PIDs are never used to judge liveness (PID namespaces).
+//! - Timeouts are relative (`CLOCK_MONOTONIC`).
+//!
+//! The repository's `docs/` describe the design (`ARCHITECTURE.md`), the
+//! owner-death protocol (`ROBUST.md`) and the benchmarks (`BENCHMARKS.md`).
 #![cfg_attr(loom, allow(dead_code, unreachable_pub))]
 #![doc(test(attr(deny(warnings))))]
 
@@ -70,3 +160,9 @@ pub use value::{RawValue, Value, ValueGuard};
 pub fn robustness() -> Robustness {
     sys::robust::mode()
 }
+
+/// The README's Rust blocks, compiled and run as doctests so that the API
+/// tour cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -348,7 +348,7 @@ fn use_locks(fd: BorrowedFd<'_>) {
     }
 }
 
-/// Atomic kinds (issue #4): `AtomicValue<T>` / `AtomicArray<T>` join here
+/// Atomic kinds: `AtomicValue<T>` / `AtomicArray<T>` join here
 /// (`from_fd`, then `load`/`store`/`fetch_add`/`to_vec`) with the feature
 /// `atomic-kinds`, once their API has landed in the main crate.
 #[cfg(feature = "atomic-kinds")]

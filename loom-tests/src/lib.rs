@@ -4,7 +4,7 @@
 //! files in `tests/` were checked against.
 //!
 //! The models run the **production** state machine (`shmsync::raw`, generic
-//! over the word: `shared/STYLE.md` §3), not a copy of it. Run them with
+//! over the word: `docs/STYLE.md`), not a copy of it. Run them with
 //!
 //! ```sh
 //! RUSTFLAGS="--cfg loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=3 \

@@ -441,7 +441,7 @@ fn bool_truth_value_exchange() {
                 bool::compare_exchange_weak(w, false, true, AcqRel, Acquire),
             ),
             // A peer's non-canonical `true`. A swap, not a store: loom
-            // (#254, #389) lets a plain store slip between the read and the
+            // (tokio-rs/loom#254, tokio-rs/loom#389) lets a plain store slip between the read and the
             // write of a concurrent RMW, an execution hardware forbids.
             1 => Seen::Swapped(w.swap(2, Release)),
             _ => {

@@ -4,7 +4,7 @@
 //! [`crate::AtomicValue`] and [`crate::AtomicArray`] overlay `core` atomics
 //! on the mapped page (`AtomicU64::from_ptr` and friends); `loom-tests/`
 //! runs the *same* functions on loom's atomics, which have another
-//! representation and can never be overlaid on mapped bytes (STYLE.md §3.2).
+//! representation and can never be overlaid on mapped bytes (`docs/STYLE.md`).
 //! What is shared is everything above the single hardware operation:
 //!
 //! - [`fetch_update`], the one compare-and-swap loop of the crate, with

@@ -96,7 +96,7 @@ const_assert_eq!(offset_of!(Header, init), 72);
 const_assert_eq!(offset_of!(Header, reserved_76), 76);
 
 /// The in-page lock: a node laid out like glibc's 64-bit `pthread_mutex_t`
-/// (`shared/ROBUST.md`), so the kernel's robust-list walk can find the word:
+/// (`docs/ROBUST.md`), so the kernel's robust-list walk can find the word:
 /// the list node is `next` at offset 32 and glibc's `futex_offset` is -32,
 /// which lands on `raw.word` at offset 0; `prev` is at 24.
 #[repr(C, align(8))]

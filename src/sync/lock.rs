@@ -476,8 +476,8 @@ impl<'a, O: HasLock> HeldLock<'a, O> {
     /// `Result` is then built in the caller's registers. Returned from a
     /// call, it travels through memory (the Rust ABI returns this enum
     /// indirectly), and a caller that copies it whole reads it back with a
-    /// wider load than the two stores that wrote it, a store-forwarding
-    /// stall of ~8 ns per lock.
+    /// wider load than the two stores that wrote it: a store-forwarding
+    /// stall on every lock (`cargo bench --bench locks` shows it).
     #[inline(always)]
     pub(crate) fn acquire<G>(obj: &'a O, wrap: impl FnOnce(Self) -> G) -> Result<G, LockError<G>> {
         let h = obj.lock_handle();

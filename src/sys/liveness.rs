@@ -27,7 +27,7 @@
 //! record in the page is needed.
 //!
 //! PIDs are deliberately not used (`kill(pid, 0)` across PID namespaces
-//! can call a live owner dead; `shared/ROBUST.md`), except for threads of
+//! can call a live owner dead; `docs/ROBUST.md`), except for threads of
 //! our own process, where `tgkill(getpid(), tid, 0)` is exact.
 //!
 //! # The description

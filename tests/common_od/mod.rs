@@ -18,7 +18,7 @@ use crate::common::{self, wait_until, Spawn};
 const MODE_ENV: &str = "SHMSYNC_OD_MODE";
 
 /// Offset of the lock word in every object's segment (the in-page
-/// `LockSlot`, `shared/ROBUST.md`: a glibc-shaped 40-byte node at 128).
+/// `LockSlot`, `docs/ROBUST.md`: a glibc-shaped 40-byte node at 128).
 pub(crate) const LOCK_WORD_OFFSET: usize = 128;
 
 // ---------------------------------------------------------------------------

@@ -675,6 +675,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "memfd_create and /proc are not emulated by Miri")]
     fn reopen_finds_multi_digit_numbers() {
         use std::os::fd::{AsFd, FromRawFd, OwnedFd};
         let f = crate::sys::shm::memfd().unwrap();

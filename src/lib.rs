@@ -125,32 +125,29 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmsync supports Linux only (futexes, memfd, /dev/shm)");
 
-mod array;
 mod atomic;
-mod element;
 mod error;
 pub mod raw;
 mod shm;
 mod sync;
 mod sys;
 mod typed;
-mod value;
 
-pub use array::{Array, ArrayGuard, RawArray};
 pub use atomic::{
     AtomicArray, AtomicBitwise, AtomicElement, AtomicNumber, AtomicRef, AtomicValue, CACHE_LINE,
 };
 pub use bytemuck;
-pub use element::{CChar, CLong, CULong, Element, WChar};
 pub use error::{Errno, Error, Result};
 pub use shm::segment::SharedMemory;
 pub use sync::{Lock, LockError, LockGuard, RLock, RLockGuard, TryLockError};
 pub use sys::robust::Robustness;
-pub use value::{RawValue, Value, ValueGuard};
+pub use typed::{
+    Array, ArrayGuard, CChar, CLong, CULong, Element, RawArray, RawValue, Value, ValueGuard, WChar,
+};
 
 /// How this process detects that a lock's owner died: the kernel's robust
 /// list ([`Robustness::KernelList`], on 64-bit glibc where the list is
-/// proven to fit) or liveness tokens probed by waiters
+/// proven to fit) or liveness bytes probed by waiters
 /// ([`Robustness::Fallback`]; forced with the environment variable
 /// `SHMSYNC_ROBUST=fallback`, read once per process).
 ///

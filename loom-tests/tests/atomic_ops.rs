@@ -1,5 +1,5 @@
 //! The atomic cells' read-modify-write logic under loom: the production
-//! functions of `shmsync::raw::atomic` (every `Repr`/`Arith`/`Bitwise`
+//! functions of `shmsync::raw::rmw` (every `Repr`/`Arith`/`Bitwise`
 //! operation: the CAS loop `fetch_update`, the float RMWs built on it,
 //! `bool`'s truth-value exchanges, the integers' single hardware RMWs), run
 //! on loom's atomics instead of the mapped `core` atomics.
@@ -83,7 +83,7 @@ use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqC
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
-use shmsync::raw::atomic::{Arith, AtomicInt, Bitwise, Repr};
+use shmsync::raw::rmw::{Arith, AtomicInt, Bitwise, Repr};
 use shmsync_loom_tests::model;
 
 thread_local! {

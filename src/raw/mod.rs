@@ -10,8 +10,8 @@
 //! This module is public for those crates only and is **not** covered by
 //! semver: use [`crate::Lock`] and [`crate::RLock`].
 
-pub mod atomic;
 pub mod mutex;
+pub mod rmw;
 pub mod word;
 
 pub use mutex::{

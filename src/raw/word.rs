@@ -89,6 +89,6 @@ pub trait Liveness {
     /// [`RawMutex::mark_owner_dead`](super::RawMutex::mark_owner_dead)'s
     /// `Release` only passes on what the marking waiter has acquired. (The
     /// production probe learns of the death through a system call on the
-    /// owner's token, after the owner's exit.)
+    /// owner's liveness byte, after the owner's exit.)
     fn owner_is_dead(&mut self, word: u32) -> bool;
 }

@@ -37,7 +37,7 @@ pub(crate) const LOCK_OFFSET: usize = 128;
 /// Offset of the external lock's name.
 pub(crate) const LOCK_NAME_OFFSET: usize = 192;
 /// Longest recorded lock name (`NAME_MAX`).
-pub(crate) const LOCK_NAME_MAX: usize = crate::sys::shm::NAME_MAX;
+pub(crate) const LOCK_NAME_MAX: usize = crate::sys::file::NAME_MAX;
 /// Data starts at least this aligned (a cache line: keeps the lock word and
 /// the data on different lines).
 pub(crate) const DATA_ALIGN: usize = 64;

@@ -216,7 +216,7 @@ impl Object {
             data_offset: data_offset_for(spec.lock == LockMode::External, spec.elem.align),
             lock: spec.lock,
             lock_ref: spec.lock_ref.clone(),
-            id: sys::shm::random_u64()?,
+            id: sys::file::random_u64()?,
         };
         let total = layout
             .total()
@@ -232,7 +232,7 @@ impl Object {
             // This process's owner-liveness description (`sys::liveness`),
             // now: a failure is an error here, not a lock that no waiter
             // can judge. (A named segment's drop unlinks the name.)
-            seg.token.attach(seg.fd())?;
+            seg.liveness.attach(seg.fd())?;
         }
         let obj = Object {
             seg: Arc::new(seg),
@@ -292,7 +292,7 @@ impl Object {
     /// non-regular file, no blocking open) and mapped no further than its
     /// size.
     fn judge_taken(bare: String) -> Error {
-        let stale = match sys::shm::open(&bare) {
+        let stale = match sys::file::open(&bare) {
             Ok(fd) => matches!(Self::await_published(fd, None), Err(Error::NotReady)),
             // Gone meanwhile, or not a file `open` would accept.
             Err(_) => false,
@@ -311,9 +311,9 @@ impl Object {
     }
 
     /// Attaches to the object behind `fd` and validates it against `expect`.
-    /// The descriptor must pass [`sys::shm::check_passed_fd`].
+    /// The descriptor must pass [`sys::file::check_passed_fd`].
     pub(crate) fn from_fd(fd: OwnedFd, expect: &Expect<'_>) -> Result<Object> {
-        sys::shm::check_passed_fd(fd.as_fd())?;
+        sys::file::check_passed_fd(fd.as_fd())?;
         Self::attach(fd, None, expect)
     }
 
@@ -322,7 +322,7 @@ impl Object {
         obj.layout = obj.validate(len, expect)?;
         if obj.layout.lock == LockMode::Own {
             // As in `create`.
-            obj.seg.token.attach(obj.seg.fd())?;
+            obj.seg.liveness.attach(obj.seg.fd())?;
         }
         Ok(obj)
     }
@@ -337,7 +337,7 @@ impl Object {
         // fills the header, then publishes READY. An empty file is a
         // creator before `ftruncate`: wait for it, boundedly.
         let len = loop {
-            let len = sys::shm::len(&fd)?;
+            let len = sys::file::len(&fd)?;
             if len > 0 {
                 break len;
             }
@@ -493,7 +493,7 @@ impl Object {
         let mut buf = vec![0u8; n];
         self.seg.read_at(LOCK_NAME_OFFSET, &mut buf)?;
         let name = String::from_utf8(buf).map_err(|_| Error::Corrupt("lock name not UTF-8"))?;
-        sys::shm::check_name(&name).map_err(|_| Error::Corrupt("lock name invalid"))?;
+        sys::file::check_name(&name).map_err(|_| Error::Corrupt("lock name invalid"))?;
         Ok(LockRef {
             id,
             name: Some(name),

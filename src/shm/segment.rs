@@ -11,7 +11,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use crate::error::{Error, Result};
 use crate::shm::access;
 use crate::sys;
-use crate::sys::liveness::Token;
+use crate::sys::liveness::LivenessFile;
 
 /// A mapped shared-memory file. Lives behind an `Arc`: every handle onto
 /// objects in it keeps the mapping alive.
@@ -27,11 +27,11 @@ pub(crate) struct Segment {
     /// forked child inherits the handle but must not unlink its parent's name.
     creator_pid: u32,
     unlink_on_drop: AtomicBool,
-    /// This process's owner-liveness token on the file, attached (to the
+    /// This process's liveness description of the file, attached (to the
     /// process's description of the file) by `Object` only for segments
     /// with a lock slot. Kept, like the mapping, while a forgotten guard's
     /// record names it (its table entry is part of the lock's key).
-    pub(crate) token: ManuallyDrop<Token>,
+    pub(crate) liveness: ManuallyDrop<LivenessFile>,
 }
 
 impl core::fmt::Debug for Segment {
@@ -48,11 +48,11 @@ impl Segment {
     /// Creates a named segment of `len` zero bytes (`O_EXCL`, mode 0600).
     /// The name is unlinked again if anything after `shm_open` fails.
     pub(crate) fn create_named(name: &str, len: u64) -> Result<Segment> {
-        let bare = sys::shm::check_name(name)?;
-        check_len(len)?;
-        let fd = sys::shm::create(bare)?;
+        let bare = sys::file::check_name(name)?;
+        check_size(len)?;
+        let fd = sys::file::create(bare)?;
         let made = (|| {
-            sys::shm::set_len(&fd, len)?;
+            sys::file::set_len(&fd, len)?;
             map(&fd, len)
         })();
         match made {
@@ -62,10 +62,10 @@ impl Segment {
                 name: Some(bare.to_owned()),
                 creator_pid: sys::thread::pid(),
                 unlink_on_drop: AtomicBool::new(true),
-                token: ManuallyDrop::new(Token::default()),
+                liveness: ManuallyDrop::new(LivenessFile::default()),
             }),
             Err(e) => {
-                let _ = sys::shm::unlink(bare);
+                let _ = sys::file::unlink(bare);
                 Err(e)
             }
         }
@@ -73,10 +73,10 @@ impl Segment {
 
     /// Creates an anonymous segment: a memfd whose size is sealed.
     pub(crate) fn create_anonymous(len: u64) -> Result<Segment> {
-        check_len(len)?;
-        let fd = sys::shm::memfd()?;
-        sys::shm::set_len(&fd, len)?;
-        sys::shm::seal_size(&fd)?;
+        check_size(len)?;
+        let fd = sys::file::memfd()?;
+        sys::file::set_len(&fd, len)?;
+        sys::file::seal_size(&fd)?;
         let map = map(&fd, len)?;
         Ok(Segment {
             map: ManuallyDrop::new(map),
@@ -84,20 +84,20 @@ impl Segment {
             name: None,
             creator_pid: 0,
             unlink_on_drop: AtomicBool::new(false),
-            token: ManuallyDrop::new(Token::default()),
+            liveness: ManuallyDrop::new(LivenessFile::default()),
         })
     }
 
     /// Opens a named segment as it is now (size from `fstat`).
     pub(crate) fn open_named(name: &str) -> Result<(OwnedFd, String)> {
-        let bare = sys::shm::check_name(name)?;
-        Ok((sys::shm::open(bare)?, bare.to_owned()))
+        let bare = sys::file::check_name(name)?;
+        Ok((sys::file::open(bare)?, bare.to_owned()))
     }
 
     /// Maps an open file of (at least) `len` bytes, as checked by the caller
     /// against a fresh `fstat`.
     pub(crate) fn attach(fd: OwnedFd, name: Option<String>, len: u64) -> Result<Segment> {
-        check_len(len)?;
+        check_size(len)?;
         let map = map(&fd, len)?;
         Ok(Segment {
             map: ManuallyDrop::new(map),
@@ -105,7 +105,7 @@ impl Segment {
             name,
             creator_pid: 0,
             unlink_on_drop: AtomicBool::new(false),
-            token: ManuallyDrop::new(Token::default()),
+            liveness: ManuallyDrop::new(LivenessFile::default()),
         })
     }
 
@@ -137,7 +137,7 @@ impl Segment {
     pub(crate) fn unlink(&self) -> Result<()> {
         self.unlink_on_drop.store(false, Relaxed);
         match &self.name {
-            Some(n) => sys::shm::unlink(n),
+            Some(n) => sys::file::unlink(n),
             None => Err(Error::InvalidArgument("an anonymous segment has no name")),
         }
     }
@@ -175,10 +175,10 @@ impl Drop for Segment {
     fn drop(&mut self) {
         if !crate::sys::robust::holds_node_in(self.as_ptr() as usize, self.len()) {
             // SAFETY: dropped once, here; nothing uses the mapping or the
-            // token after the last handle (this `Segment`) is gone.
+            // liveness description after the last handle (this `Segment`) is gone.
             unsafe {
                 ManuallyDrop::drop(&mut self.map);
-                ManuallyDrop::drop(&mut self.token);
+                ManuallyDrop::drop(&mut self.liveness);
             }
         }
         if self.unlink_on_drop.load(Relaxed) && self.creator_pid == sys::thread::pid() {
@@ -187,15 +187,15 @@ impl Drop for Segment {
                 // reused by another creator meanwhile. (A reuse between this
                 // check and the unlink remains possible, as with any
                 // name-based unlink.)
-                if sys::shm::name_is_file(n, &self.fd) {
-                    let _ = sys::shm::unlink(n);
+                if sys::file::name_is_file(n, &self.fd) {
+                    let _ = sys::file::unlink(n);
                 }
             }
         }
     }
 }
 
-fn check_len(len: u64) -> Result<()> {
+fn check_size(len: u64) -> Result<()> {
     if len == 0 {
         return Err(Error::InvalidArgument("size must be positive"));
     }
@@ -210,7 +210,7 @@ fn check_len(len: u64) -> Result<()> {
 fn map(fd: &OwnedFd, len: u64) -> Result<MmapRaw> {
     // `map_raw` is a MAP_SHARED, read-write mapping of the file (never
     // `map_anon`, which is MAP_PRIVATE and would not be shared with a
-    // forked child). `len` was checked by `check_len`.
+    // forked child). `len` was checked by `check_size`.
     MmapOptions::new()
         .len(usize::try_from(len).map_err(|_| Error::InvalidArgument("size too large"))?)
         .map_raw(fd)
@@ -313,7 +313,7 @@ impl SharedMemory {
     /// the file).
     pub fn open(name: &str) -> Result<Self> {
         let (fd, bare) = Segment::open_named(name)?;
-        let len = sys::shm::len(&fd)?;
+        let len = sys::file::len(&fd)?;
         if len == 0 {
             return Err(Error::Truncated { needed: 1, len: 0 });
         }
@@ -369,8 +369,8 @@ impl SharedMemory {
     /// file or an unsealed memfd, [`Error::Truncated`] for an empty file,
     /// or [`Error::Io`].
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        sys::shm::check_passed_fd(fd.as_fd())?;
-        let len = sys::shm::len(&fd)?;
+        sys::file::check_passed_fd(fd.as_fd())?;
+        let len = sys::file::len(&fd)?;
         if len == 0 {
             return Err(Error::Truncated { needed: 1, len: 0 });
         }
@@ -463,7 +463,7 @@ impl SharedMemory {
     /// [`Error::InvalidName`], [`Error::NotFound`], or [`Error::Io`]
     /// (`EACCES`/`EPERM` for another user's name, `EISDIR` for a directory).
     pub fn unlink_name(name: &str) -> Result<()> {
-        sys::shm::unlink(sys::shm::check_name(name)?)
+        sys::file::unlink(sys::file::check_name(name)?)
     }
 }
 

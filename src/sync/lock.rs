@@ -71,7 +71,7 @@ impl Liveness for Probe<'_> {
             return false;
         }
         let seg = &self.handle.seg;
-        seg.token.owner_dead(seg.fd(), tid)
+        seg.liveness.owner_dead(seg.fd(), tid)
     }
 }
 
@@ -93,7 +93,7 @@ impl LockHandle {
         // The file's entry in this process's liveness table (one per file,
         // shared by every handle on it) and the slot's offset: the same
         // lock in every mapping of the file.
-        let key = match (obj.seg.token.file_index(), u32::try_from(off)) {
+        let key = match (obj.seg.liveness.file_index(), u32::try_from(off)) {
             (Some(i), Ok(off)) => SlotKey::new(i, off),
             // Not attached (never for a lock's segment): a key of this
             // mapping alone. Holds through another mapping of the same
@@ -160,7 +160,7 @@ impl LockHandle {
     ) -> Result<Acquired, Refused> {
         // This thread's liveness byte is held before the word can name it
         // (a thread-local check after the first time).
-        self.seg.token.ensure(self.seg.fd(), me.get());
+        self.seg.liveness.ensure(self.seg.fd(), me.get());
         // This thread's own count of its holds decides recursion, not the
         // word. The common case holds nothing at all (one thread-local
         // load); everything else is out of line.

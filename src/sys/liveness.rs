@@ -34,7 +34,7 @@
 //!
 //! One per (process, file), shared by every handle on that file in the
 //! process (two descriptions of one process would conflict over its
-//! bytes), opened by [`Token::attach`] when the first handle on a segment
+//! bytes), opened by [`LivenessFile::attach`] when the first handle on a segment
 //! with a lock slot is created or attached, so that a process that cannot
 //! open it (out of descriptors, no `/proc`) gets an error there instead of
 //! locking unaccounted for. It costs one descriptor per such file and
@@ -107,7 +107,7 @@ const BLIND: i64 = TID_BASE - 1;
 /// Incremented in every forked child: descriptor numbers recorded before
 /// are not ours.
 static FORK_GEN: AtomicU32 = AtomicU32::new(0);
-/// Identities of [`Token`]s, never reused (thread-local cache keys).
+/// Identities of [`LivenessFile`]s, never reused (thread-local cache keys).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The thread part of the atfork child handler (`sys::thread`): the
@@ -124,7 +124,7 @@ pub(crate) fn forget_in_child() {
 const CACHE: usize = 4;
 
 thread_local! {
-    /// Identities (`Token::id`) of the descriptions holding this thread's byte.
+    /// Identities (`LivenessFile::id`) of the descriptions holding this thread's byte.
     static MINE: [Cell<u64>; CACHE] = const { [const { Cell::new(0) }; CACHE] };
     static NEXT: Cell<usize> = const { Cell::new(0) };
     /// Unlocks this thread's bytes when it ends.
@@ -160,17 +160,17 @@ impl Drop for ThreadBytes {
 /// A segment handle's use of this process's description of its file.
 ///
 /// Every segment has one; only segments with a lock slot are
-/// [`attach`](Token::attach)ed (objects without a lock pay nothing).
+/// [`attach`](LivenessFile::attach)ed (objects without a lock pay nothing).
 #[derive(Debug)]
-pub(crate) struct Token {
+pub(crate) struct LivenessFile {
     id: u64,
     /// Table index + 1 of the description; 0: not attached.
     entry: AtomicUsize,
 }
 
-impl Default for Token {
+impl Default for LivenessFile {
     fn default() -> Self {
-        Token {
+        LivenessFile {
             // Relaxed: only uniqueness matters.
             id: NEXT_ID.fetch_add(1, Relaxed),
             entry: AtomicUsize::new(0),
@@ -178,7 +178,7 @@ impl Default for Token {
     }
 }
 
-impl Token {
+impl LivenessFile {
     /// Takes this process's description of `file` (opening it if no other
     /// handle in the process has): to be called before the handle is
     /// shared or used to lock.
@@ -263,7 +263,7 @@ impl Token {
     #[inline]
     pub(crate) fn ensure(&self, file: BorrowedFd<'_>, tid: u32) {
         // The cache is cleared in a forked child, whose descriptions are
-        // new, so the token's identity is the whole key.
+        // new, so this handle's identity is the whole key.
         let key = self.id;
         if MINE.with(|m| m.iter().any(|c| c.get() == key)) {
             return;
@@ -348,7 +348,7 @@ impl Token {
     }
 }
 
-impl Drop for Token {
+impl Drop for LivenessFile {
     fn drop(&mut self) {
         let Some(e) = self.entry.load(Relaxed).checked_sub(1).and_then(entry) else {
             return;
@@ -376,7 +376,7 @@ impl Drop for Token {
 struct Entry {
     /// -1: none (free, or not re-opened yet in a forked child).
     fd: AtomicI32,
-    /// Handles ([`Token`]s) using it; 0 = free entry.
+    /// Handles ([`LivenessFile`]s) using it; 0 = free entry.
     refs: AtomicU32,
     dev: AtomicU64,
     ino: AtomicU64,
@@ -678,7 +678,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "memfd_create and /proc are not emulated by Miri")]
     fn reopen_finds_multi_digit_numbers() {
         use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-        let f = crate::sys::shm::memfd().unwrap();
+        let f = crate::sys::file::memfd().unwrap();
         let high = rustix::io::fcntl_dupfd_cloexec(&f, 1234).unwrap();
         let n = high.as_raw_fd();
         assert!(n >= 1234);

@@ -24,7 +24,7 @@
 //! glibc target, a registered head of length 24 with `futex_offset == -32`,
 //! and, once per process, glibc itself linking a throwaway robust mutex
 //! where we expect. Everywhere else owners are detected by the liveness
-//! token of [`super::liveness`].
+//! liveness bytes of [`super::liveness`].
 //!
 //! # What a peer cannot do
 //!
@@ -69,10 +69,10 @@ struct Head {
 /// Which owner-death mechanism this process uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Robustness {
-    /// The kernel's robust list (glibc-compatible), with the liveness token
+    /// The kernel's robust list (glibc-compatible), with the liveness bytes
     /// as a backstop for peers on the fallback path.
     KernelList,
-    /// Liveness tokens only: waiters probe the owner's token while waiting.
+    /// Liveness bytes only: waiters probe the owner's byte while waiting.
     Fallback,
 }
 

@@ -3,15 +3,15 @@
 
 use std::os::fd::OwnedFd;
 
-use crate::element::{desc, Element};
 use crate::error::{Error, Result};
 use crate::shm::access;
 use crate::shm::object::{Expect, Kind, LockMode, LockRef, Object, Spec};
 use crate::sync::{LockHandle, RLock};
+use crate::typed::element::{elem_desc, Element};
 
 /// `len` elements of `T` in a validated object.
 #[derive(Debug)]
-pub(crate) struct Cells<T> {
+pub(crate) struct Elements<T> {
     pub(crate) obj: Object,
     /// Element 0, in the mapping `obj` keeps alive (the stride is
     /// `size_of::<T>()`, validated).
@@ -21,9 +21,9 @@ pub(crate) struct Cells<T> {
 
 // SAFETY: the elements are only accessed through atomics (`access`), the
 // mapping is kept alive by `obj`, and `T: Element` is `Send + Sync`.
-unsafe impl<T: Element> Send for Cells<T> {}
+unsafe impl<T: Element> Send for Elements<T> {}
 // SAFETY: as for Send.
-unsafe impl<T: Element> Sync for Cells<T> {}
+unsafe impl<T: Element> Sync for Elements<T> {}
 
 /// Where a new object's lock is.
 pub(crate) enum NewLock<'a> {
@@ -32,7 +32,7 @@ pub(crate) enum NewLock<'a> {
     External(&'a RLock),
 }
 
-impl<T: Element> Cells<T> {
+impl<T: Element> Elements<T> {
     /// Creates an object of `kind` with `len` elements, element `i`
     /// initialised to `init(i)` before the header is published.
     pub(crate) fn create(
@@ -63,7 +63,7 @@ impl<T: Element> Cells<T> {
         };
         let spec = Spec {
             kind,
-            elem: desc::<T>(),
+            elem: elem_desc::<T>(),
             count: len,
             stride: core::mem::size_of::<T>(),
             lock: mode,
@@ -76,7 +76,7 @@ impl<T: Element> Cells<T> {
                 unsafe { access::store(obj.elem_ptr(i).cast::<T>(), init(i)) };
             }
         })?;
-        Ok(Cells::of(obj))
+        Ok(Elements::of(obj))
     }
 
     fn of(obj: Object) -> Self {
@@ -88,7 +88,7 @@ impl<T: Element> Cells<T> {
             .as_ptr()
             .wrapping_add(obj.layout.data_offset)
             .cast::<T>();
-        Cells {
+        Elements {
             len: obj.layout.count,
             data,
             obj,
@@ -98,17 +98,17 @@ impl<T: Element> Cells<T> {
     fn expect(kind: &[Kind]) -> Expect<'_> {
         Expect {
             kinds: kind,
-            elem: desc::<T>(),
+            elem: elem_desc::<T>(),
             strides: &[],
         }
     }
 
     pub(crate) fn open(name: &str, kind: &[Kind]) -> Result<Self> {
-        Ok(Cells::of(Object::open(name, &Self::expect(kind))?))
+        Ok(Elements::of(Object::open(name, &Self::expect(kind))?))
     }
 
     pub(crate) fn from_fd(fd: OwnedFd, kind: &[Kind]) -> Result<Self> {
-        Ok(Cells::of(Object::from_fd(fd, &Self::expect(kind))?))
+        Ok(Elements::of(Object::from_fd(fd, &Self::expect(kind))?))
     }
 
     /// The lock of a locked object: its own slot, the separate lock object

@@ -17,7 +17,7 @@
 //! writes, reading it is never undefined behaviour. No `&AtomicXX` outlives
 //! the borrow of the handle that keeps the mapping alive.
 //!
-//! The read-modify-write logic lives in [`crate::raw::atomic`], generic
+//! The read-modify-write logic lives in [`crate::raw::rmw`], generic
 //! over the word, so that the loom models of `loom-tests/` check this very
 //! code.
 
@@ -28,7 +28,7 @@ use core::sync::atomic::Ordering::{self, Relaxed};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::Result;
-use crate::raw::atomic::{Arith, Bitwise, MappedAtomic, Repr};
+use crate::raw::rmw::{Arith, Bitwise, MappedAtomic, Repr};
 use crate::shm::object::{ElemDesc, Expect, Kind, LockMode, Object, Spec};
 
 /// The stride of a padded [`AtomicArray`]: one cache line per element, so
@@ -154,7 +154,7 @@ elements! {
     bool => AtomicU8, b'?', false, [AtomicBitwise];
 }
 
-fn desc<T: AtomicElement>() -> ElemDesc {
+fn atomic_desc<T: AtomicElement>() -> ElemDesc {
     ElemDesc {
         code: T::CODE,
         size: size_of::<T::Atomic>(),
@@ -163,7 +163,7 @@ fn desc<T: AtomicElement>() -> ElemDesc {
 }
 
 /// The cells of a validated atomic object.
-struct Cells<T> {
+struct AtomicCells<T> {
     obj: Object,
     /// First cell: `obj`'s mapping + data offset. Cached so that the hot
     /// path is one address computation and one atomic instruction.
@@ -176,11 +176,11 @@ struct Cells<T> {
 // SAFETY: `data` points into the mapping that `obj` keeps alive (an
 // `Arc<Segment>`, itself Send + Sync), and the cells behind it are only
 // accessed through atomics; `T: AtomicElement` is Send + Sync.
-unsafe impl<T: AtomicElement> Send for Cells<T> {}
+unsafe impl<T: AtomicElement> Send for AtomicCells<T> {}
 // SAFETY: as for Send: shared access is atomic access.
-unsafe impl<T: AtomicElement> Sync for Cells<T> {}
+unsafe impl<T: AtomicElement> Sync for AtomicCells<T> {}
 
-impl<T: AtomicElement> Cells<T> {
+impl<T: AtomicElement> AtomicCells<T> {
     fn from_obj(obj: Object) -> Self {
         let l = &obj.layout;
         // `wrapping_add` keeps the mapping's provenance; the offset is
@@ -189,7 +189,7 @@ impl<T: AtomicElement> Cells<T> {
         // (an empty array, whose `data` is never dereferenced).
         let data = obj.seg.as_ptr().wrapping_add(l.data_offset);
         let (len, stride) = (l.count, l.stride);
-        Cells {
+        AtomicCells {
             obj,
             data,
             len,
@@ -207,7 +207,7 @@ impl<T: AtomicElement> Cells<T> {
     ) -> Result<Self> {
         let spec = Spec {
             kind,
-            elem: desc::<T>(),
+            elem: atomic_desc::<T>(),
             count: len,
             stride: if padded {
                 CACHE_LINE
@@ -221,7 +221,7 @@ impl<T: AtomicElement> Cells<T> {
             for i in 0..len {
                 // SAFETY: i < len == count, so `elem_ptr` is in bounds; it
                 // is aligned and accessed only atomically, as argued in
-                // `Cells::word`; the reference does not outlive this
+                // `AtomicCells::word`; the reference does not outlive this
                 // iteration, during which `obj` (and its mapping) is
                 // borrowed.
                 let w = unsafe { T::Atomic::from_ptr(obj.elem_ptr(i).cast()) };
@@ -259,7 +259,7 @@ impl<T: AtomicElement> Cells<T> {
     fn expect<'a>(kinds: &'a [Kind], strides: &'a [usize]) -> Expect<'a> {
         Expect {
             kinds,
-            elem: desc::<T>(),
+            elem: atomic_desc::<T>(),
             strides,
         }
     }
@@ -664,14 +664,14 @@ cell_api!(['a,] AtomicRef, "let a = shmsync::AtomicArray::from_slice(&[", "])?;\
 /// # Ok(()) }
 /// ```
 pub struct AtomicValue<T> {
-    cells: Cells<T>,
+    cells: AtomicCells<T>,
 }
 
 const ATOMIC_VALUE: Kind = Kind::AtomicValue;
 const ATOMIC_ARRAY: Kind = Kind::AtomicArray;
 
 impl<T: AtomicElement> AtomicValue<T> {
-    fn with(cells: Cells<T>) -> Self {
+    fn with(cells: AtomicCells<T>) -> Self {
         debug_assert_eq!(cells.len, 1, "validated by Object");
         AtomicValue { cells }
     }
@@ -696,7 +696,7 @@ impl<T: AtomicElement> AtomicValue<T> {
     /// # Errors
     /// [`Error::Io`](crate::Error::Io) if the memfd cannot be made.
     pub fn new(v: T) -> Result<Self> {
-        Ok(Self::with(Cells::create(
+        Ok(Self::with(AtomicCells::create(
             None,
             ATOMIC_VALUE,
             1,
@@ -725,7 +725,7 @@ impl<T: AtomicElement> AtomicValue<T> {
     /// creator that died,
     /// [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str, v: T) -> Result<Self> {
-        Ok(Self::with(Cells::create(
+        Ok(Self::with(AtomicCells::create(
             Some(name),
             ATOMIC_VALUE,
             1,
@@ -753,7 +753,7 @@ impl<T: AtomicElement> AtomicValue<T> {
     /// holds another kind of object (a [`Value`](crate::Value) too) or
     /// another element type; the validation errors of a damaged segment.
     pub fn open(name: &str) -> Result<Self> {
-        Ok(Self::with(Cells::open(name, ATOMIC_VALUE)?))
+        Ok(Self::with(AtomicCells::open(name, ATOMIC_VALUE)?))
     }
 
     /// Attaches to the value behind `fd` (see [`AsFd`]).
@@ -778,7 +778,7 @@ impl<T: AtomicElement> AtomicValue<T> {
     /// kind of descriptor or an unsealed memfd; otherwise as
     /// [`open`](Self::open).
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        Ok(Self::with(Cells::from_fd(fd, ATOMIC_VALUE)?))
+        Ok(Self::with(AtomicCells::from_fd(fd, ATOMIC_VALUE)?))
     }
 
     /// The value's cell as an [`AtomicRef`], for code that takes cells of
@@ -837,13 +837,13 @@ impl<T: AtomicElement> fmt::Debug for AtomicValue<T> {
 /// # Ok(()) }
 /// ```
 pub struct AtomicArray<T> {
-    cells: Cells<T>,
+    cells: AtomicCells<T>,
 }
 
 impl<T: AtomicElement> AtomicArray<T> {
     fn make(name: Option<&str>, len: usize, padded: bool, f: impl Fn(usize) -> T) -> Result<Self> {
         Ok(AtomicArray {
-            cells: Cells::create(name, ATOMIC_ARRAY, len, padded, f)?,
+            cells: AtomicCells::create(name, ATOMIC_ARRAY, len, padded, f)?,
         })
     }
 
@@ -969,7 +969,7 @@ impl<T: AtomicElement> AtomicArray<T> {
     /// size or [`CACHE_LINE`]; the validation errors of a damaged segment.
     pub fn open(name: &str) -> Result<Self> {
         Ok(AtomicArray {
-            cells: Cells::open(name, ATOMIC_ARRAY)?,
+            cells: AtomicCells::open(name, ATOMIC_ARRAY)?,
         })
     }
 
@@ -993,7 +993,7 @@ impl<T: AtomicElement> AtomicArray<T> {
     /// [`open`](Self::open).
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         Ok(AtomicArray {
-            cells: Cells::from_fd(fd, ATOMIC_ARRAY)?,
+            cells: AtomicCells::from_fd(fd, ATOMIC_ARRAY)?,
         })
     }
 

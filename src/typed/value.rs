@@ -4,12 +4,12 @@ use core::fmt;
 use core::time::Duration;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::element::Element;
 use crate::error::Result;
 use crate::shm::object::Kind;
 use crate::sync::{HasLock, HeldLock, LockHandle};
 use crate::sync::{LockError, RLock, TryLockError};
-use crate::typed::{Cells, NewLock};
+use crate::typed::Element;
+use crate::typed::{Elements, NewLock};
 
 /// One `T` in shared memory, protected by a recursive lock: Python's
 /// `multiprocessing.Value`.
@@ -39,7 +39,7 @@ use crate::typed::{Cells, NewLock};
 /// # Ok(()) }
 /// ```
 pub struct Value<T> {
-    cells: Cells<T>,
+    elems: Elements<T>,
     lock: RLock,
 }
 
@@ -60,9 +60,9 @@ const VALUE: &[Kind] = &[Kind::Value];
 const RAW_VALUE: &[Kind] = &[Kind::RawValue];
 
 impl<T: Element> Value<T> {
-    fn with(cells: Cells<T>, given: Option<&RLock>) -> Result<Self> {
-        let lock = cells.attach_lock(given)?;
-        Ok(Value { cells, lock })
+    fn with(elems: Elements<T>, given: Option<&RLock>) -> Result<Self> {
+        let lock = elems.attach_lock(given)?;
+        Ok(Value { elems, lock })
     }
 
     /// A new anonymous value with its own lock.
@@ -71,7 +71,7 @@ impl<T: Element> Value<T> {
     /// [`Error::Io`](crate::Error::Io) if the memfd cannot be made.
     pub fn new(v: T) -> Result<Self> {
         Self::with(
-            Cells::create(None, Kind::Value, 1, NewLock::Own, |_| v)?,
+            Elements::create(None, Kind::Value, 1, NewLock::Own, |_| v)?,
             None,
         )
     }
@@ -90,7 +90,7 @@ impl<T: Element> Value<T> {
     /// [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str, v: T) -> Result<Self> {
         Self::with(
-            Cells::create(Some(name), Kind::Value, 1, NewLock::Own, |_| v)?,
+            Elements::create(Some(name), Kind::Value, 1, NewLock::Own, |_| v)?,
             None,
         )
     }
@@ -102,7 +102,7 @@ impl<T: Element> Value<T> {
     /// [`Error::Io`](crate::Error::Io).
     pub fn with_lock(v: T, lock: &RLock) -> Result<Self> {
         Self::with(
-            Cells::create(None, Kind::Value, 1, NewLock::External(lock), |_| v)?,
+            Elements::create(None, Kind::Value, 1, NewLock::External(lock), |_| v)?,
             Some(lock),
         )
     }
@@ -116,7 +116,7 @@ impl<T: Element> Value<T> {
     /// [`create`](Value::create).
     pub fn create_with_lock(name: &str, v: T, lock: &RLock) -> Result<Self> {
         Self::with(
-            Cells::create(Some(name), Kind::Value, 1, NewLock::External(lock), |_| v)?,
+            Elements::create(Some(name), Kind::Value, 1, NewLock::External(lock), |_| v)?,
             Some(lock),
         )
     }
@@ -131,7 +131,7 @@ impl<T: Element> Value<T> {
     /// for a damaged segment; [`Error::InvalidName`](crate::Error::InvalidName)
     /// also for a symbolic link (never followed) or a non-regular file.
     pub fn open(name: &str) -> Result<Self> {
-        Self::with(Cells::open(name, VALUE)?, None)
+        Self::with(Elements::open(name, VALUE)?, None)
     }
 
     /// Attaches to the value behind `fd` (see [`AsFd::as_fd`]).
@@ -145,7 +145,7 @@ impl<T: Element> Value<T> {
     /// [`open`](Value::open). A value whose separate lock is
     /// anonymous needs [`from_fd_with_lock`](Value::from_fd_with_lock).
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        Self::with(Cells::from_fd(fd, VALUE)?, None)
+        Self::with(Elements::from_fd(fd, VALUE)?, None)
     }
 
     /// Attaches to the value behind `fd`, which uses `lock`. The descriptor
@@ -155,7 +155,7 @@ impl<T: Element> Value<T> {
     /// [`Error::LockMismatch`](crate::Error::LockMismatch) if the value was
     /// not created with this lock; otherwise as [`from_fd`](Value::from_fd).
     pub fn from_fd_with_lock(fd: OwnedFd, lock: &RLock) -> Result<Self> {
-        Self::with(Cells::from_fd(fd, VALUE)?, Some(lock))
+        Self::with(Elements::from_fd(fd, VALUE)?, Some(lock))
     }
 
     /// Locks and reads the value.
@@ -228,20 +228,20 @@ impl<T: Element> Value<T> {
 
 impl<T: Element> ValueGuard<'_, T> {
     #[inline]
-    fn cells(&self) -> &Cells<T> {
-        &self.held.obj().cells
+    fn elems(&self) -> &Elements<T> {
+        &self.held.obj().elems
     }
 
     /// Reads the value.
     #[inline]
     pub fn get(&self) -> T {
-        self.cells().load(0)
+        self.elems().load(0)
     }
 
     /// Writes the value.
     #[inline]
     pub fn set(&self, v: T) {
-        self.cells().store(0, v);
+        self.elems().store(0, v);
     }
 
     /// Declares the value repaired after [`LockError::OwnerDied`]; see
@@ -285,7 +285,7 @@ impl<T: Element + fmt::Debug> fmt::Debug for Value<T> {
 /// # Ok(()) }
 /// ```
 pub struct RawValue<T> {
-    cells: Cells<T>,
+    elems: Elements<T>,
 }
 
 impl<T: Element> RawValue<T> {
@@ -295,7 +295,7 @@ impl<T: Element> RawValue<T> {
     /// [`Error::Io`](crate::Error::Io).
     pub fn new(v: T) -> Result<Self> {
         Ok(RawValue {
-            cells: Cells::create(None, Kind::RawValue, 1, NewLock::None, |_| v)?,
+            elems: Elements::create(None, Kind::RawValue, 1, NewLock::None, |_| v)?,
         })
     }
 
@@ -305,7 +305,7 @@ impl<T: Element> RawValue<T> {
     /// As for [`Value::create`].
     pub fn create(name: &str, v: T) -> Result<Self> {
         Ok(RawValue {
-            cells: Cells::create(Some(name), Kind::RawValue, 1, NewLock::None, |_| v)?,
+            elems: Elements::create(Some(name), Kind::RawValue, 1, NewLock::None, |_| v)?,
         })
     }
 
@@ -315,7 +315,7 @@ impl<T: Element> RawValue<T> {
     /// As for [`Value::open`].
     pub fn open(name: &str) -> Result<Self> {
         Ok(RawValue {
-            cells: Cells::open(name, RAW_VALUE)?,
+            elems: Elements::open(name, RAW_VALUE)?,
         })
     }
 
@@ -325,20 +325,20 @@ impl<T: Element> RawValue<T> {
     /// As for [`Value::from_fd`].
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         Ok(RawValue {
-            cells: Cells::from_fd(fd, RAW_VALUE)?,
+            elems: Elements::from_fd(fd, RAW_VALUE)?,
         })
     }
 
     /// Reads the value (relaxed).
     #[inline]
     pub fn get(&self) -> T {
-        self.cells.load(0)
+        self.elems.load(0)
     }
 
     /// Writes the value (relaxed).
     #[inline]
     pub fn set(&self, v: T) {
-        self.cells.store(0, v);
+        self.elems.store(0, v);
     }
 }
 
@@ -358,12 +358,12 @@ macro_rules! object_common {
             /// The segment's name (without a leading `/`), `None` if
             /// anonymous.
             pub fn name(&self) -> Option<&str> {
-                self.cells.obj.seg.name()
+                self.elems.obj.seg.name()
             }
 
             /// Keeps the name after this creating handle is dropped.
             pub fn persist(&self) {
-                self.cells.obj.seg.persist();
+                self.elems.obj.seg.persist();
             }
 
             /// Removes the name now; attached handles keep working.
@@ -373,13 +373,13 @@ macro_rules! object_common {
             /// removed, [`Error::InvalidArgument`](crate::Error::InvalidArgument)
             /// if anonymous.
             pub fn unlink(&self) -> Result<()> {
-                self.cells.obj.seg.unlink()
+                self.elems.obj.seg.unlink()
             }
         }
 
         impl<T: Element> AsFd for $ty<T> {
             fn as_fd(&self) -> BorrowedFd<'_> {
-                self.cells.obj.seg.fd()
+                self.elems.obj.seg.fd()
             }
         }
     )*};

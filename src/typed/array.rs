@@ -5,13 +5,13 @@ use core::fmt;
 use core::time::Duration;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::element::{CChar, Element};
 use crate::error::{Error, Result};
 use crate::shm::object::Kind;
 use crate::sync::{HasLock, HeldLock, LockHandle};
 use crate::sync::{LockError, RLock, TryLockError};
-use crate::typed::{Cells, NewLock};
-use crate::value::object_common;
+use crate::typed::value::object_common;
+use crate::typed::{CChar, Element};
+use crate::typed::{Elements, NewLock};
 
 const ARRAY: &[Kind] = &[Kind::Array];
 const RAW_ARRAY: &[Kind] = &[Kind::RawArray];
@@ -41,7 +41,7 @@ const RAW_ARRAY: &[Kind] = &[Kind::RawArray];
 /// # Ok(()) }
 /// ```
 pub struct Array<T> {
-    cells: Cells<T>,
+    elems: Elements<T>,
     lock: RLock,
 }
 
@@ -62,9 +62,9 @@ impl<T: Element> HasLock for Array<T> {
 type Res<'a, R, T> = core::result::Result<R, LockError<ArrayGuard<'a, T>>>;
 
 impl<T: Element> Array<T> {
-    fn with(cells: Cells<T>, given: Option<&RLock>) -> Result<Self> {
-        let lock = cells.attach_lock(given)?;
-        Ok(Array { cells, lock })
+    fn with(elems: Elements<T>, given: Option<&RLock>) -> Result<Self> {
+        let lock = elems.attach_lock(given)?;
+        Ok(Array { elems, lock })
     }
 
     /// A new anonymous array of `len` zeroed elements, with its own lock.
@@ -73,7 +73,7 @@ impl<T: Element> Array<T> {
     /// [`Error::InvalidArgument`] if too large; [`Error::Io`].
     pub fn zeroed(len: usize) -> Result<Self> {
         Self::with(
-            Cells::create(None, Kind::Array, len, NewLock::Own, |_| T::zeroed())?,
+            Elements::create(None, Kind::Array, len, NewLock::Own, |_| T::zeroed())?,
             None,
         )
     }
@@ -84,7 +84,7 @@ impl<T: Element> Array<T> {
     /// As for [`zeroed`](Array::zeroed).
     pub fn from_slice(data: &[T]) -> Result<Self> {
         Self::with(
-            Cells::create(None, Kind::Array, data.len(), NewLock::Own, |i| data[i])?,
+            Elements::create(None, Kind::Array, data.len(), NewLock::Own, |i| data[i])?,
             None,
         )
     }
@@ -101,7 +101,7 @@ impl<T: Element> Array<T> {
     /// [`Error::Io`].
     pub fn create(name: &str, data: &[T]) -> Result<Self> {
         Self::with(
-            Cells::create(Some(name), Kind::Array, data.len(), NewLock::Own, |i| {
+            Elements::create(Some(name), Kind::Array, data.len(), NewLock::Own, |i| {
                 data[i]
             })?,
             None,
@@ -115,7 +115,7 @@ impl<T: Element> Array<T> {
     /// As for [`zeroed`](Array::zeroed).
     pub fn with_lock(data: &[T], lock: &RLock) -> Result<Self> {
         Self::with(
-            Cells::create(
+            Elements::create(
                 None,
                 Kind::Array,
                 data.len(),
@@ -134,7 +134,7 @@ impl<T: Element> Array<T> {
     /// another object; otherwise as [`create`](Array::create).
     pub fn create_with_lock(name: &str, data: &[T], lock: &RLock) -> Result<Self> {
         Self::with(
-            Cells::create(
+            Elements::create(
                 Some(name),
                 Kind::Array,
                 data.len(),
@@ -153,7 +153,7 @@ impl<T: Element> Array<T> {
     /// segment; [`Error::InvalidName`] also for a symbolic link (never
     /// followed) or a non-regular file.
     pub fn open(name: &str) -> Result<Self> {
-        Self::with(Cells::open(name, ARRAY)?, None)
+        Self::with(Elements::open(name, ARRAY)?, None)
     }
 
     /// Opens an array and checks that it has `len` elements.
@@ -163,7 +163,7 @@ impl<T: Element> Array<T> {
     /// otherwise as [`open`](Array::open).
     pub fn open_len(name: &str, len: usize) -> Result<Self> {
         let a = Self::open(name)?;
-        check_len(a.len(), len)?;
+        check_count(a.len(), len)?;
         Ok(a)
     }
 
@@ -176,7 +176,7 @@ impl<T: Element> Array<T> {
     /// [`Error::InvalidArgument`] for another kind of descriptor or an
     /// unsealed memfd; otherwise as [`open`](Array::open).
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        Self::with(Cells::from_fd(fd, ARRAY)?, None)
+        Self::with(Elements::from_fd(fd, ARRAY)?, None)
     }
 
     /// Attaches to the array behind `fd`, which uses `lock`. The descriptor
@@ -186,13 +186,13 @@ impl<T: Element> Array<T> {
     /// [`Error::LockMismatch`] if it was not created with this lock;
     /// otherwise as [`from_fd`](Array::from_fd).
     pub fn from_fd_with_lock(fd: OwnedFd, lock: &RLock) -> Result<Self> {
-        Self::with(Cells::from_fd(fd, ARRAY)?, Some(lock))
+        Self::with(Elements::from_fd(fd, ARRAY)?, Some(lock))
     }
 
     /// Number of elements.
     #[inline]
     pub fn len(&self) -> usize {
-        self.cells.len()
+        self.elems.len()
     }
 
     /// Whether the array has no elements.
@@ -330,14 +330,14 @@ impl Array<CChar> {
 
 impl<T: Element> ArrayGuard<'_, T> {
     #[inline]
-    fn cells(&self) -> &Cells<T> {
-        &self.held.obj().cells
+    fn elems(&self) -> &Elements<T> {
+        &self.held.obj().elems
     }
 
     /// Number of elements.
     #[inline]
     pub fn len(&self) -> usize {
-        self.cells().len()
+        self.elems().len()
     }
 
     /// Whether the array has no elements.
@@ -348,36 +348,36 @@ impl<T: Element> ArrayGuard<'_, T> {
     /// Element `i`. Panics if out of bounds.
     #[inline]
     pub fn get(&self, i: usize) -> T {
-        self.cells().load(i)
+        self.elems().load(i)
     }
 
     /// Writes element `i`. Panics if out of bounds.
     #[inline]
     pub fn set(&self, i: usize, v: T) {
-        self.cells().store(i, v);
+        self.elems().store(i, v);
     }
 
     /// Applies `f` to element `i`; returns the new value.
     #[inline]
     pub fn update(&self, i: usize, f: impl FnOnce(T) -> T) -> T {
-        let n = f(self.cells().load(i));
-        self.cells().store(i, n);
+        let n = f(self.elems().load(i));
+        self.elems().store(i, n);
         n
     }
 
     /// Copies elements `start..start + out.len()` into `out`.
     pub fn read(&self, start: usize, out: &mut [T]) {
-        self.cells().read(start, out);
+        self.elems().read(start, out);
     }
 
     /// Stores `data` at `start..start + data.len()`.
     pub fn write(&self, start: usize, data: &[T]) {
-        self.cells().write(start, data);
+        self.elems().write(start, data);
     }
 
     /// Every element.
     pub fn to_vec(&self) -> Vec<T> {
-        self.cells().to_vec()
+        self.elems().to_vec()
     }
 
     /// Declares the array repaired after [`LockError::OwnerDied`]; see
@@ -439,7 +439,7 @@ impl<T: Element> fmt::Debug for Array<T> {
     }
 }
 
-fn check_len(found: usize, expected: usize) -> Result<()> {
+fn check_count(found: usize, expected: usize) -> Result<()> {
     if found == expected {
         Ok(())
     } else {
@@ -466,7 +466,7 @@ fn check_len(found: usize, expected: usize) -> Result<()> {
 /// # Ok(()) }
 /// ```
 pub struct RawArray<T> {
-    cells: Cells<T>,
+    elems: Elements<T>,
 }
 
 impl<T: Element> RawArray<T> {
@@ -476,7 +476,7 @@ impl<T: Element> RawArray<T> {
     /// [`Error::InvalidArgument`] if too large; [`Error::Io`].
     pub fn zeroed(len: usize) -> Result<Self> {
         Ok(RawArray {
-            cells: Cells::create(None, Kind::RawArray, len, NewLock::None, |_| T::zeroed())?,
+            elems: Elements::create(None, Kind::RawArray, len, NewLock::None, |_| T::zeroed())?,
         })
     }
 
@@ -486,7 +486,7 @@ impl<T: Element> RawArray<T> {
     /// As for [`zeroed`](RawArray::zeroed).
     pub fn from_slice(data: &[T]) -> Result<Self> {
         Ok(RawArray {
-            cells: Cells::create(None, Kind::RawArray, data.len(), NewLock::None, |i| data[i])?,
+            elems: Elements::create(None, Kind::RawArray, data.len(), NewLock::None, |i| data[i])?,
         })
     }
 
@@ -496,7 +496,7 @@ impl<T: Element> RawArray<T> {
     /// As for [`Array::create`].
     pub fn create(name: &str, data: &[T]) -> Result<Self> {
         Ok(RawArray {
-            cells: Cells::create(Some(name), Kind::RawArray, data.len(), NewLock::None, |i| {
+            elems: Elements::create(Some(name), Kind::RawArray, data.len(), NewLock::None, |i| {
                 data[i]
             })?,
         })
@@ -508,7 +508,7 @@ impl<T: Element> RawArray<T> {
     /// As for [`Array::open`].
     pub fn open(name: &str) -> Result<Self> {
         Ok(RawArray {
-            cells: Cells::open(name, RAW_ARRAY)?,
+            elems: Elements::open(name, RAW_ARRAY)?,
         })
     }
 
@@ -518,7 +518,7 @@ impl<T: Element> RawArray<T> {
     /// As for [`Array::open_len`].
     pub fn open_len(name: &str, len: usize) -> Result<Self> {
         let a = Self::open(name)?;
-        check_len(a.len(), len)?;
+        check_count(a.len(), len)?;
         Ok(a)
     }
 
@@ -528,14 +528,14 @@ impl<T: Element> RawArray<T> {
     /// As for [`Array::from_fd`].
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         Ok(RawArray {
-            cells: Cells::from_fd(fd, RAW_ARRAY)?,
+            elems: Elements::from_fd(fd, RAW_ARRAY)?,
         })
     }
 
     /// Number of elements.
     #[inline]
     pub fn len(&self) -> usize {
-        self.cells.len()
+        self.elems.len()
     }
 
     /// Whether the array has no elements.
@@ -546,30 +546,30 @@ impl<T: Element> RawArray<T> {
     /// Element `i` (relaxed). Panics if out of bounds.
     #[inline]
     pub fn get(&self, i: usize) -> T {
-        self.cells.load(i)
+        self.elems.load(i)
     }
 
     /// Writes element `i` (relaxed). Panics if out of bounds.
     #[inline]
     pub fn set(&self, i: usize, v: T) {
-        self.cells.store(i, v);
+        self.elems.store(i, v);
     }
 
     /// Copies elements `start..start + out.len()` into `out`. Panics if out
     /// of bounds.
     pub fn read(&self, start: usize, out: &mut [T]) {
-        self.cells.read(start, out);
+        self.elems.read(start, out);
     }
 
     /// Stores `data` at `start..start + data.len()`. Panics if out of
     /// bounds.
     pub fn write(&self, start: usize, data: &[T]) {
-        self.cells.write(start, data);
+        self.elems.write(start, data);
     }
 
     /// A snapshot of every element (not atomic as a whole).
     pub fn to_vec(&self) -> Vec<T> {
-        self.cells.to_vec()
+        self.elems.to_vec()
     }
 
     /// Iterates over a snapshot.

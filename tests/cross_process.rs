@@ -6,7 +6,7 @@ mod common;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use common::{await_msg, ready_go, run_child, spawn, start_together, tell, ShmName};
+use common::{await_msg, ready_go, run_child, run_together, spawn, tell, ShmName};
 use shmsync::{Array, Error, Lock, RLock, RawArray, RawValue, SharedMemory, TryLockError, Value};
 
 const INCREMENTS: i64 = 100_000;
@@ -27,10 +27,7 @@ fn value_increments(test: &str, procs: usize) {
     }
     let name = ShmName::new("vinc");
     let v = Value::<i32>::create(&name, 0).unwrap();
-    let kids = start_together(procs, |_| spawn(test, "inc").arg("NAME", &*name));
-    for k in kids {
-        k.wait();
-    }
+    run_together(procs, |_| spawn(test, "inc").arg("NAME", &*name));
     assert_eq!(i64::from(v.get().unwrap()), procs as i64 * INCREMENTS);
     // Children only opened the name: it is still there until we drop ours.
     common::assert_exists(&name);
@@ -75,10 +72,7 @@ fn array_increments(test: &str, procs: usize) {
     // Distinct starting values: a mix-up between elements would show.
     let start: Vec<i64> = (0..ARRAY_LEN as i64).map(|j| j * 1_000_000_000).collect();
     let a = Array::<i64>::create(&name, &start).unwrap();
-    let kids = start_together(procs, |_| spawn(test, "inc").arg("NAME", &*name));
-    for k in kids {
-        k.wait();
-    }
+    run_together(procs, |_| spawn(test, "inc").arg("NAME", &*name));
     let want: Vec<i64> = start
         .iter()
         .map(|s| s + procs as i64 * INCREMENTS)
@@ -117,10 +111,7 @@ fn raw_value_unlocked_increments_from_2_processes() {
     }
     let name = ShmName::new("rawinc");
     let r = RawValue::<i64>::create(&name, 0).unwrap();
-    let kids = start_together(2, |_| spawn(TEST, "inc").arg("NAME", &*name));
-    for k in kids {
-        k.wait();
-    }
+    run_together(2, |_| spawn(TEST, "inc").arg("NAME", &*name));
     let total = r.get();
     // Every stored value is a read value plus one, so it is at most the
     // number of stores; lost updates make it smaller, never larger.

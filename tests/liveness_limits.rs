@@ -16,6 +16,7 @@ use std::os::fd::AsFd;
 use std::panic::catch_unwind;
 use std::time::Duration;
 
+use common::owner_death::{kind, Mode};
 use common::{arg, await_msg, block_until_killed, run_child, spawn, take_fd, tell, ShmName};
 use shmsync::{
     AtomicValue, Errno, Error, Lock, LockError, RLock, RawValue, Robustness, SharedMemory,
@@ -32,17 +33,6 @@ fn fallback_only() {
         Robustness::Fallback,
         "child must run with SHMSYNC_ROBUST=fallback"
     );
-}
-
-fn kind<G>(r: &Result<G, TryLockError<G>>) -> &'static str {
-    match r {
-        Ok(_) => "Ok",
-        Err(TryLockError::WouldBlock) => "WouldBlock",
-        Err(TryLockError::OwnerDied(_)) => "OwnerDied",
-        Err(TryLockError::NotRecoverable) => "NotRecoverable",
-        Err(TryLockError::Deadlock) => "Deadlock",
-        Err(_) => "another error",
-    }
 }
 
 /// Entries of `/proc/self/fd` (including the one `read_dir` uses).
@@ -152,7 +142,7 @@ fn many_lock_segments_keep_owner_death_detectable() {
     let victim = Lock::create(&name).unwrap();
     let child = |role| {
         spawn(TEST, role)
-            .env("SHMSYNC_ROBUST", "fallback")
+            .mode(Mode::Fallback)
             .arg("VICTIM", &*name)
             .start()
     };
@@ -261,10 +251,7 @@ fn descriptors_per_object() {
     }) {
         return;
     }
-    spawn(TEST, "count")
-        .env("SHMSYNC_ROBUST", "fallback")
-        .start()
-        .wait();
+    spawn(TEST, "count").mode(Mode::Fallback).start().wait();
 }
 
 // ===========================================================================
@@ -345,7 +332,7 @@ fn description_failure_is_an_error() {
     let _value = Value::<i64>::create(&vn, 1).unwrap();
     let _raw = RawValue::<i64>::create(&rn, 7).unwrap();
     spawn(TEST, "limited")
-        .env("SHMSYNC_ROBUST", "fallback")
+        .mode(Mode::Fallback)
         .arg("LOCK", &*ln)
         .arg("VALUE", &*vn)
         .arg("RAW", &*rn)
@@ -358,27 +345,15 @@ fn description_failure_is_an_error() {
 // Fork: the child's descriptions are its own
 // ===========================================================================
 
-/// Single-threaded children: the role runs from an `.init_array`
-/// constructor, before libtest starts, in the main thread (for `fork`).
-extern "C" fn premain() {
-    let Some(role) = common::premain_role() else {
-        return;
-    };
-    let ok = catch_unwind(|| {
-        fallback_only();
-        match role.as_str() {
-            "parent_dies" => parent_dies(),
-            r => panic!("unknown premain role {r}"),
-        }
-    })
-    .is_ok();
-    let _ = std::io::stdout().flush();
-    std::process::exit(if ok { 0 } else { 101 });
-}
-
-#[used]
-#[link_section = ".init_array"]
-static PREMAIN: extern "C" fn() = premain;
+// Single-threaded children (`Spawn::premain`): the role runs before
+// libtest starts, in the main thread (for `fork`).
+common::premain!(|role| {
+    fallback_only();
+    match role {
+        "parent_dies" => parent_dies(),
+        r => panic!("unknown premain role {r}"),
+    }
+});
 
 /// Holds a lock, forks a child that waits for it, and waits to be killed.
 fn parent_dies() {
@@ -421,7 +396,7 @@ fn parent_dies() {
 fn forked_child_sees_its_parent_die() {
     let mut p = spawn("forked_child_sees_its_parent_die", "parent_dies")
         .premain()
-        .env("SHMSYNC_ROBUST", "fallback")
+        .mode(Mode::Fallback)
         .start();
     let mut got = [p.recv(), p.recv()];
     got.sort();

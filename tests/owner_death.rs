@@ -10,10 +10,9 @@
 //! kill-while-held soak (1000 trials per mode and scenario by default).
 //! The child-process machinery is in `common/mod.rs` (shared with the
 //! other cross-process tests), the owner-death specifics (modes, lock-word
-//! peeks, random trials) in `common_od/mod.rs`.
+//! peeks, locking outcomes, random trials) in `common/owner_death.rs`.
 
 mod common;
-mod common_od;
 
 use std::cell::Cell;
 use std::io::Write as _;
@@ -22,11 +21,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use common::owner_death::{
+    assert_kind, assert_ok, expect_ok, expect_owner_died, kind, mode_tests, trials, Mode, Peek, Rng,
+};
 use common::{
     arg, arg_parse, await_msg, block_until_killed, gettid, glibc_timedlock, init_robust_mutex,
-    robust_list, tell, wait_until, Child, ShmName,
+    robust_list, run_child, spawn, tell, wait_until, Child, ShmName,
 };
-use common_od::{run_child, spawn, trials, Mode, Peek, Rng};
 use shmsync::raw::{OWNER_DIED, TID_MASK};
 use shmsync::{Array, ArrayGuard, LockError, RLock, SharedMemory, TryLockError, Value, ValueGuard};
 
@@ -41,72 +42,8 @@ const LONG: Duration = Duration::from_secs(10);
 // Result helpers
 // ===========================================================================
 
-/// A locking call's result, `LockError`- or `TryLockError`-shaped, widened
-/// to the latter (the same variants, plus `WouldBlock`).
-trait Outcome {
-    type Ok;
-    type Guard;
-    fn widen(self) -> Result<Self::Ok, TryLockError<Self::Guard>>;
-}
-
-impl<T, G> Outcome for Result<T, LockError<G>> {
-    type Ok = T;
-    type Guard = G;
-    fn widen(self) -> Result<T, TryLockError<G>> {
-        self.map_err(TryLockError::from)
-    }
-}
-
-impl<T, G> Outcome for Result<T, TryLockError<G>> {
-    type Ok = T;
-    type Guard = G;
-    fn widen(self) -> Self {
-        self
-    }
-}
-
-/// The name of what a locking call returned, for messages.
-fn kind<T, G>(r: &Result<T, TryLockError<G>>) -> &'static str {
-    match r {
-        Ok(_) => "Ok",
-        Err(TryLockError::WouldBlock) => "WouldBlock",
-        Err(TryLockError::OwnerDied(_)) => "OwnerDied",
-        Err(TryLockError::NotRecoverable) => "NotRecoverable",
-        Err(TryLockError::Deadlock) => "Deadlock",
-        Err(_) => "another error",
-    }
-}
-
-/// Asserts that `r` is `Ok` with a value (or guard) for which `good` holds.
-fn assert_ok<R: Outcome>(what: &str, r: R, good: impl FnOnce(&R::Ok) -> bool) {
-    let r = r.widen();
-    assert!(r.as_ref().is_ok_and(good), "{what}: {}", kind(&r));
-}
-
 /// [`kind`] of a not-recoverable lock's every result.
 const NR: &str = "NotRecoverable";
-
-/// Asserts that `r` is the outcome named `want` (see [`kind`]).
-fn assert_kind(what: &str, r: impl Outcome, want: &str) {
-    let k = kind(&r.widen());
-    assert!(k == want, "{what}: {k}");
-}
-
-/// The value (or guard) of an `Ok` result; panics with `what` otherwise.
-fn expect_ok<R: Outcome>(what: &str, r: R) -> R::Ok {
-    match r.widen() {
-        Ok(x) => x,
-        r => panic!("{what}: {}", kind(&r)),
-    }
-}
-
-/// The guard of an `OwnerDied` result; panics with `what` otherwise.
-fn expect_owner_died<R: Outcome>(what: &str, r: R) -> R::Guard {
-    match r.widen() {
-        Err(TryLockError::OwnerDied(g)) => g,
-        r => panic!("{what}: {}", kind(&r)),
-    }
-}
 
 /// An `update` closure that changes nothing and records that it ran.
 fn spy(called: &Cell<bool>) -> impl FnOnce(i64) -> i64 + '_ {
@@ -374,7 +311,8 @@ impl Obj {
 // Child roles (one dispatcher for every test)
 // ===========================================================================
 
-fn roles(role: &str, mode: Mode) {
+fn roles(role: &str) {
+    let mode = Mode::of_child();
     match role {
         "server" => server(mode),
         "holder" => hold_and_block(),
@@ -387,29 +325,13 @@ fn roles(role: &str, mode: Mode) {
     }
 }
 
-/// Single-threaded children: the role runs from an `.init_array`
-/// constructor, before libtest starts, in the main thread.
-extern "C" fn premain() {
-    let Some(role) = common::premain_role() else {
-        return;
-    };
-    let ok = catch_unwind(|| {
-        let mode = Mode::of_child();
-        match role.as_str() {
-            "exec_holder" => exec_holder(),
-            "forker" => forker(mode),
-            r => panic!("unknown premain role {r}"),
-        }
-        tell("done");
-    })
-    .is_ok();
-    let _ = std::io::stdout().flush();
-    std::process::exit(if ok { 0 } else { 101 });
-}
-
-#[used]
-#[link_section = ".init_array"]
-static PREMAIN: extern "C" fn() = premain;
+// Single-threaded children (`Spawn::premain`): the role runs before
+// libtest starts, in the main thread.
+common::premain!(|role| match role {
+    "exec_holder" => exec_holder(),
+    "forker" => forker(Mode::of_child()),
+    r => panic!("unknown premain role {r}"),
+});
 
 /// Locks the object `NAME` (`KIND` value or array) twice (recursively),
 /// writes `elements(VAL, len)`, reports `held <tid>` and waits to be
@@ -466,12 +388,8 @@ fn wait_cmd(name: &str, val: i64, consistent: bool) -> String {
     match rx.recv_timeout(LONG) {
         Ok(verdict) => verdict.to_owned(),
         Err(_) => {
-            let p = Peek::open(name);
-            panic!(
-                "lock() still blocked {LONG:?} after the owner's death: word {:#x}, owner record {:#x}",
-                p.word(),
-                p.owner()
-            )
+            let w = Peek::open(name).word();
+            panic!("lock() still blocked {LONG:?} after the owner's death: word {w:#x}")
         }
     }
 }
@@ -480,31 +398,8 @@ fn wait_cmd(name: &str, val: i64, consistent: bool) -> String {
 // Trial machinery
 // ===========================================================================
 
-/// A scenario's two `#[test]`s, one per mode, named as given: each runs
-/// `scenario(test, mode)` with its own name as `test`, or, in a child
-/// process started for it, the child's role ([`roles`]).
-macro_rules! mode_tests {
-    ($scenario:ident: $list:ident, $fallback:ident) => {
-        #[test]
-        fn $list() {
-            let test = stringify!($list);
-            if !run_child(test, roles) {
-                $scenario(test, Mode::List);
-            }
-        }
-
-        #[test]
-        fn $fallback() {
-            let test = stringify!($fallback);
-            if !run_child(test, roles) {
-                $scenario(test, Mode::Fallback);
-            }
-        }
-    };
-}
-
 fn start_server(test: &str, mode: Mode) -> Child {
-    let mut k = spawn(test, "server", mode).start();
+    let mut k = spawn(test, "server").mode(mode).start();
     k.expect("ready");
     k
 }
@@ -512,7 +407,8 @@ fn start_server(test: &str, mode: Mode) -> Child {
 /// A `holder` ([`hold_and_block`]) of the `kind` object `name`, holding it
 /// with `val` written; returns it and the holding thread's TID.
 fn start_holder(test: &str, mode: Mode, name: &str, kind: &str, val: i64) -> (Child, u32) {
-    let mut h = spawn(test, "holder", mode)
+    let mut h = spawn(test, "holder")
+        .mode(mode)
         .arg("NAME", name)
         .arg("KIND", kind)
         .arg("VAL", val)
@@ -620,7 +516,7 @@ fn trial_waiter_blocked(test: &str, mode: Mode, trial: usize, ws: &mut [Child; 2
     t.check_after();
 }
 
-mode_tests!(waiter_blocked: waiter_blocked_list, waiter_blocked_fallback);
+mode_tests!(waiter_blocked: waiter_blocked_list, waiter_blocked_fallback, children: roles);
 
 // ===========================================================================
 // Scenario 2: holder dead before anyone locks; every entry point reports it
@@ -710,7 +606,7 @@ fn first_locker(a: &[&str]) -> String {
     "owner_died".to_owned()
 }
 
-mode_tests!(dead_before_lock: dead_before_lock_list, dead_before_lock_fallback);
+mode_tests!(dead_before_lock: dead_before_lock_list, dead_before_lock_fallback, children: roles);
 
 // ===========================================================================
 // Scenario 3: holders killed at random times while looping lock/unlock
@@ -752,7 +648,7 @@ fn trial_random_kill(test: &str, mode: Mode, rng: &mut Rng, server: &mut Child) 
     let a = Array::<i64>::create(&name, &[0, 0]).unwrap();
     let early = rng.below(4) == 0;
     let mut ls: Vec<Child> = (0..2)
-        .map(|_| spawn(test, "looper", mode).arg("NAME", &*name).start())
+        .map(|_| spawn(test, "looper").mode(mode).arg("NAME", &*name).start())
         .collect();
     if early {
         std::thread::sleep(Duration::from_micros(rng.below(15_000)));
@@ -850,12 +746,10 @@ fn after_random_kill(name: &str) -> String {
             "owner_died"
         }
         Err(TryLockError::WouldBlock) => {
-            let p = Peek::open(name);
+            let w = Peek::open(name).word();
             panic!(
-                "still held {:?} after its holders were killed: word {:#x}, owner record {:#x}",
-                start.elapsed(),
-                p.word(),
-                p.owner()
+                "still held {:?} after its holders were killed: word {w:#x}",
+                start.elapsed()
             )
         }
         Err(e) => panic!("lock_timeout after the kill: {e:?}"),
@@ -863,7 +757,7 @@ fn after_random_kill(name: &str) -> String {
     verdict.to_owned()
 }
 
-mode_tests!(random_kill: random_kill_list, random_kill_fallback);
+mode_tests!(random_kill: random_kill_list, random_kill_fallback, children: roles);
 
 // ===========================================================================
 // Scenario 4: the owner is a non-main thread of a multi-threaded process
@@ -874,7 +768,8 @@ fn non_main_thread(test: &str, mode: Mode) {
     for trial in 0..trials(TRIALS) {
         let blocked = trial % 2 == 0;
         let t = Trial::new("mt", 3000 + trial as i64, (trial / 2) % 2 == 0);
-        let mut h = spawn(test, "mt_holder", mode)
+        let mut h = spawn(test, "mt_holder")
+            .mode(mode)
             .arg("NAME", &*t.name)
             .arg("VAL", t.val)
             .start();
@@ -919,7 +814,7 @@ fn mt_holder() {
     block_until_killed()
 }
 
-mode_tests!(non_main_thread: non_main_thread_list, non_main_thread_fallback);
+mode_tests!(non_main_thread: non_main_thread_list, non_main_thread_fallback, children: roles);
 
 // ===========================================================================
 // Scenario 5: a thread (not the process) ends while holding
@@ -933,7 +828,8 @@ fn thread_ends(test: &str, mode: Mode) {
         .map(|nm| Value::<i64>::create(nm, -1).unwrap())
         .collect();
     let list: Vec<&str> = names.iter().map(|nm| &**nm).collect();
-    let mut k = spawn(test, "thread_exit", mode)
+    let mut k = spawn(test, "thread_exit")
+        .mode(mode)
         .arg("NAMES", list.join(","))
         .start();
     for i in 0..n {
@@ -994,7 +890,7 @@ fn thread_exit(mode: Mode) {
     }
 }
 
-mode_tests!(thread_ends: thread_ends_list, thread_ends_fallback);
+mode_tests!(thread_ends: thread_ends_list, thread_ends_fallback, children: roles);
 
 // ===========================================================================
 // Scenario 6: the holder execve()s while holding
@@ -1022,7 +918,8 @@ fn exec_while_holding(test: &str, mode: Mode) {
         let main_thread = trial % 2 == 0;
         let blocked = (trial / 2) % 2 == 0;
         let t = Trial::new("ex", 4000 + trial as i64, (trial / 4) % 2 == 0);
-        let mut sp = spawn(test, "exec_holder", mode)
+        let mut sp = spawn(test, "exec_holder")
+            .mode(mode)
             .arg("NAME", &*t.name)
             .arg("VAL", t.val);
         if main_thread {
@@ -1068,7 +965,7 @@ fn exec_holder() {
     panic!("exec failed: {err}");
 }
 
-mode_tests!(exec_while_holding: exec_while_holding_list, exec_while_holding_fallback);
+mode_tests!(exec_while_holding: exec_while_holding_list, exec_while_holding_fallback, children: roles);
 
 // ===========================================================================
 // Scenario 7: glibc robust pthread mutexes held in the same thread as ours
@@ -1174,7 +1071,8 @@ fn glibc_interleaved(test: &str, mode: Mode) {
             .iter()
             .map(|&(l, lock)| format!("{}{}", LOCKS[l], if lock { '+' } else { '-' }))
             .collect();
-        let mut h = spawn(test, "interleave", mode)
+        let mut h = spawn(test, "interleave")
+            .mode(mode)
             .arg("A", &*na)
             .arg("B", &*nb)
             .arg("G", &*ng)
@@ -1335,7 +1233,7 @@ fn glibc_check(a: &[&str]) -> String {
     "checked".to_owned()
 }
 
-mode_tests!(glibc_interleaved: glibc_interleaved_list, glibc_interleaved_fallback);
+mode_tests!(glibc_interleaved: glibc_interleaved_list, glibc_interleaved_fallback, children: roles);
 
 // ===========================================================================
 // Scenario 8: fork while held
@@ -1350,7 +1248,8 @@ fn fork_while_held(test: &str, mode: Mode) {
         let v1 = Value::<i64>::create(&n1, 0).unwrap();
         let v2 = Value::<i64>::create(&n2, 0).unwrap();
         let peek1 = Peek::open(&n1);
-        let mut p = spawn(test, "forker", mode)
+        let mut p = spawn(test, "forker")
+            .mode(mode)
             .premain()
             .arg("V1", &*n1)
             .arg("V2", &*n2)
@@ -1472,7 +1371,7 @@ fn forked_child(v1: &Value<i64>, v2: &Value<i64>, ptid: u32, mode: Mode, killed:
     std::mem::forget(g2);
 }
 
-mode_tests!(fork_while_held: fork_while_held_list, fork_while_held_fallback);
+mode_tests!(fork_while_held: fork_while_held_list, fork_while_held_fallback, children: roles);
 
 // ===========================================================================
 // Mode check of the machinery itself

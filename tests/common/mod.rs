@@ -1,5 +1,10 @@
 //! Shared test machinery: unique `/dev/shm` names that must be gone when a
-//! test ends, and cross-process tests that re-spawn the test binary.
+//! test ends, and cross-process tests that re-spawn the test binary. Every
+//! suite declares `mod common;` (a suite in a folder of its own,
+//! `#[path = "../common/mod.rs"] mod common;`). Submodules:
+//! [`layout`] (where the header and the lock slot lie in a segment's file)
+//! and [`owner_death`] (children in a chosen robustness mode, lock-word
+//! peeks, locking outcomes by name, random trials).
 //!
 //! # Child processes
 //!
@@ -16,10 +21,11 @@
 //!
 //! which, in the child, runs the role and prints a `done` message.
 //! [`Spawn::premain`] instead starts a *single-threaded* child: [`PREMAIN_ENV`]
-//! names the role, which the test file runs from an `.init_array`
-//! constructor (dispatching on [`premain_role`]), before libtest's `main`, in
-//! the process's main thread (needed for `fork` and for an `execve` by the
-//! main thread).
+//! names the role, which the suite runs from the `.init_array` constructor
+//! that [`premain!`] defines, before libtest's `main`, in the process's main
+//! thread (needed for `fork` and for an `execve` by the main thread).
+//! A child started with [`Spawn::mode`](owner_death::Mode) checks, before
+//! its role runs, that the crate runs in that robustness mode.
 //!
 //! The two sides talk in lines: the child writes `@@shmsync:<msg>` lines to
 //! stdout ([`tell`]) and reads plain lines from stdin ([`read_line`],
@@ -29,11 +35,16 @@
 //! test name, panic) fails the parent.
 #![allow(dead_code)]
 
+pub(crate) mod layout;
+pub(crate) mod owner_death;
+
+use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -158,6 +169,36 @@ pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
             .expect("getrandom");
     }
     b
+}
+
+/// `/dev/shm/<name>` opened for reading and writing, as any process with
+/// access to the file can (a careless peer, a test damaging a segment).
+pub(crate) fn shm_file(name: &str) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(name))
+        .unwrap_or_else(|e| panic!("open /dev/shm/{name}: {e}"))
+}
+
+/// Creates `path` (mode 0600; it must not exist) holding exactly `bytes`.
+pub(crate) fn create_file(path: &Path, bytes: &[u8]) {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    f.write_all(bytes).expect("write the new file");
+}
+
+/// The error of a call that must fail.
+pub(crate) fn err<T>(r: Result<T, shmsync::Error>) -> shmsync::Error {
+    match r {
+        Ok(_) => panic!("expected an error, got Ok"),
+        Err(e) => e,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -488,9 +529,10 @@ impl Drop for Child {
     }
 }
 
-/// Starts `n` children in the same role and releases them together once
-/// all have sent `ready` (so that they really contend).
-pub(crate) fn start_together(n: usize, make: impl Fn(usize) -> Spawn) -> Vec<Child> {
+/// Starts `n` children (`make(i)`, each calling [`ready_go`]), releases
+/// them together once all have sent `ready` (so that they really contend),
+/// and waits for each to end ([`Child::wait`]).
+pub(crate) fn run_together(n: usize, make: impl Fn(usize) -> Spawn) {
     let mut kids: Vec<Child> = (0..n).map(|i| make(i).start()).collect();
     for k in &mut kids {
         k.expect("ready");
@@ -498,7 +540,9 @@ pub(crate) fn start_together(n: usize, make: impl Fn(usize) -> Spawn) -> Vec<Chi
     for k in &mut kids {
         k.send("go");
     }
-    kids
+    for k in kids {
+        k.wait();
+    }
 }
 
 /// Polls `f` every 200 µs until it returns `Some`, at most [`HANG_LIMIT`]
@@ -533,15 +577,55 @@ pub(crate) fn run_child(test: &str, role: impl FnOnce(&str)) -> bool {
     if t != test {
         return false;
     }
+    owner_death::check_child_mode();
     role(r);
     tell("done");
     true
 }
 
-/// The role of a single-threaded pre-`main` child ([`Spawn::premain`]), if
-/// this is one.
-pub(crate) fn premain_role() -> Option<String> {
-    std::env::var(PREMAIN_ENV).ok()
+/// Defines the suite's `.init_array` constructor, which runs before
+/// libtest's `main`: in a child started with [`Spawn::premain`] it runs
+/// `roles(role)` ([`run_premain`]) and exits; in any other process it does
+/// nothing.
+///
+/// ```ignore
+/// common::premain!(|role| match role {
+///     "forker" => forker(),
+///     r => panic!("unknown premain role {r}"),
+/// });
+/// ```
+#[allow(unused_macros)] // used by some suites only
+macro_rules! premain {
+    ($roles:expr) => {
+        extern "C" fn premain_constructor() {
+            $crate::common::run_premain($roles);
+        }
+
+        #[used]
+        #[link_section = ".init_array"]
+        static PREMAIN: extern "C" fn() = premain_constructor;
+    };
+}
+#[allow(unused_imports)] // used by some suites only
+pub(crate) use premain;
+
+/// In a single-threaded child ([`Spawn::premain`]): runs its role, reports
+/// `done` and exits (101 if the role panicked). Returns at once in any
+/// other process. Called by the constructor [`premain!`] defines.
+pub(crate) fn run_premain(roles: impl FnOnce(&str)) {
+    let Ok(role) = std::env::var(PREMAIN_ENV) else {
+        return;
+    };
+    // Unwinding out of the constructor (an `extern "C"` function) would
+    // abort without a useful message: end the process here instead.
+    let ok = catch_unwind(AssertUnwindSafe(|| {
+        owner_death::check_child_mode();
+        roles(&role);
+        tell("done");
+    }))
+    .is_ok();
+    let _ = std::io::stdout().flush();
+    std::process::exit(if ok { 0 } else { 101 });
 }
 
 /// Sends a protocol message to the parent.

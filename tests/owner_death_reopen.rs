@@ -6,27 +6,28 @@
 //! conflict over the thread's byte, and the process would have to declare
 //! itself unaccountable, which stops every waiter from judging dead owners.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
-use shmsync::{RLock, TryLockError};
-
-const ROLE: &str = "SHMSYNC_REOPEN_ROLE";
+use common::owner_death::{expect_owner_died, Mode};
+use common::{arg, block_until_killed, run_child, spawn, tell, ShmName};
+use shmsync::RLock;
 
 #[test]
 fn dead_fallback_owner_is_recovered_by_a_process_with_two_handles() {
-    if let Ok(name) = std::env::var(ROLE) {
-        // Child, on the fallback path: lock, report, wait to be killed.
-        assert_eq!(shmsync::robustness(), shmsync::Robustness::Fallback);
-        let lock = RLock::open(&name).unwrap();
-        let g = lock.lock().unwrap();
-        println!("locked");
-        std::thread::sleep(Duration::from_secs(60));
-        drop(g);
+    const TEST: &str = "dead_fallback_owner_is_recovered_by_a_process_with_two_handles";
+    if run_child(TEST, |_| {
+        // On the fallback path (checked by `run_child`): lock, report,
+        // wait to be killed.
+        let lock = RLock::open(&arg("NAME")).unwrap();
+        let _g = lock.lock().unwrap();
+        tell("locked");
+        block_until_killed();
+    }) {
         return;
     }
-    let name = format!("shmsync_t_reopen_{}", std::process::id());
+    let name = ShmName::new("reopen");
     let first = RLock::create(&name).unwrap();
     let second = RLock::open(&name).unwrap();
     // This thread locks through both handles (taking its liveness byte on
@@ -38,35 +39,22 @@ fn dead_fallback_owner_is_recovered_by_a_process_with_two_handles() {
         let _b = second.lock().unwrap(); // the same lock: recursion
     }
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "dead_fallback_owner_is_recovered_by_a_process_with_two_handles",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, &name)
-        .env("SHMSYNC_ROBUST", "fallback")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("locked") {
-        line.clear();
-        assert_ne!(out.read_line(&mut line).unwrap(), 0, "child ended early");
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut child = spawn(TEST, "holder")
+        .mode(Mode::Fallback)
+        .arg("NAME", &*name)
+        .start();
+    child.expect("locked");
+    child.kill();
 
     // The kernel does not mark a fallback owner's word: only the liveness
     // probe of this (twice-attached) process can recover it.
-    match second.lock_timeout(Duration::from_secs(10)) {
-        Err(TryLockError::OwnerDied(g)) => g.mark_consistent(),
-        Err(TryLockError::WouldBlock) => panic!("dead owner not detected within 10 s"),
-        other => panic!("expected OwnerDied, got {other:?}"),
-    }
+    let g = expect_owner_died(
+        "lock_timeout(10 s) after the owner died",
+        second.lock_timeout(Duration::from_secs(10)),
+    );
+    g.mark_consistent();
+    drop(g);
     assert!(first.try_lock().is_ok());
     drop((first, second));
-    assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+    common::assert_gone(&name);
 }

@@ -1,49 +1,24 @@
 //! Every error of the crate triggered on purpose, and the naming, mode and
 //! unlink rules of named segments.
 //!
-//! Header facts used to damage segments on purpose (`src/shm/header.rs`):
-//! magic `u64` at 0 (`b"SHMSYNC\0"`), version `u32` at 8, kind at 12,
-//! type code at 16, element size at 20, alignment at 24, stride at 28,
-//! count `u64` at 32, data offset `u64` at 40, lock mode `u32` at 48, lock
-//! name length at 52, init `u32` at 72 (`b"REDY"` once published); data of
-//! an object with its own lock starts at 192.
+//! Segments are damaged on purpose at the header offsets of
+//! `common/layout.rs`.
 
 mod common;
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use common::ShmName;
+use common::layout::{
+    DATA_OFFSET, HEADER_SIZE, LOCK_NAME_OFFSET, OFF_COUNT, OFF_DATA_OFFSET, OFF_ELEM_SIZE,
+    OFF_INIT, OFF_KIND, OFF_LOCK_MODE, OFF_LOCK_NAME_LEN, OFF_MAGIC, OFF_STRIDE, OFF_TYPE_CODE,
+    OFF_VERSION,
+};
+use common::{create_file, err, shm_file, shm_path, ShmName};
 use shmsync::{
     bytemuck, Array, CChar, CLong, Error, Lock, LockError, RLock, RawArray, RawValue, SharedMemory,
     TryLockError, Value,
 };
-
-const OFF_MAGIC: usize = 0;
-const OFF_VERSION: usize = 8;
-const OFF_KIND: usize = 12;
-const OFF_TYPE_CODE: usize = 16;
-const OFF_ELEM_SIZE: usize = 20;
-const OFF_STRIDE: usize = 28;
-const OFF_COUNT: usize = 32;
-const OFF_DATA_OFFSET: usize = 40;
-const OFF_LOCK_MODE: usize = 48;
-const OFF_LOCK_NAME_LEN: usize = 52;
-const OFF_INIT: usize = 72;
-const HEADER_SIZE: u64 = 128;
-const DATA_OFFSET: u64 = 192;
-const LOCK_NAME_OFFSET: usize = 192;
-
-/// The error of a call that must fail.
-fn err<T>(r: Result<T, Error>) -> Error {
-    match r {
-        Ok(_) => panic!("expected an error, got Ok"),
-        Err(e) => e,
-    }
-}
 
 /// Overwrites bytes of the named segment through a raw mapping.
 fn poke(name: &str, offset: usize, bytes: &[u8]) {
@@ -61,18 +36,6 @@ fn peek_u32(name: &str, offset: usize) -> u32 {
         .read_at(offset, &mut b)
         .unwrap();
     u32::from_le_bytes(b)
-}
-
-/// Creates `/dev/shm/NAME` (mode 0600) with exactly `bytes`.
-fn write_file(name: &str, bytes: &[u8]) {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(common::shm_path(name))
-        .unwrap();
-    f.write_all(bytes).unwrap();
 }
 
 // ---------------------------------------------------------------------------
@@ -332,11 +295,7 @@ fn wrong_length_or_grown_file_is_size_mismatch() {
 
     // Grow the file behind the header's back.
     let needed = DATA_OFFSET + 3 * 4;
-    let f = OpenOptions::new()
-        .write(true)
-        .open(common::shm_path(&name))
-        .unwrap();
-    f.set_len(needed + 100).unwrap();
+    shm_file(&name).set_len(needed + 100).unwrap();
     assert_eq!(
         err(Array::<i32>::open(&name)),
         Error::SizeMismatch {
@@ -379,11 +338,7 @@ fn truncated_file_is_truncated_error() {
     // creator has unmapped: shrinking under a live mapping would SIGBUS it).
     let name = ShmName::new("trunc1");
     Value::<i64>::create(&name, 9).unwrap().persist();
-    let f = OpenOptions::new()
-        .write(true)
-        .open(common::shm_path(&name))
-        .unwrap();
-    f.set_len(64).unwrap();
+    shm_file(&name).set_len(64).unwrap();
     assert_eq!(
         err(Value::<i64>::open(&name)),
         Error::Truncated {
@@ -401,10 +356,7 @@ fn truncated_file_is_truncated_error() {
     // Between the header and the end of the data.
     let name2 = ShmName::new("trunc2");
     Array::<i64>::create(&name2, &[1; 16]).unwrap().persist();
-    let f2 = OpenOptions::new()
-        .write(true)
-        .open(common::shm_path(&name2))
-        .unwrap();
+    let f2 = shm_file(&name2);
     f2.set_len(200).unwrap();
     assert_eq!(
         err(Array::<i64>::open(&name2)),
@@ -468,18 +420,13 @@ fn garbage_file_is_bad_magic() {
     let name = ShmName::new("garbage");
     let mut bytes = common::random_bytes(4096);
     bytes[0] = 0xff; // never the magic, never "not yet written" (0)
-    write_file(&name, &bytes);
+    create_file(&shm_path(&name), &bytes);
     assert_eq!(common::mode_of(&name), 0o600);
     assert_eq!(err(Value::<i32>::open(&name)), Error::BadMagic);
     assert_eq!(err(Array::<u8>::open(&name)), Error::BadMagic);
     assert_eq!(err(RLock::open(&name)), Error::BadMagic);
     // Through a descriptor too.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(common::shm_path(&name))
-        .unwrap();
-    let fd = std::os::fd::OwnedFd::from(file);
+    let fd = std::os::fd::OwnedFd::from(shm_file(&name));
     assert_eq!(err(RawValue::<i32>::from_fd(fd)), Error::BadMagic);
     std::fs::remove_file(common::shm_path(&name)).unwrap();
 
@@ -621,7 +568,7 @@ fn header_never_published_is_not_ready_without_hanging() {
 fn empty_file_is_not_ready_without_hanging() {
     // An empty file: a creator that died before sizing it.
     let name2 = ShmName::new("empty");
-    write_file(&name2, &[]);
+    create_file(&shm_path(&name2), &[]);
     assert_eq!(err(Array::<i32>::open(&name2)), Error::NotReady);
     std::fs::remove_file(common::shm_path(&name2)).unwrap();
     common::assert_gone(&name2);
@@ -923,21 +870,12 @@ fn lock_held_by_another_thread_would_block() {
 
 #[test]
 fn named_segments_are_created_mode_0600() {
-    let names: Vec<ShmName> = (0..7).map(|_| ShmName::new("mode")).collect();
-    let objs: Vec<Box<dyn std::any::Any>> = vec![
-        Box::new(SharedMemory::create(&names[0], 10).unwrap()),
-        Box::new(Value::<i32>::create(&names[1], 0).unwrap()),
-        Box::new(RawValue::<i32>::create(&names[2], 0).unwrap()),
-        Box::new(Array::<i32>::create(&names[3], &[0]).unwrap()),
-        Box::new(RawArray::<i32>::create(&names[4], &[0]).unwrap()),
-        Box::new(Lock::create(&names[5]).unwrap()),
-        Box::new(RLock::create(&names[6]).unwrap()),
-    ];
-    for n in &names {
+    let mut all = common::every_kind("mode");
+    for n in &all.names {
         assert_eq!(common::mode_of(n), 0o600, "{}", &**n);
     }
-    drop(objs);
-    for n in &names {
+    all.objects.clear();
+    for n in &all.names {
         common::assert_gone(n);
     }
 }

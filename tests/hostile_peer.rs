@@ -15,20 +15,16 @@
 
 mod common;
 
-use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt as _;
 use std::time::Duration;
 
-use common::{arg, await_msg, init_robust_mutex, robust_list, run_child, spawn, tell, ShmName};
+use common::layout::{SLOT_EXTRA, SLOT_NEXT, SLOT_PREV, SLOT_STATE, SLOT_WORD};
+use common::owner_death::{expect_owner_died, mode_tests, Mode};
+use common::{
+    arg, await_msg, block_until_killed, gettid, glibc_timedlock, init_robust_mutex, robust_list,
+    run_child, shm_file, spawn, tell, ShmName, Spawn,
+};
 use shmsync::{LockError, RLock, SharedMemory, TryLockError, Value};
-
-/// File offsets of the lock slot's fields (the header is 128 bytes; the
-/// slot is laid out like glibc's `pthread_mutex_t`).
-const WORD: u64 = 128;
-const EXTRA: u64 = 132;
-const STATE: u64 = 136;
-const PREV: u64 = 152;
-const NEXT: u64 = 160;
 
 /// What the holder's private canary holds throughout.
 const CANARY: u64 = 0x5eed_5eed_5eed_5eed;
@@ -62,20 +58,11 @@ impl Layout {
     }
 }
 
-fn mode_env(fallback: bool) -> &'static str {
-    if fallback {
-        "fallback"
-    } else {
-        "auto"
-    }
-}
-
-fn pwrite(name: &str, off: u64, bytes: &[u8]) {
-    let f = OpenOptions::new()
-        .write(true)
-        .open(common::shm_path(name))
-        .expect("open the segment's file as a peer");
-    f.write_all_at(bytes, off).expect("pwrite");
+/// Writes `bytes` at `off` of the segment's file, as a peer.
+fn pwrite(name: &str, off: usize, bytes: &[u8]) {
+    shm_file(name)
+        .write_all_at(bytes, off as u64)
+        .expect("pwrite");
 }
 
 /// The holder, once it has released everything after the scribble: its
@@ -116,7 +103,7 @@ fn holder_after(canary: &u64, g: &SharedMemory, c: &Value<i64>) {
         assert_eq!(robust_list().len(), 2, "both linked");
     }
     tell("holding");
-    common::block_until_killed();
+    block_until_killed();
 }
 
 /// The parent, after killing the holder: the glibc mutex and `C` were
@@ -127,41 +114,66 @@ fn check_recovered(g: &SharedMemory, c: &Value<i64>) {
     // holder is dead.
     unsafe {
         assert_eq!(
-            common::glibc_timedlock(gm, Duration::from_secs(20)),
+            glibc_timedlock(gm, Duration::from_secs(20)),
             libc::EOWNERDEAD,
             "glibc's robust mutex recovered"
         );
         libc::pthread_mutex_consistent(gm);
         libc::pthread_mutex_unlock(gm);
     }
-    match c.lock_timeout(Duration::from_secs(20)) {
-        Err(TryLockError::OwnerDied(g)) => {
-            assert_eq!(g.get(), 1000);
-            g.mark_consistent();
-        }
-        other => panic!("our lock not recovered: {other:?}"),
-    }
+    let g = expect_owner_died(
+        "our lock after its holder died",
+        c.lock_timeout(Duration::from_secs(20)),
+    );
+    assert_eq!(g.get(), 1000);
+    g.mark_consistent();
 }
 
-/// Makes the objects a holder uses: `A` and `B` (ours, scribbled on), `C`
-/// (ours, checked afterwards) and `G` (a block with a glibc robust mutex).
+/// The objects a holder uses: `A` and `B` (ours, scribbled on), `C` (ours,
+/// checked afterwards) and `G` (a block with a glibc robust mutex).
 struct Objects {
+    // Dropped in this order: the objects, then their names.
     a: Value<i64>,
     b: Value<i64>,
     c: Value<i64>,
     g: SharedMemory,
+    na: ShmName,
+    nb: ShmName,
+    nc: ShmName,
+    ng: ShmName,
 }
 
-fn objects(na: &ShmName, nb: &ShmName, nc: &ShmName, ng: &ShmName) -> Objects {
-    let g = SharedMemory::create(ng, 4096).unwrap();
-    // SAFETY: the offset lies inside the mapping, 8-aligned; nobody uses the
-    // block yet.
-    unsafe { init_robust_mutex(g.as_ptr().add(GLIBC_AT).cast()) };
-    Objects {
-        a: Value::create(na, 0).unwrap(),
-        b: Value::create(nb, 0).unwrap(),
-        c: Value::create(nc, 0).unwrap(),
-        g,
+impl Objects {
+    /// New objects, named `<tag>a` ... `<tag>g`.
+    fn new(tag: &str) -> Objects {
+        let name = |x: &str| ShmName::new(&format!("{tag}{x}"));
+        let (na, nb, nc, ng) = (name("a"), name("b"), name("c"), name("g"));
+        let g = SharedMemory::create(&ng, 4096).unwrap();
+        // SAFETY: the offset lies inside the mapping, 8-aligned; nobody uses
+        // the block yet.
+        unsafe { init_robust_mutex(g.as_ptr().add(GLIBC_AT).cast()) };
+        Objects {
+            a: Value::create(&na, 0).unwrap(),
+            b: Value::create(&nb, 0).unwrap(),
+            c: Value::create(&nc, 0).unwrap(),
+            g,
+            na,
+            nb,
+            nc,
+            ng,
+        }
+    }
+
+    /// A holder child of `test` in `mode`, given the objects' names as `A`,
+    /// `B`, `C` and `G`; `note` names the case in failure messages.
+    fn holder(&self, test: &str, mode: Mode, note: &str) -> Spawn {
+        spawn(test, "holder")
+            .mode(mode)
+            .arg("A", &*self.na)
+            .arg("B", &*self.nb)
+            .arg("C", &*self.nc)
+            .arg("G", &*self.ng)
+            .note(note)
     }
 }
 
@@ -208,33 +220,23 @@ fn link_holder() {
     holder_after(&canary, &g, &c);
 }
 
-fn link_scribble(test: &str, fallback: bool) {
+fn link_scribble(test: &str, mode: Mode) {
     if run_child(test, |_| link_holder()) {
         return;
     }
     for layout in ["Alone", "NestedOuter", "NestedInner", "OverGlibc"] {
-        for field in [NEXT, PREV] {
+        for field in [SLOT_NEXT, SLOT_PREV] {
             for value in ["zero", "garbage", "canary", "swap"] {
                 let ctx = format!("{layout} field {field} value {value}");
-                let (na, nb, nc, ng) = (
-                    ShmName::new("hpa"),
-                    ShmName::new("hpb"),
-                    ShmName::new("hpc"),
-                    ShmName::new("hpg"),
-                );
-                let o = objects(&na, &nb, &nc, &ng);
-                let mut h = spawn(test, "holder")
-                    .env("SHMSYNC_ROBUST", mode_env(fallback))
-                    .arg("A", &*na)
-                    .arg("B", &*nb)
-                    .arg("C", &*nc)
-                    .arg("G", &*ng)
-                    .arg("LAYOUT", layout)
-                    .note(&ctx)
-                    .start();
+                let o = Objects::new("hp");
+                let mut h = o.holder(test, mode, &ctx).arg("LAYOUT", layout).start();
                 let canary: u64 = h.expect_prefixed("canary ").parse().unwrap();
                 h.expect("held");
-                let target = if layout == "NestedOuter" { &nb } else { &na };
+                let target = if layout == "NestedOuter" {
+                    &o.nb
+                } else {
+                    &o.na
+                };
                 let v: u64 = match value {
                     "zero" => 0,
                     "garbage" => 0xdead_beef_0000,
@@ -245,17 +247,14 @@ fn link_scribble(test: &str, fallback: bool) {
                 if value == "swap" {
                     // Real addresses of the holder's list, in the wrong
                     // places: `prev` into `next` and `next` into `prev`.
-                    let f = OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open(common::shm_path(target))
-                        .unwrap();
+                    let f = shm_file(target);
+                    let (prev, next) = (SLOT_PREV as u64, SLOT_NEXT as u64);
                     let mut p = [0u8; 8];
                     let mut n = [0u8; 8];
-                    f.read_exact_at(&mut p, PREV).unwrap();
-                    f.read_exact_at(&mut n, NEXT).unwrap();
-                    f.write_all_at(&n, PREV).unwrap();
-                    f.write_all_at(&p, NEXT).unwrap();
+                    f.read_exact_at(&mut p, prev).unwrap();
+                    f.read_exact_at(&mut n, next).unwrap();
+                    f.write_all_at(&n, prev).unwrap();
+                    f.write_all_at(&p, next).unwrap();
                 } else {
                     pwrite(target, field, &v.to_ne_bytes());
                 }
@@ -277,14 +276,8 @@ fn link_scribble(test: &str, fallback: bool) {
     }
 }
 
-#[test]
-fn link_scribble_list() {
-    link_scribble("link_scribble_list", false);
-}
-
-#[test]
-fn link_scribble_fallback() {
-    link_scribble("link_scribble_fallback", true);
+mode_tests! {
+    link_scribble: link_scribble_list, link_scribble_fallback;
 }
 
 /// Holder role for the count and word scribbles: holds `A` once, lets the
@@ -305,43 +298,31 @@ fn count_holder() {
     holder_after(&canary, &g, &c);
 }
 
-fn count_scribble(test: &str, fallback: bool) {
+fn count_scribble(test: &str, mode: Mode) {
     if run_child(test, |_| count_holder()) {
         return;
     }
-    let cases: [(&str, u64, Vec<u8>); 7] = [
-        ("extra raised", EXTRA, 5u32.to_ne_bytes().to_vec()),
-        ("extra max", EXTRA, u32::MAX.to_ne_bytes().to_vec()),
-        ("word zeroed", WORD, 0u32.to_ne_bytes().to_vec()),
-        ("word other owner", WORD, 12345u32.to_ne_bytes().to_vec()),
-        ("word all bits", WORD, u32::MAX.to_ne_bytes().to_vec()),
-        ("state garbage", STATE, 77u32.to_ne_bytes().to_vec()),
+    let cases: [(&str, usize, Vec<u8>); 7] = [
+        ("extra raised", SLOT_EXTRA, 5u32.to_ne_bytes().to_vec()),
+        ("extra max", SLOT_EXTRA, u32::MAX.to_ne_bytes().to_vec()),
+        ("word zeroed", SLOT_WORD, 0u32.to_ne_bytes().to_vec()),
+        (
+            "word other owner",
+            SLOT_WORD,
+            12345u32.to_ne_bytes().to_vec(),
+        ),
+        ("word all bits", SLOT_WORD, u32::MAX.to_ne_bytes().to_vec()),
+        ("state garbage", SLOT_STATE, 77u32.to_ne_bytes().to_vec()),
         ("truncated", 0, Vec::new()),
     ];
     for (what, off, bytes) in cases {
-        let (na, nb, nc, ng) = (
-            ShmName::new("hca"),
-            ShmName::new("hcb"),
-            ShmName::new("hcc"),
-            ShmName::new("hcg"),
-        );
-        let o = objects(&na, &nb, &nc, &ng);
-        let mut h = spawn(test, "holder")
-            .env("SHMSYNC_ROBUST", mode_env(fallback))
-            .arg("A", &*na)
-            .arg("C", &*nc)
-            .arg("G", &*ng)
-            .note(what)
-            .start();
+        let o = Objects::new("hc");
+        let mut h = o.holder(test, mode, what).start();
         h.expect("held");
         if what == "truncated" {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(common::shm_path(&na))
-                .unwrap();
-            f.set_len(1).unwrap();
+            shm_file(&o.na).set_len(1).unwrap();
         } else {
-            pwrite(&na, off, &bytes);
+            pwrite(&o.na, off, &bytes);
         }
         h.send("go");
         h.expect("released");
@@ -361,14 +342,8 @@ fn count_scribble(test: &str, fallback: bool) {
     }
 }
 
-#[test]
-fn count_and_word_scribble_list() {
-    count_scribble("count_and_word_scribble_list", false);
-}
-
-#[test]
-fn count_and_word_scribble_fallback() {
-    count_scribble("count_and_word_scribble_fallback", true);
+mode_tests! {
+    count_scribble: count_and_word_scribble_list, count_and_word_scribble_fallback;
 }
 
 /// A word that names the calling thread, which holds no guard, is a dead
@@ -379,8 +354,8 @@ fn count_and_word_scribble_fallback() {
 fn word_naming_the_caller_is_taken_over() {
     let name = ShmName::new("hme");
     let v = Value::<i64>::create(&name, 3).unwrap();
-    let tid = common::gettid();
-    pwrite(&name, WORD, &tid.to_ne_bytes());
+    let tid = gettid();
+    pwrite(&name, SLOT_WORD, &tid.to_ne_bytes());
     match v.lock() {
         Err(LockError::OwnerDied(g)) => {
             assert_eq!(g.get(), 3);
@@ -439,7 +414,7 @@ fn huge_timeouts_wait_like_lock() {
 /// object dropped. The lock stays held, but the mapping stays in place, so
 /// that this thread's robust list never points at unmapped memory: glibc's
 /// robust mutexes and our other locks keep working.
-fn forgotten_guard(test: &str, fallback: bool) {
+fn forgotten_guard(test: &str, mode: Mode) {
     if run_child(test, |_| {
         let v = Value::<i64>::new(1).unwrap();
         std::mem::forget(v.lock().unwrap());
@@ -464,25 +439,16 @@ fn forgotten_guard(test: &str, fallback: bool) {
     }) {
         return;
     }
-    spawn(test, "careless")
-        .env("SHMSYNC_ROBUST", mode_env(fallback))
-        .start()
-        .wait();
+    spawn(test, "careless").mode(mode).start().wait();
 }
 
-#[test]
-fn forgotten_guard_list() {
-    forgotten_guard("forgotten_guard_list", false);
-}
-
-#[test]
-fn forgotten_guard_fallback() {
-    forgotten_guard("forgotten_guard_fallback", true);
+mode_tests! {
+    forgotten_guard: forgotten_guard_list, forgotten_guard_fallback;
 }
 
 /// More locks held at once than the inline records: all are counted,
 /// linked, released in any order, and recovered when the holder dies.
-fn many_locks(test: &str, fallback: bool) {
+fn many_locks(test: &str, mode: Mode) {
     const N: usize = 40;
     if run_child(test, |role| {
         let names: Vec<String> = (0..N).map(|i| arg(&format!("L{i}"))).collect();
@@ -528,14 +494,14 @@ fn many_locks(test: &str, fallback: bool) {
         if role == "die" {
             let _held: Vec<_> = locks.iter().map(|l| l.lock().unwrap()).collect();
             tell("holding");
-            common::block_until_killed();
+            block_until_killed();
         }
     }) {
         return;
     }
     let names: Vec<ShmName> = (0..N).map(|_| ShmName::new("hml")).collect();
     let locks: Vec<RLock> = names.iter().map(|n| RLock::create(n).unwrap()).collect();
-    let mut s = spawn(test, "die").env("SHMSYNC_ROBUST", mode_env(fallback));
+    let mut s = spawn(test, "die").mode(mode);
     for (i, n) in names.iter().enumerate() {
         s = s.arg(&format!("L{i}"), &**n);
     }
@@ -543,19 +509,11 @@ fn many_locks(test: &str, fallback: bool) {
     h.expect("holding");
     h.kill();
     for l in &locks {
-        match l.lock_timeout(Duration::from_secs(20)) {
-            Err(TryLockError::OwnerDied(g)) => g.mark_consistent(),
-            other => panic!("not recovered: {other:?}"),
-        }
+        let r = l.lock_timeout(Duration::from_secs(20));
+        expect_owner_died("a lock after its holder died", r).mark_consistent();
     }
 }
 
-#[test]
-fn many_locks_list() {
-    many_locks("many_locks_list", false);
-}
-
-#[test]
-fn many_locks_fallback() {
-    many_locks("many_locks_fallback", true);
+mode_tests! {
+    many_locks: many_locks_list, many_locks_fallback;
 }

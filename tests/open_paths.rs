@@ -5,36 +5,23 @@
 //! died inside `create` is reported as `Error::Stale` and removable with
 //! `SharedMemory::unlink_name`.
 //!
-//! Header facts used below (`src/shm/header.rs`): magic `u64` at 0
-//! (`b"SHMSYNC\0"`), init `u32` at 72 (`b"REDY"` once published).
+//! Header offsets used below: `common/layout.rs`.
 
 mod common;
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use common::ShmName;
+use common::layout::{OFF_INIT, OFF_MAGIC};
+use common::{create_file, err, shm_file, ShmName};
 use rustix::fs::{MemfdFlags, SealFlags};
 use shmsync::{
     Array, AtomicArray, AtomicValue, Errno, Error, Lock, RLock, RawArray, RawValue, SharedMemory,
     Value,
 };
-
-const OFF_MAGIC: usize = 0;
-const OFF_INIT: usize = 72;
-
-/// The error of a call that must fail.
-fn err<T>(r: Result<T, Error>) -> Error {
-    match r {
-        Ok(_) => panic!("expected an error, got Ok"),
-        Err(e) => e,
-    }
-}
 
 /// The whole file behind `fd`, read through a mapping.
 fn image_of(fd: BorrowedFd<'_>) -> Vec<u8> {
@@ -42,18 +29,6 @@ fn image_of(fd: BorrowedFd<'_>) -> Vec<u8> {
     let mut b = vec![0; m.len()];
     m.read_at(0, &mut b).unwrap();
     b
-}
-
-/// Creates `path` (mode 0600) holding exactly `bytes`.
-fn write_new(path: &Path, bytes: &[u8]) {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(bytes).unwrap();
 }
 
 /// A regular file outside `/dev/shm` (what a planted link points at),
@@ -69,7 +44,7 @@ impl Target {
         let n = N.fetch_add(1, Relaxed);
         let path =
             std::env::temp_dir().join(format!("shmsync_t_target_{}_{n}", std::process::id()));
-        write_new(&path, bytes);
+        create_file(&path, bytes);
         Target { path }
     }
 
@@ -264,11 +239,7 @@ fn a_leased_file_is_not_waited_for() {
         // nothing else in this child process uses.
         let old = unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
         assert_ne!(old, libc::SIG_ERR);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(common::shm_path(&common::arg("NAME")))
-            .unwrap();
+        let f = shm_file(&common::arg("NAME"));
         // SAFETY: fcntl(F_SETLEASE) on an open descriptor of our own.
         let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
         assert_eq!(rc, 0, "F_SETLEASE: {}", std::io::Error::last_os_error());
@@ -281,7 +252,7 @@ fn a_leased_file_is_not_waited_for() {
     }
     let name = ShmName::new("lease");
     let image = image_of(Value::<i32>::new(3).unwrap().as_fd());
-    write_new(&name.path(), &image);
+    create_file(&name.path(), &image);
     let mut child = common::spawn(TEST, "holder").arg("NAME", &*name).start();
     child.expect("leased");
     let t = Instant::now();
@@ -321,27 +292,14 @@ fn created_names_are_0600_whatever_the_umask() {
         // The umask applies to /dev/shm: a plain file asked for 0600 is
         // 0400.
         let plain = ShmName::new("plain");
-        write_new(&plain.path(), b"x");
+        create_file(&plain.path(), b"x");
         assert_eq!(common::mode_of(&plain), 0o400);
         std::fs::remove_file(plain.path()).unwrap();
 
-        let names: Vec<ShmName> = (0..10).map(|_| ShmName::new("umask")).collect();
-        let lock = RLock::create(&names[9]).unwrap();
-        let objs: Vec<Box<dyn std::any::Any>> = vec![
-            Box::new(SharedMemory::create(&names[0], 10).unwrap()),
-            Box::new(Value::<i32>::create(&names[1], 0).unwrap()),
-            Box::new(RawValue::<i32>::create(&names[2], 0).unwrap()),
-            Box::new(Array::<i32>::create(&names[3], &[0]).unwrap()),
-            Box::new(RawArray::<i32>::create(&names[4], &[0]).unwrap()),
-            Box::new(Lock::create(&names[5]).unwrap()),
-            Box::new(AtomicValue::<u64>::create(&names[6], 0).unwrap()),
-            Box::new(AtomicArray::<u64>::create(&names[7], &[0]).unwrap()),
-            Box::new(Value::<i32>::create_with_lock(&names[8], 0, &lock).unwrap()),
-        ];
-        for n in &names {
+        let all = common::every_kind("umask");
+        for n in &all.names {
             assert_eq!(common::mode_of(n), 0o600, "{}", &**n);
         }
-        drop((objs, lock));
     }) {
         return;
     }
@@ -449,15 +407,7 @@ fn from_fd_refuses_a_memfd_not_sealed_against_shrinking() {
 fn from_fd_accepts_named_files_and_refuses_other_descriptors() {
     let name = ShmName::new("byfd");
     let v = Value::<i32>::create(&name, 4).unwrap();
-    let open_file = || {
-        OwnedFd::from(
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(name.path())
-                .unwrap(),
-        )
-    };
+    let open_file = || OwnedFd::from(shm_file(&name));
     let fd = open_file();
     assert_eq!(
         Value::<i32>::from_fd(open_file()).unwrap().get().unwrap(),
@@ -494,7 +444,7 @@ fn unpublished_value_image() -> Vec<u8> {
 fn an_empty_leftover_name_is_stale_and_unlink_name_recovers() {
     let name = ShmName::new("staleempty");
     // What a creator killed between creating the name and sizing it leaves.
-    write_new(&name.path(), &[]);
+    create_file(&name.path(), &[]);
     let stale = Error::Stale {
         name: name.to_string(),
     };
@@ -527,7 +477,7 @@ fn an_empty_leftover_name_is_stale_and_unlink_name_recovers() {
 #[test]
 fn an_unpublished_header_is_stale_and_unlink_name_recovers() {
     let name = ShmName::new("staleheader");
-    write_new(&name.path(), &unpublished_value_image());
+    create_file(&name.path(), &unpublished_value_image());
     let stale = Error::Stale {
         name: name.to_string(),
     };
@@ -563,11 +513,11 @@ fn live_or_foreign_names_are_already_exists() {
     let foreign = ShmName::new("foreign");
     let mut bytes = vec![0u8; 4096];
     bytes[OFF_MAGIC..OFF_MAGIC + 8].copy_from_slice(b"NOTSHMSY");
-    write_new(&foreign.path(), &bytes);
+    create_file(&foreign.path(), &bytes);
     assert_eq!(err(Value::<i32>::create(&foreign, 1)), taken(&foreign));
     SharedMemory::unlink_name(&foreign).unwrap();
     let short = ShmName::new("short");
-    write_new(&short.path(), b"hello");
+    create_file(&short.path(), b"hello");
     assert_eq!(err(Value::<i32>::create(&short, 1)), taken(&short));
     SharedMemory::unlink_name(&short).unwrap();
 }

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use common::ShmName;
 use shmsync::{SharedMemory, Value};
@@ -24,10 +24,10 @@ fn have_python() -> bool {
     }
 }
 
-/// Runs `python3 -c script args...`, feeding `stdin` and returning stdout;
-/// fails the test if Python fails or warns about leaked segments.
-fn python(script: &str, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new("python3")
+/// Starts `python3 -c script args...` with its stdin, stdout and stderr
+/// piped.
+fn spawn_python(script: &str, args: &[&str]) -> Child {
+    Command::new("python3")
         .arg("-c")
         .arg(script)
         .args(args)
@@ -35,14 +35,12 @@ fn python(script: &str, args: &[&str], stdin: &str) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn python3");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .expect("spawn python3")
+}
+
+/// The stdout of a finished Python process (what its pipe still held);
+/// fails the test if Python failed or warned about leaked segments.
+fn python_output(out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
@@ -52,6 +50,19 @@ fn python(script: &str, args: &[&str], stdin: &str) -> String {
     );
     assert!(!stderr.contains("leaked"), "python warned:\n{stderr}");
     stdout
+}
+
+/// Runs `python3 -c script args...`, feeding `stdin` and returning stdout
+/// ([`python_output`]).
+fn python(script: &str, args: &[&str], stdin: &str) -> String {
+    let mut child = spawn_python(script, args);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    python_output(child.wait_with_output().unwrap())
 }
 
 const PY_CREATOR: &str = r#"
@@ -76,14 +87,7 @@ fn python_creates_rust_opens_by_name() {
     if !have_python() {
         return;
     }
-    let mut py = Command::new("python3")
-        .arg("-c")
-        .arg(PY_CREATOR)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python3");
+    let mut py = spawn_python(PY_CREATOR, &[]);
     let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
     let mut stdin = py.stdin.take().unwrap();
     let Some(Ok(first)) = lines.next() else {
@@ -122,10 +126,7 @@ fn python_creates_rust_opens_by_name() {
     assert_eq!(rust, format!("RUST {}", hex(b"from rust!")));
     let bye = lines.next().expect("BYE line").unwrap();
     assert_eq!(bye, "BYE");
-    let out = py.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python failed: {stderr}");
-    assert!(!stderr.contains("leaked"), "python warned: {stderr}");
+    python_output(py.wait_with_output().unwrap());
     // Python unlinked its own segment; our open handle did not interfere.
     common::assert_gone(&name);
     drop(guard);

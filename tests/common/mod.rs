@@ -160,6 +160,40 @@ pub(crate) fn mode_of(name: &str) -> u32 {
         & 0o777
 }
 
+/// One named object of every kind, created by this process.
+#[derive(Debug)]
+pub(crate) struct EveryKind {
+    // Dropped in this order: the objects, then their names.
+    /// `SharedMemory`, `Value`, `RawValue`, `Array`, `RawArray`, `Lock`,
+    /// `AtomicValue`, `AtomicArray`, a `Value` locked by the last one, and
+    /// that `RLock` (dropped in this order).
+    pub(crate) objects: Vec<Box<dyn std::fmt::Debug>>,
+    /// Their names, in the same order.
+    pub(crate) names: Vec<ShmName>,
+}
+
+/// One named object of every kind ([`EveryKind`]), names tagged `tag`.
+pub(crate) fn every_kind(tag: &str) -> EveryKind {
+    use shmsync::{
+        Array, AtomicArray, AtomicValue, Lock, RLock, RawArray, RawValue, SharedMemory, Value,
+    };
+    let names: Vec<ShmName> = (0..10).map(|_| ShmName::new(tag)).collect();
+    let lock = RLock::create(&names[9]).unwrap();
+    let objects: Vec<Box<dyn std::fmt::Debug>> = vec![
+        Box::new(SharedMemory::create(&names[0], 10).unwrap()),
+        Box::new(Value::<i32>::create(&names[1], 0).unwrap()),
+        Box::new(RawValue::<i32>::create(&names[2], 0).unwrap()),
+        Box::new(Array::<i32>::create(&names[3], &[0]).unwrap()),
+        Box::new(RawArray::<i32>::create(&names[4], &[0]).unwrap()),
+        Box::new(Lock::create(&names[5]).unwrap()),
+        Box::new(AtomicValue::<u64>::create(&names[6], 0).unwrap()),
+        Box::new(AtomicArray::<u64>::create(&names[7], &[0]).unwrap()),
+        Box::new(Value::<i32>::create_with_lock(&names[8], 0, &lock).unwrap()),
+        Box::new(lock),
+    ];
+    EveryKind { objects, names }
+}
+
 /// `n` random bytes from `getrandom(2)`.
 pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];

@@ -93,37 +93,38 @@ impl Spawn {
     }
 }
 
-/// A scenario's two `#[test]`s, one per [`Mode`], named as given: each
-/// calls `scenario(test, mode)` with its own name as `test`. With
-/// `children: roles`, a child process started for the test runs `roles`
-/// ([`run_child`](super::run_child)) instead.
+/// Declares a scenario's two `#[test]`s, one per [`Mode`], for each line
+/// `scenario: list_test, fallback_test;`: each test calls
+/// `scenario(test, mode)` with its own name as `test`. With a first line
+/// `children: roles;`, a child process started for any of the tests runs
+/// `roles` ([`run_child`](super::run_child)) instead.
 ///
 /// ```ignore
-/// mode_tests!(waiter_blocked::scenario: waiter_blocked_list, waiter_blocked_fallback, children: roles);
+/// mode_tests! {
+///     children: roles;
+///     waiter_blocked::scenario: waiter_blocked_list, waiter_blocked_fallback;
+/// }
 /// ```
 #[allow(unused_macros)] // used by some suites only
 macro_rules! mode_tests {
-    ($scenario:path: $list:ident, $fallback:ident $(, children: $roles:path)?) => {
+    (children: $roles:path; $($scenario:path: $list:ident, $fallback:ident;)*) => {$(
+        $crate::common::owner_death::mode_tests!(@test $scenario, $list, List, $roles);
+        $crate::common::owner_death::mode_tests!(@test $scenario, $fallback, Fallback, $roles);
+    )*};
+    ($($scenario:path: $list:ident, $fallback:ident;)*) => {$(
+        $crate::common::owner_death::mode_tests!(@test $scenario, $list, List);
+        $crate::common::owner_death::mode_tests!(@test $scenario, $fallback, Fallback);
+    )*};
+    (@test $scenario:path, $name:ident, $mode:ident $(, $roles:path)?) => {
         #[test]
-        fn $list() {
-            let test = stringify!($list);
+        fn $name() {
+            let test = stringify!($name);
             $(
                 if $crate::common::run_child(test, $roles) {
                     return;
                 }
             )?
-            $scenario(test, $crate::common::owner_death::Mode::List);
-        }
-
-        #[test]
-        fn $fallback() {
-            let test = stringify!($fallback);
-            $(
-                if $crate::common::run_child(test, $roles) {
-                    return;
-                }
-            )?
-            $scenario(test, $crate::common::owner_death::Mode::Fallback);
+            $scenario(test, $crate::common::owner_death::Mode::$mode);
         }
     };
 }

@@ -6,9 +6,10 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use shmsync::raw::{OWNER_DIED, TID_MASK};
-use shmsync::{Array, LockError, Value};
+use shmsync::{Array, LockError, RLock, Value};
 
 use crate::common::owner_death::{assert_kind, assert_ok, Mode};
+use crate::objects::Held;
 use crate::LONG;
 
 /// [`kind`] of a not-recoverable lock's every result.
@@ -92,16 +93,7 @@ pub(crate) fn lock_verdict(v: &Value<i64>, val: i64, consistent: bool) -> &'stat
             // One more (recursive) hold and its release: the lock is still
             // ours, with a count of 1 — not the dead owner's count.
             drop(v.lock().expect("recursive hold after OwnerDied"));
-            assert!(v.get_lock().is_held_by_current_thread());
-            g.set(val + 1);
-            if consistent {
-                g.mark_consistent();
-            }
-            drop(g);
-            assert!(
-                !v.get_lock().is_held_by_current_thread(),
-                "one release after OwnerDied must free the lock (dead owner's count inherited?)"
-            );
+            repair_and_release(Box::new(g), v.get_lock(), val + 1, consistent);
             if consistent {
                 check_value_ok(v, val + 1, false);
             } else {
@@ -116,6 +108,31 @@ pub(crate) fn lock_verdict(v: &Value<i64>, val: i64, consistent: bool) -> &'stat
         Err(LockError::NotRecoverable) => "not_recoverable",
         Err(e) => panic!("lock after the owner died: {e:?}"),
     }
+}
+
+/// After `OwnerDied` on `lock`, with its guard `g` (held by this thread):
+/// repairs the data to `elements(repaired, len)`, marks it consistent or
+/// not and drops the guard, which must free the lock (the dead owner's
+/// recursion count is not inherited).
+pub(crate) fn repair_and_release(
+    g: Box<dyn Held + '_>,
+    lock: &RLock,
+    repaired: i64,
+    consistent: bool,
+) {
+    assert!(
+        lock.is_held_by_current_thread(),
+        "OwnerDied without the lock"
+    );
+    g.fill(repaired);
+    if consistent {
+        g.mark_consistent();
+    }
+    drop(g);
+    assert!(
+        !lock.is_held_by_current_thread(),
+        "one release after OwnerDied must free the lock (dead owner's count inherited?)"
+    );
 }
 
 /// The parent's (another process's) view after the trial.

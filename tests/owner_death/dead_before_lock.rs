@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 
-use crate::checks::{check_word_after_death, spy};
+use crate::checks::{check_word_after_death, repair_and_release, spy};
 use crate::common::owner_death::{expect_owner_died, trials, Mode, Peek};
 use crate::common::{Child, ShmName};
 use crate::objects::{elements, Held, Obj};
@@ -82,16 +82,7 @@ pub(crate) fn first_locker(a: &[&str]) -> String {
     );
     let left = elements(val, obj.len());
     assert_eq!(g.data(), left, "the dead owner's data, untouched by {op}");
-    assert!(obj.get_lock().is_held_by_current_thread());
-    g.fill(repaired);
-    if consistent {
-        g.mark_consistent();
-    }
-    drop(g);
-    assert!(
-        !obj.get_lock().is_held_by_current_thread(),
-        "dead owner's recursion count inherited"
-    );
+    repair_and_release(g, obj.get_lock(), repaired, consistent);
     obj.check_after(consistent, repaired);
     "owner_died".to_owned()
 }

@@ -57,46 +57,25 @@ const LONG: Duration = Duration::from_secs(10);
 // The tests: one pair per scenario (its module), one per mode
 // ===========================================================================
 
-// Holder SIGKILLed while waiters (other processes) are blocked.
-mode_tests!(
-    waiter_blocked::scenario: waiter_blocked_list, waiter_blocked_fallback,
-    children: roles
-);
-// Holder dead before anyone locks; every entry point reports it.
-mode_tests!(
-    dead_before_lock::scenario: dead_before_lock_list, dead_before_lock_fallback,
-    children: roles
-);
-// Holders killed at random times while looping lock/unlock.
-mode_tests!(
-    random_kill::scenario: random_kill_list, random_kill_fallback,
-    children: roles
-);
-// The owner is a non-main thread of a multi-threaded process.
-mode_tests!(
-    non_main_thread::scenario: non_main_thread_list, non_main_thread_fallback,
-    children: roles
-);
-// A thread (not the process) ends while holding.
-mode_tests!(
-    thread_ends::scenario: thread_ends_list, thread_ends_fallback,
-    children: roles
-);
-// The holder execve()s while holding.
-mode_tests!(
-    exec_while_holding::scenario: exec_while_holding_list, exec_while_holding_fallback,
-    children: roles
-);
-// glibc robust pthread mutexes held in the same thread as ours.
-mode_tests!(
-    glibc_interleaved::scenario: glibc_interleaved_list, glibc_interleaved_fallback,
-    children: roles
-);
-// Fork while held.
-mode_tests!(
-    fork_while_held::scenario: fork_while_held_list, fork_while_held_fallback,
-    children: roles
-);
+mode_tests! {
+    children: roles;
+    // A holder SIGKILLed while waiters (other processes) are blocked.
+    waiter_blocked::scenario: waiter_blocked_list, waiter_blocked_fallback;
+    // A holder dead before anyone locks; every entry point reports it.
+    dead_before_lock::scenario: dead_before_lock_list, dead_before_lock_fallback;
+    // Holders killed at random times while looping lock/unlock.
+    random_kill::scenario: random_kill_list, random_kill_fallback;
+    // The owner is a non-main thread of a multi-threaded process.
+    non_main_thread::scenario: non_main_thread_list, non_main_thread_fallback;
+    // A thread (not the process) ends while holding.
+    thread_ends::scenario: thread_ends_list, thread_ends_fallback;
+    // The holder execve()s while holding.
+    exec_while_holding::scenario: exec_while_holding_list, exec_while_holding_fallback;
+    // glibc robust pthread mutexes held in the same thread as ours.
+    glibc_interleaved::scenario: glibc_interleaved_list, glibc_interleaved_fallback;
+    // A single-threaded holder forks.
+    fork_while_held::scenario: fork_while_held_list, fork_while_held_fallback;
+}
 
 /// The children really run in the mode they were started in (each child
 /// also asserts it at start).

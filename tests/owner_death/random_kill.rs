@@ -5,9 +5,9 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use shmsync::{Array, ArrayGuard, LockError, TryLockError};
+use shmsync::{Array, ArrayGuard, TryLockError};
 
-use crate::common::owner_death::{assert_ok, trials, Mode, Peek, Rng};
+use crate::common::owner_death::{assert_ok, trials, Mode, Outcome as _, Peek, Rng};
 use crate::common::{arg, spawn, tell, Child, ShmName};
 use crate::{start_server, LONG, TRIALS};
 
@@ -94,33 +94,21 @@ pub(crate) fn looper() {
     let mut k = 0u64;
     loop {
         k += 1;
-        let g = match k % 3 {
-            0 => match a.try_lock() {
-                Ok(g) => g,
-                Err(TryLockError::WouldBlock) => continue,
-                Err(TryLockError::OwnerDied(g)) => {
-                    repair_pair(&g);
-                    g
-                }
-                Err(e) => panic!("looper try_lock: {e:?}"),
-            },
-            1 => match a.lock_timeout(Duration::from_millis(1)) {
-                Ok(g) => g,
-                Err(TryLockError::WouldBlock) => continue,
-                Err(TryLockError::OwnerDied(g)) => {
-                    repair_pair(&g);
-                    g
-                }
-                Err(e) => panic!("looper lock_timeout: {e:?}"),
-            },
-            _ => match a.lock() {
-                Ok(g) => g,
-                Err(LockError::OwnerDied(g)) => {
-                    repair_pair(&g);
-                    g
-                }
-                Err(e) => panic!("looper lock: {e:?}"),
-            },
+        // Each entry point in turn (`lock`'s result widened to
+        // `try_lock`'s; it never is `WouldBlock`).
+        let (how, r) = match k % 3 {
+            0 => ("try_lock", a.try_lock()),
+            1 => ("lock_timeout", a.lock_timeout(Duration::from_millis(1))),
+            _ => ("lock", a.lock().widen()),
+        };
+        let g = match r {
+            Ok(g) => g,
+            Err(TryLockError::WouldBlock) => continue,
+            Err(TryLockError::OwnerDied(g)) => {
+                repair_pair(&g);
+                g
+            }
+            Err(e) => panic!("looper {how}: {e:?}"),
         };
         let n = g.get(0) + 1;
         g.set(0, n);

@@ -24,8 +24,8 @@
 //! names the role, which the suite runs from the `.init_array` constructor
 //! that [`premain!`] defines, before libtest's `main`, in the process's main
 //! thread (needed for `fork` and for an `execve` by the main thread).
-//! A child started with [`Spawn::mode`](owner_death::Mode) checks, before
-//! its role runs, that the crate runs in that robustness mode.
+//! A child started with [`Spawn::mode`] checks, before its role runs, that
+//! the crate runs in that robustness mode.
 //!
 //! The two sides talk in lines: the child writes `@@shmsync:<msg>` lines to
 //! stdout ([`tell`]) and reads plain lines from stdin ([`read_line`],

@@ -209,18 +209,21 @@ pub(crate) fn kind<T, G>(r: &Result<T, TryLockError<G>>) -> &'static str {
 }
 
 /// Asserts that `r` is `Ok` with a value (or guard) for which `good` holds.
+#[track_caller]
 pub(crate) fn assert_ok<R: Outcome>(what: &str, r: R, good: impl FnOnce(&R::Ok) -> bool) {
     let r = r.widen();
     assert!(r.as_ref().is_ok_and(good), "{what}: {}", kind(&r));
 }
 
 /// Asserts that `r` is the outcome named `want` (see [`kind`]).
+#[track_caller]
 pub(crate) fn assert_kind(what: &str, r: impl Outcome, want: &str) {
     let k = kind(&r.widen());
     assert!(k == want, "{what}: {k}");
 }
 
 /// The value (or guard) of an `Ok` result; panics with `what` otherwise.
+#[track_caller]
 pub(crate) fn expect_ok<R: Outcome>(what: &str, r: R) -> R::Ok {
     match r.widen() {
         Ok(x) => x,
@@ -229,6 +232,7 @@ pub(crate) fn expect_ok<R: Outcome>(what: &str, r: R) -> R::Ok {
 }
 
 /// The guard of an `OwnerDied` result; panics with `what` otherwise.
+#[track_caller]
 pub(crate) fn expect_owner_died<R: Outcome>(what: &str, r: R) -> R::Guard {
     match r.widen() {
         Err(TryLockError::OwnerDied(g)) => g,

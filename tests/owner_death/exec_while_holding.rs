@@ -31,7 +31,7 @@ pub(crate) fn scenario(test: &str, mode: Mode) {
     for trial in 0..trials(TRIALS) {
         // The exec'ing thread: the process's main thread (a single-threaded
         // child), or libtest's test thread (the kernel then cannot match the
-        // word's TID: the liveness token recovers it).
+        // word's TID: the liveness byte recovers it).
         let main_thread = trial % 2 == 0;
         let blocked = (trial / 2) % 2 == 0;
         let t = Trial::new("ex", 4000 + trial as i64, (trial / 4) % 2 == 0);
@@ -60,9 +60,9 @@ pub(crate) fn scenario(test: &str, mode: Mode) {
         };
         let ctx = format!("{mode:?} trial {trial}");
         t.lock_around_death(&mut server, blocked, exec, &ctx);
-        // Recovered while the exec'd program still runs (the kernel drops
-        // the token at close-on-exec, just before it renames the process:
-        // the rename may trail the recovery by a moment).
+        // Recovered while the exec'd program still runs (close-on-exec
+        // releases the liveness byte just before the kernel renames the
+        // process: the rename may trail the recovery by a moment).
         wait_for_sleep(pid);
         assert!(h.running(), "the exec'd holder still runs");
         h.kill();

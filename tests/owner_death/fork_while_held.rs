@@ -105,7 +105,7 @@ pub(crate) fn forker(mode: Mode) {
         );
     }
     // The child died holding v2: its lock was on the child's own robust
-    // list (list mode) / token (fallback), not the parent's.
+    // list (list mode) / liveness byte (fallback), not the parent's.
     let g = expect_owner_died("v2 after the forked child died holding it", v2.lock());
     assert_eq!(g.get(), 50, "the child's data");
     g.set(51);

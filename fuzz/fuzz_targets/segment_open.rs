@@ -143,7 +143,6 @@ fn templates() -> &'static [Vec<u8>] {
             bytes_of(Lock::new().unwrap().as_fd()),
             bytes_of(RLock::new().unwrap().as_fd()),
         ];
-        #[cfg(feature = "atomic-kinds")]
         t.extend([
             bytes_of(shmsync::AtomicValue::<i64>::new(-9).unwrap().as_fd()),
             bytes_of(
@@ -348,10 +347,8 @@ fn use_locks(fd: BorrowedFd<'_>) {
     }
 }
 
-/// Atomic kinds: `AtomicValue<T>` / `AtomicArray<T>` join here
-/// (`from_fd`, then `load`/`store`/`fetch_add`/`to_vec`) with the feature
-/// `atomic-kinds`, once their API has landed in the main crate.
-#[cfg(feature = "atomic-kinds")]
+/// Atomic kinds: `AtomicValue<T>` / `AtomicArray<T>` (`from_fd`, then
+/// `load`/`store`/`fetch_add`/`to_vec`).
 fn use_atomics(fd: BorrowedFd<'_>) {
     use std::sync::atomic::Ordering::SeqCst;
     match shmsync::AtomicValue::<i64>::from_fd(fd.try_clone_to_owned().unwrap()) {
@@ -396,6 +393,5 @@ fuzz_target!(|input: Input| {
     use_raw_array::<f32>(fd);
     use_cchars(fd);
     use_locks(fd);
-    #[cfg(feature = "atomic-kinds")]
     use_atomics(fd);
 });

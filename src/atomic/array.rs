@@ -3,19 +3,19 @@
 use core::fmt;
 use core::mem::size_of;
 use core::sync::atomic::Ordering::Relaxed;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::Result;
-use crate::shm::object::Kind;
+use crate::shared::{shared_object, Contents, SharedObject};
+use crate::shm::object::{Kind, Object, Shape};
+use crate::shm::segment::Segment;
+use crate::sync::RLock;
 
-use super::cells::{atomic_common, AtomicCells, AtomicRef};
+use super::cells::{AtomicCells, AtomicRef};
 use super::element::AtomicElement;
 
 /// The stride of a padded [`AtomicArray`]: one cache line per element, so
 /// that processes updating neighbouring elements do not share a line.
 pub const CACHE_LINE: usize = 64;
-
-const ATOMIC_ARRAY: Kind = Kind::AtomicArray;
 
 /// A fixed-length array of atomic `T` in shared memory.
 ///
@@ -49,14 +49,45 @@ pub struct AtomicArray<T> {
     cells: AtomicCells<T>,
 }
 
-impl<T: AtomicElement> AtomicArray<T> {
-    fn make(name: Option<&str>, len: usize, padded: bool, f: impl Fn(usize) -> T) -> Result<Self> {
+/// A new atomic array: its initial cells, and whether it is padded.
+type NewCells<'a, T> = (Contents<'a, T>, bool);
+
+impl<T: AtomicElement> SharedObject for AtomicArray<T> {
+    const SHAPE: Shape = AtomicCells::<T>::shape(Kind::AtomicArray, true);
+    type Init<'a> = NewCells<'a, T>;
+
+    fn count((cells, _): &NewCells<'_, T>) -> usize {
+        cells.len()
+    }
+
+    fn stride((_, padded): &NewCells<'_, T>) -> usize {
+        Self::SHAPE.strides[usize::from(*padded)]
+    }
+
+    fn fill(obj: &Object, (cells, _): NewCells<'_, T>) {
+        AtomicCells::fill(obj, cells);
+    }
+
+    fn wrap(obj: Object, _lock: Option<&RLock>) -> Result<Self> {
         Ok(AtomicArray {
-            cells: AtomicCells::create(name, ATOMIC_ARRAY, len, padded, f)?,
+            cells: AtomicCells::wrap(obj),
         })
     }
 
-    /// A new anonymous array of `len` zeros (`false` for `bool`), packed.
+    fn segment(&self) -> &Segment {
+        self.cells.segment()
+    }
+}
+
+shared_object! {
+    impl[T: AtomicElement] AtomicArray<T>: "array", "shmsync::AtomicArray::<u8>";
+    from_slice(data: &[T]) => (Contents::Slice(data), false);
+        " holding a copy of `data`, packed", "from_slice(&[7, 8])", "create(&name, &[7, 8])";
+}
+
+impl<T: AtomicElement> AtomicArray<T> {
+    /// A new anonymous array of `len` zeros (`false` for `bool`), packed;
+    /// as [`from_slice`](Self::from_slice) otherwise.
     ///
     /// ```
     /// # fn main() -> Result<(), shmsync::Error> {
@@ -66,10 +97,9 @@ impl<T: AtomicElement> AtomicArray<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) if too
-    /// large; [`Error::Io`](crate::Error::Io).
+    /// As for [`from_slice`](Self::from_slice).
     pub fn zeroed(len: usize) -> Result<Self> {
-        Self::make(None, len, false, |_| T::ZERO)
+        Self::create_object(None, (Contents::Zeroed(len), false), None)
     }
 
     /// As [`zeroed`](Self::zeroed), one element per cache line.
@@ -83,24 +113,9 @@ impl<T: AtomicElement> AtomicArray<T> {
     /// ```
     ///
     /// # Errors
-    /// As for [`zeroed`](Self::zeroed).
+    /// As for [`from_slice`](Self::from_slice).
     pub fn zeroed_padded(len: usize) -> Result<Self> {
-        Self::make(None, len, true, |_| T::ZERO)
-    }
-
-    /// A new anonymous array holding a copy of `data`, packed.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), shmsync::Error> {
-    /// let a = shmsync::AtomicArray::from_slice(&[true, false])?;
-    /// assert_eq!(a.to_vec(), [true, false]);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// As for [`zeroed`](Self::zeroed).
-    pub fn from_slice(data: &[T]) -> Result<Self> {
-        Self::make(None, data.len(), false, |i| data[i])
+        Self::create_object(None, (Contents::Zeroed(len), true), None)
     }
 
     /// As [`from_slice`](Self::from_slice), one element per cache line.
@@ -113,35 +128,9 @@ impl<T: AtomicElement> AtomicArray<T> {
     /// ```
     ///
     /// # Errors
-    /// As for [`zeroed`](Self::zeroed).
+    /// As for [`from_slice`](Self::from_slice).
     pub fn from_slice_padded(data: &[T]) -> Result<Self> {
-        Self::make(None, data.len(), true, |i| data[i])
-    }
-
-    /// A new named array holding a copy of `data`, packed (`O_EXCL`, mode
-    /// 0600 whatever the umask; see
-    /// [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors));
-    /// unlinked when this handle is dropped unless
-    /// [`persist`](Self::persist) is called.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), shmsync::Error> {
-    /// let name = format!("doc_aa_create_{}", std::process::id());
-    /// let a = shmsync::AtomicArray::create(&name, &[1i64, 2])?;
-    /// assert_eq!(shmsync::AtomicArray::<i64>::open(&name)?.to_vec(), [1, 2]);
-    /// drop(a); // unlinks the name
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`](crate::Error::InvalidName),
-    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists),
-    /// [`Error::Stale`](crate::Error::Stale) for a name left behind by a
-    /// creator that died,
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument),
-    /// [`Error::Io`](crate::Error::Io).
-    pub fn create(name: &str, data: &[T]) -> Result<Self> {
-        Self::make(Some(name), data.len(), false, |i| data[i])
+        Self::create_object(None, (Contents::Slice(data), true), None)
     }
 
     /// As [`create`](Self::create), one element per cache line.
@@ -157,53 +146,7 @@ impl<T: AtomicElement> AtomicArray<T> {
     /// # Errors
     /// As for [`create`](Self::create).
     pub fn create_padded(name: &str, data: &[T]) -> Result<Self> {
-        Self::make(Some(name), data.len(), true, |i| data[i])
-    }
-
-    /// Opens an array created by any process, packed or padded.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), shmsync::Error> {
-    /// let name = format!("doc_aa_open_{}", std::process::id());
-    /// let _a = shmsync::AtomicArray::create(&name, &[0u8; 3])?;
-    /// assert_eq!(shmsync::AtomicArray::<u8>::open(&name)?.len(), 3);
-    /// assert!(shmsync::AtomicArray::<i8>::open(&name).is_err()); // TypeMismatch
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound);
-    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) for another kind
-    /// of object, another element type or a stride other than the element
-    /// size or [`CACHE_LINE`]; the validation errors of a damaged segment.
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(AtomicArray {
-            cells: AtomicCells::open(name, ATOMIC_ARRAY)?,
-        })
-    }
-
-    /// Attaches to the array behind `fd` (see [`AsFd`]).
-    ///
-    /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use std::os::fd::AsFd;
-    /// let a = shmsync::AtomicArray::from_slice(&[7u16, 8])?;
-    /// let fd = a.as_fd().try_clone_to_owned()?;
-    /// assert_eq!(shmsync::AtomicArray::<u16>::from_fd(fd)?.to_vec(), [7, 8]);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// The descriptor must be a regular file, and a memfd must be sealed
-    /// against shrinking (as anonymous objects are); see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors).
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for another
-    /// kind of descriptor or an unsealed memfd; otherwise as
-    /// [`open`](Self::open).
-    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        Ok(AtomicArray {
-            cells: AtomicCells::from_fd(fd, ATOMIC_ARRAY)?,
-        })
+        Self::create_object(Some(name), (Contents::Slice(data), true), None)
     }
 
     /// The number of elements.
@@ -324,8 +267,4 @@ impl<T: AtomicElement> fmt::Debug for AtomicArray<T> {
             .field("padded", &self.is_padded())
             .finish_non_exhaustive()
     }
-}
-
-atomic_common! {
-    AtomicArray, "::create(", ", &[0u8; 4])?;";
 }

@@ -3,20 +3,19 @@
 
 use core::fmt;
 use core::marker::PhantomData;
-use core::mem::size_of;
 use core::sync::atomic::Ordering::{self, Relaxed};
-use std::os::fd::OwnedFd;
 
-use crate::error::Result;
 use crate::raw::rmw::MappedAtomic;
-use crate::shm::object::{Expect, Kind, LockMode, Object, Spec};
+use crate::shared::Contents;
+use crate::shm::object::{Kind, LockMode, Object, Shape};
+use crate::shm::segment::Segment;
 
 use super::array::CACHE_LINE;
 use super::element::{atomic_desc, AtomicBitwise, AtomicElement, AtomicNumber};
 
 /// The cells of a validated atomic object.
 pub(super) struct AtomicCells<T> {
-    pub(super) obj: Object,
+    obj: Object,
     /// First cell: `obj`'s mapping + data offset. Cached so that the hot
     /// path is one address computation and one atomic instruction.
     data: *mut u8,
@@ -33,7 +32,37 @@ unsafe impl<T: AtomicElement> Send for AtomicCells<T> {}
 unsafe impl<T: AtomicElement> Sync for AtomicCells<T> {}
 
 impl<T: AtomicElement> AtomicCells<T> {
-    fn from_obj(obj: Object) -> Self {
+    /// The shape of an atomic kind with cells of `T`, without a lock: a
+    /// single packed cell, or an array packed or padded to a cache line.
+    pub(super) const fn shape(kind: Kind, array: bool) -> Shape {
+        let elem = atomic_desc::<T>();
+        Shape {
+            kind,
+            elem,
+            strides: [elem.size, if array { CACHE_LINE } else { elem.size }],
+            lock: LockMode::None,
+            shares_lock: false,
+            single: !array,
+        }
+    }
+
+    /// Writes the initial cells of a new object (before it is published).
+    pub(super) fn fill(obj: &Object, init: Contents<'_, T>) {
+        for i in 0..init.len() {
+            // SAFETY: i < count (the object was made with `init.len()`
+            // cells), so `elem_ptr` is in bounds; it is aligned and
+            // accessed only atomically, as argued in `AtomicCells::word`;
+            // the reference does not outlive this iteration, during which
+            // `obj` (and its mapping) is borrowed.
+            let w = unsafe { T::Atomic::from_ptr(obj.elem_ptr(i).cast()) };
+            // Relaxed: published by `Object::create`'s Release store of
+            // READY, which openers Acquire.
+            T::store(w, init.get(i, T::ZERO), Relaxed);
+        }
+    }
+
+    /// The cells of a validated object of an atomic kind.
+    pub(super) fn wrap(obj: Object) -> Self {
         let l = &obj.layout;
         // `wrapping_add` keeps the mapping's provenance; the offset is
         // within the mapping (validated: data_offset + len * stride ==
@@ -50,70 +79,9 @@ impl<T: AtomicElement> AtomicCells<T> {
         }
     }
 
-    pub(super) fn create(
-        name: Option<&str>,
-        kind: Kind,
-        len: usize,
-        padded: bool,
-        init: impl Fn(usize) -> T,
-    ) -> Result<Self> {
-        let spec = Spec {
-            kind,
-            elem: atomic_desc::<T>(),
-            count: len,
-            stride: if padded {
-                CACHE_LINE
-            } else {
-                size_of::<T::Atomic>()
-            },
-            lock: LockMode::None,
-            lock_ref: None,
-        };
-        let obj = Object::create(name, &spec, |obj| {
-            for i in 0..len {
-                // SAFETY: i < len == count, so `elem_ptr` is in bounds; it
-                // is aligned and accessed only atomically, as argued in
-                // `AtomicCells::word`; the reference does not outlive this
-                // iteration, during which `obj` (and its mapping) is
-                // borrowed.
-                let w = unsafe { T::Atomic::from_ptr(obj.elem_ptr(i).cast()) };
-                // Relaxed: published by `Object::create`'s Release store of
-                // READY, which openers Acquire.
-                T::store(w, init(i), Relaxed);
-            }
-        })?;
-        Ok(Self::from_obj(obj))
-    }
-
-    pub(super) fn open(name: &str, kind: Kind) -> Result<Self> {
-        let strides = Self::strides(kind);
-        let kinds = [kind];
-        let expect = Self::expect(&kinds, &strides);
-        Ok(Self::from_obj(Object::open(name, &expect)?))
-    }
-
-    pub(super) fn from_fd(fd: OwnedFd, kind: Kind) -> Result<Self> {
-        let strides = Self::strides(kind);
-        let kinds = [kind];
-        let expect = Self::expect(&kinds, &strides);
-        Ok(Self::from_obj(Object::from_fd(fd, &expect)?))
-    }
-
-    /// Arrays may be packed or padded to a cache line; values are packed.
-    fn strides(kind: Kind) -> [usize; 2] {
-        let size = size_of::<T::Atomic>();
-        match kind {
-            Kind::AtomicArray => [size, CACHE_LINE],
-            _ => [size, size],
-        }
-    }
-
-    fn expect<'a>(kinds: &'a [Kind], strides: &'a [usize]) -> Expect<'a> {
-        Expect {
-            kinds,
-            elem: atomic_desc::<T>(),
-            strides,
-        }
+    /// The segment the cells are in.
+    pub(super) fn segment(&self) -> &Segment {
+        &self.obj.seg
     }
 
     /// Cell `i`, unchecked.
@@ -494,70 +462,3 @@ macro_rules! cell_api {
 pub(super) use cell_api;
 
 cell_api!(['a,] AtomicRef, "let a = shmsync::AtomicArray::from_slice(&[", "])?;\nlet c = a.at(0);");
-
-/// Naming and descriptors, as every object has. Examples build the object
-/// `x` from `$pre NAME $post`.
-macro_rules! atomic_common {
-    ($($ty:ident, $pre:literal, $post:literal;)*) => {$(
-        impl<T: AtomicElement> $ty<T> {
-            /// The segment's name (without a leading `/`), `None` if
-            /// anonymous.
-            ///
-            /// ```
-            /// # fn main() -> Result<(), shmsync::Error> {
-            /// let name = format!("/doc_name_{}", std::process::id());
-            #[doc = concat!("let x = shmsync::", stringify!($ty), $pre, "&name", $post)]
-            /// assert_eq!(x.name(), Some(&name[1..]));
-            /// # Ok(()) }
-            /// ```
-            pub fn name(&self) -> Option<&str> {
-                self.cells.obj.seg.name()
-            }
-
-            /// Keeps the name after this creating handle is dropped (the
-            /// handle that created a name unlinks it on drop, in the
-            /// creating process only).
-            ///
-            /// ```
-            /// # fn main() -> Result<(), shmsync::Error> {
-            /// let name = format!("doc_persist_{}", std::process::id());
-            #[doc = concat!("let x = shmsync::", stringify!($ty), $pre, "&name", $post)]
-            /// x.persist();
-            /// drop(x);
-            #[doc = concat!("let y = shmsync::", stringify!($ty), "::<u8>::open(&name)?;")]
-            /// y.unlink()?; // clean up
-            /// # Ok(()) }
-            /// ```
-            pub fn persist(&self) {
-                self.cells.obj.seg.persist();
-            }
-
-            /// Removes the name now; attached handles keep working.
-            ///
-            /// ```
-            /// # fn main() -> Result<(), shmsync::Error> {
-            /// let name = format!("doc_unlink_{}", std::process::id());
-            #[doc = concat!("let x = shmsync::", stringify!($ty), $pre, "&name", $post)]
-            /// x.unlink()?;
-            #[doc = concat!("let gone = shmsync::", stringify!($ty), "::<u8>::open(&name);")]
-            /// assert!(matches!(gone, Err(shmsync::Error::NotFound { .. })));
-            /// # Ok(()) }
-            /// ```
-            ///
-            /// # Errors
-            /// [`Error::NotFound`](crate::Error::NotFound) if already
-            /// removed, [`Error::InvalidArgument`](crate::Error::InvalidArgument)
-            /// if anonymous.
-            pub fn unlink(&self) -> Result<()> {
-                self.cells.obj.seg.unlink()
-            }
-        }
-
-        impl<T: AtomicElement> AsFd for $ty<T> {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.cells.obj.seg.fd()
-            }
-        }
-    )*};
-}
-pub(super) use atomic_common;

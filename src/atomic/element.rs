@@ -126,7 +126,7 @@ elements! {
     bool => AtomicU8, b'?', false, [AtomicBitwise];
 }
 
-pub(super) fn atomic_desc<T: AtomicElement>() -> ElemDesc {
+pub(super) const fn atomic_desc<T: AtomicElement>() -> ElemDesc {
     ElemDesc {
         code: T::CODE,
         size: size_of::<T::Atomic>(),

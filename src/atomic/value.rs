@@ -2,12 +2,14 @@
 
 use core::fmt;
 use core::sync::atomic::Ordering::{self, Relaxed};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::Result;
-use crate::shm::object::Kind;
+use crate::shared::{shared_object, Contents, SharedObject};
+use crate::shm::object::{Kind, Object, Shape};
+use crate::shm::segment::Segment;
+use crate::sync::RLock;
 
-use super::cells::{atomic_common, cell_api, AtomicCells, AtomicRef};
+use super::cells::{cell_api, AtomicCells, AtomicRef};
 use super::element::{AtomicBitwise, AtomicElement, AtomicNumber};
 
 cell_api!([] AtomicValue, "let c = shmsync::AtomicValue::new(", ")?;");
@@ -16,7 +18,7 @@ cell_api!([] AtomicValue, "let c = shmsync::AtomicValue::new(", ")?;");
 ///
 /// Named ([`create`](Self::create) / [`open`](Self::open)), anonymous
 /// ([`new`](Self::new); shared with children through `fork`, or by file
-/// descriptor with [`AsFd`] and [`from_fd`](Self::from_fd)). The methods
+/// descriptor with [`AsFd`](std::os::fd::AsFd) and [`from_fd`](Self::from_fd)). The methods
 /// are std's, with explicit [`Ordering`]s; see [`AtomicElement`] for the
 /// types and the semantics of floats and `bool`.
 ///
@@ -37,117 +39,41 @@ pub struct AtomicValue<T> {
     cells: AtomicCells<T>,
 }
 
-const ATOMIC_VALUE: Kind = Kind::AtomicValue;
+impl<T: AtomicElement> SharedObject for AtomicValue<T> {
+    const SHAPE: Shape = AtomicCells::<T>::shape(Kind::AtomicValue, false);
+    type Init<'a> = Contents<'a, T>;
 
-impl<T: AtomicElement> AtomicValue<T> {
-    fn with(cells: AtomicCells<T>) -> Self {
-        debug_assert_eq!(cells.len, 1, "validated by Object");
-        AtomicValue { cells }
+    fn count(init: &Contents<'_, T>) -> usize {
+        init.len()
     }
 
+    fn fill(obj: &Object, init: Contents<'_, T>) {
+        AtomicCells::fill(obj, init);
+    }
+
+    fn wrap(obj: Object, _lock: Option<&RLock>) -> Result<Self> {
+        let cells = AtomicCells::wrap(obj);
+        debug_assert_eq!(cells.len, 1, "validated by Object");
+        Ok(AtomicValue { cells })
+    }
+
+    fn segment(&self) -> &Segment {
+        self.cells.segment()
+    }
+}
+
+shared_object! {
+    impl[T: AtomicElement] AtomicValue<T>: "value", "shmsync::AtomicValue::<u8>";
+    new(v: T) => Contents::One(v); " holding `v`", "new(7)", "create(&name, 7)";
+}
+
+impl<T: AtomicElement> AtomicValue<T> {
     /// The cell.
     #[inline]
     fn word(&self) -> &T::Atomic {
         // SAFETY: a value has exactly one cell (count 1 on create; `open`
         // rejects a single-value kind with another count).
         unsafe { self.cells.word(0) }
-    }
-
-    /// A new anonymous value (a memfd, sealed against resizing).
-    ///
-    /// ```
-    /// # fn main() -> Result<(), shmsync::Error> {
-    /// let v = shmsync::AtomicValue::new(42i64)?;
-    /// assert_eq!(v.load(std::sync::atomic::Ordering::Relaxed), 42);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Io`](crate::Error::Io) if the memfd cannot be made.
-    pub fn new(v: T) -> Result<Self> {
-        Ok(Self::with(AtomicCells::create(
-            None,
-            ATOMIC_VALUE,
-            1,
-            false,
-            |_| v,
-        )?))
-    }
-
-    /// A new named value (`O_EXCL`, mode 0600 whatever the umask; see
-    /// [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors)). The name is unlinked when
-    /// this handle is dropped, unless [`persist`](Self::persist) is called.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), shmsync::Error> {
-    /// let name = format!("doc_av_create_{}", std::process::id());
-    /// let v = shmsync::AtomicValue::create(&name, 1u32)?;
-    /// assert_eq!(v.name(), Some(name.as_str()));
-    /// assert!(shmsync::AtomicValue::create(&name, 1u32).is_err()); // AlreadyExists
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`](crate::Error::InvalidName),
-    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists),
-    /// [`Error::Stale`](crate::Error::Stale) for a name left behind by a
-    /// creator that died,
-    /// [`Error::Io`](crate::Error::Io).
-    pub fn create(name: &str, v: T) -> Result<Self> {
-        Ok(Self::with(AtomicCells::create(
-            Some(name),
-            ATOMIC_VALUE,
-            1,
-            false,
-            |_| v,
-        )?))
-    }
-
-    /// Opens a value created by any process.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), shmsync::Error> {
-    /// use std::sync::atomic::Ordering::Relaxed;
-    /// let name = format!("doc_av_open_{}", std::process::id());
-    /// let a = shmsync::AtomicValue::create(&name, 0u64)?;
-    /// let b = shmsync::AtomicValue::<u64>::open(&name)?;
-    /// b.fetch_add(5, Relaxed);
-    /// assert_eq!(a.load(Relaxed), 5);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound);
-    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) if the segment
-    /// holds another kind of object (a [`Value`](crate::Value) too) or
-    /// another element type; the validation errors of a damaged segment.
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(Self::with(AtomicCells::open(name, ATOMIC_VALUE)?))
-    }
-
-    /// Attaches to the value behind `fd` (see [`AsFd`]).
-    ///
-    /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use std::os::fd::AsFd;
-    /// use std::sync::atomic::Ordering::Relaxed;
-    /// let v = shmsync::AtomicValue::new(1i8)?;
-    /// let fd = v.as_fd().try_clone_to_owned()?; // or passed over a socket
-    /// let w = shmsync::AtomicValue::<i8>::from_fd(fd)?;
-    /// w.store(-1, Relaxed);
-    /// assert_eq!(v.load(Relaxed), -1);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// The descriptor must be a regular file, and a memfd must be sealed
-    /// against shrinking (as anonymous objects are); see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors).
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for another
-    /// kind of descriptor or an unsealed memfd; otherwise as
-    /// [`open`](Self::open).
-    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        Ok(Self::with(AtomicCells::from_fd(fd, ATOMIC_VALUE)?))
     }
 
     /// The value's cell as an [`AtomicRef`], for code that takes cells of
@@ -175,8 +101,4 @@ impl<T: AtomicElement> fmt::Debug for AtomicValue<T> {
             .field("value", &self.load(Relaxed))
             .finish()
     }
-}
-
-atomic_common! {
-    AtomicValue, "::create(", ", 0u8)?;";
 }

@@ -1,6 +1,10 @@
 //! [`AtomicCells`], the cells of a validated atomic object, and
 //! [`AtomicRef`], a handle to one of them with the std atomic API.
 
+// Overlays `core` atomics on mapped bytes (`from_ptr`), and asserts
+// `Send`/`Sync` for the store holding them.
+#![allow(unsafe_code)]
+
 use core::fmt;
 use core::marker::PhantomData;
 use core::sync::atomic::Ordering::{self, Relaxed};

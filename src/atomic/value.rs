@@ -1,5 +1,9 @@
 //! [`AtomicValue`]: one atomic cell in shared memory.
 
+// Takes its one cell through the unchecked accessor of `cells.rs`
+// (a validated single value has exactly one).
+#![allow(unsafe_code)]
+
 use core::fmt;
 use core::sync::atomic::Ordering::{self, Relaxed};
 

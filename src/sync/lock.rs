@@ -1,5 +1,9 @@
 //! [`Lock`] and [`RLock`]: futex mutexes that live inside a shared page.
 
+// Reaches the lock slot through a pointer into the mapping, and links it
+// into the thread's robust list (`sys::robust`).
+#![allow(unsafe_code)]
+
 use core::fmt;
 use core::marker::PhantomData;
 use core::num::{NonZeroU32, NonZeroUsize};

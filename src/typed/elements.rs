@@ -1,6 +1,10 @@
 //! The element store shared by every typed object: a validated object and
 //! bounds-checked atomic access to its elements.
 
+// Reads and writes elements through pointers into the mapping
+// (`shm::access`), and asserts `Send`/`Sync` for the store holding them.
+#![allow(unsafe_code)]
+
 use crate::shared::Contents;
 use crate::shm::access;
 use crate::shm::object::{Kind, LockMode, Object, Shape};

@@ -128,6 +128,7 @@ compile_error!("shmsync supports Linux only (futexes, memfd, /dev/shm)");
 mod atomic;
 mod error;
 pub mod raw;
+mod shared;
 mod shm;
 mod sync;
 mod sys;

@@ -20,7 +20,10 @@ use crate::sys;
 /// How long `open` waits for a creator that has not published its header.
 pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What a segment holds. Recorded in the header; `open` checks it.
+/// What a segment holds: the kind constant recorded in the header, which
+/// `open` checks. A new kind is one more variant here and in [`Kind::ALL`]
+/// (its number is forever: files carry it); what its segments look like is
+/// its [`Shape`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub(crate) enum Kind {
@@ -35,46 +38,20 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// Every kind, to read the header's number back.
+    const ALL: [Kind; 8] = [
+        Kind::Value,
+        Kind::RawValue,
+        Kind::Array,
+        Kind::RawArray,
+        Kind::Lock,
+        Kind::RLock,
+        Kind::AtomicValue,
+        Kind::AtomicArray,
+    ];
+
     fn from_u32(v: u32) -> Option<Kind> {
-        Some(match v {
-            1 => Kind::Value,
-            2 => Kind::RawValue,
-            3 => Kind::Array,
-            4 => Kind::RawArray,
-            5 => Kind::Lock,
-            6 => Kind::RLock,
-            7 => Kind::AtomicValue,
-            8 => Kind::AtomicArray,
-            _ => return None,
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Value => "Value",
-            Kind::RawValue => "RawValue",
-            Kind::Array => "Array",
-            Kind::RawArray => "RawArray",
-            Kind::Lock => "Lock",
-            Kind::RLock => "RLock",
-            Kind::AtomicValue => "AtomicValue",
-            Kind::AtomicArray => "AtomicArray",
-        }
-    }
-
-    /// The lock modes a kind may have.
-    fn allows(self, mode: LockMode) -> bool {
-        match self {
-            Kind::Value | Kind::Array => matches!(mode, LockMode::Own | LockMode::External),
-            Kind::Lock | Kind::RLock => mode == LockMode::Own,
-            Kind::RawValue | Kind::RawArray | Kind::AtomicValue | Kind::AtomicArray => {
-                mode == LockMode::None
-            }
-        }
-    }
-
-    fn is_single(self) -> bool {
-        matches!(self, Kind::Value | Kind::RawValue | Kind::AtomicValue)
+        Self::ALL.into_iter().find(|k| *k as u32 == v)
     }
 }
 
@@ -114,25 +91,39 @@ pub(crate) struct LockRef {
     pub(crate) name: Option<String>,
 }
 
-/// What to create.
+/// What every segment of one kind looks like: the layout `create` writes
+/// and `open` requires, besides the element count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    pub(crate) kind: Kind,
+    /// The element type ([`ElemDesc::NONE`] for kinds without elements).
+    pub(crate) elem: ElemDesc,
+    /// The strides `open` accepts; `create` uses the first unless the
+    /// object asks for the second (a padded atomic array).
+    pub(crate) strides: [usize; 2],
+    /// The lock a new object has by itself: `None` or `Own`.
+    pub(crate) lock: LockMode,
+    /// Whether it may use another object's lock instead (`External`).
+    pub(crate) shares_lock: bool,
+    /// Exactly one element (a single value).
+    pub(crate) single: bool,
+}
+
+impl Shape {
+    /// The lock modes a segment of this shape may record.
+    fn allows(&self, mode: LockMode) -> bool {
+        mode == self.lock || (self.shares_lock && mode == LockMode::External)
+    }
+}
+
+/// What to create: a shape, the element count and stride, and the lock.
 #[derive(Debug, Clone)]
 pub(crate) struct Spec {
-    pub(crate) kind: Kind,
-    pub(crate) elem: ElemDesc,
+    pub(crate) shape: Shape,
     pub(crate) count: usize,
     pub(crate) stride: usize,
     pub(crate) lock: LockMode,
     pub(crate) lock_ref: Option<LockRef>,
-}
-
-/// What `open` requires.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Expect<'a> {
-    /// Acceptable kinds (the first one names the request in errors).
-    pub(crate) kinds: &'a [Kind],
-    pub(crate) elem: ElemDesc,
-    /// Acceptable strides; empty: exactly `elem.size`.
-    pub(crate) strides: &'a [usize],
 }
 
 /// An object's layout, validated once and kept: the only source of bounds.
@@ -163,20 +154,14 @@ impl fmt::Display for Desc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Desc(kind, e) = self;
         if e.code == 0 {
-            return write!(f, "{}", kind.name());
+            return write!(f, "{kind:?}");
         }
         let code = if e.code.is_ascii_graphic() {
             format!("'{}'", e.code as char)
         } else {
             format!("code {}", e.code)
         };
-        write!(
-            f,
-            "{}<{code}, {} bytes, align {}>",
-            kind.name(),
-            e.size,
-            e.align
-        )
+        write!(f, "{kind:?}<{code}, {} bytes, align {}>", e.size, e.align)
     }
 }
 
@@ -195,11 +180,12 @@ impl Object {
         spec: &Spec,
         init: impl FnOnce(&Object),
     ) -> Result<Object> {
-        if spec.elem.align == 0
-            || !spec.elem.align.is_power_of_two()
-            || spec.elem.align > MAX_ALIGN
-            || spec.stride < spec.elem.size
-            || spec.stride % spec.elem.align != 0
+        let elem = spec.shape.elem;
+        if elem.align == 0
+            || !elem.align.is_power_of_two()
+            || elem.align > MAX_ALIGN
+            || spec.stride < elem.size
+            || spec.stride % elem.align != 0
         {
             return Err(Error::InvalidArgument("unsupported element layout"));
         }
@@ -209,11 +195,11 @@ impl Object {
             }
         }
         let layout = Layout {
-            kind: spec.kind,
-            elem: spec.elem,
+            kind: spec.shape.kind,
+            elem,
             count: spec.count,
             stride: spec.stride,
-            data_offset: data_offset_for(spec.lock == LockMode::External, spec.elem.align),
+            data_offset: data_offset_for(spec.lock == LockMode::External, elem.align),
             lock: spec.lock,
             lock_ref: spec.lock_ref.clone(),
             id: sys::file::random_u64()?,
@@ -304,22 +290,22 @@ impl Object {
         }
     }
 
-    /// Opens a named object and validates it against `expect`.
-    pub(crate) fn open(name: &str, expect: &Expect<'_>) -> Result<Object> {
+    /// Opens a named object and validates it against `shape`.
+    pub(crate) fn open(name: &str, shape: &Shape) -> Result<Object> {
         let (fd, bare) = Segment::open_named(name)?;
-        Self::attach(fd, Some(bare), expect)
+        Self::attach(fd, Some(bare), shape)
     }
 
-    /// Attaches to the object behind `fd` and validates it against `expect`.
+    /// Attaches to the object behind `fd` and validates it against `shape`.
     /// The descriptor must pass [`sys::file::check_passed_fd`].
-    pub(crate) fn from_fd(fd: OwnedFd, expect: &Expect<'_>) -> Result<Object> {
+    pub(crate) fn from_fd(fd: OwnedFd, shape: &Shape) -> Result<Object> {
         sys::file::check_passed_fd(fd.as_fd())?;
-        Self::attach(fd, None, expect)
+        Self::attach(fd, None, shape)
     }
 
-    fn attach(fd: OwnedFd, name: Option<String>, expect: &Expect<'_>) -> Result<Object> {
+    fn attach(fd: OwnedFd, name: Option<String>, shape: &Shape) -> Result<Object> {
         let (mut obj, len) = Self::await_published(fd, name)?;
-        obj.layout = obj.validate(len, expect)?;
+        obj.layout = obj.validate(len, shape)?;
         if obj.layout.lock == LockMode::Own {
             // As in `create`.
             obj.seg.liveness.attach(obj.seg.fd())?;
@@ -385,7 +371,7 @@ impl Object {
     }
 
     /// Reads the header once and checks every field.
-    fn validate(&self, file_len: u64, expect: &Expect<'_>) -> Result<Layout> {
+    fn validate(&self, file_len: u64, shape: &Shape) -> Result<Layout> {
         let h = self.header();
         if h.magic.load(Relaxed) != MAGIC {
             return Err(Error::BadMagic);
@@ -397,7 +383,7 @@ impl Object {
                 found: version,
             });
         }
-        let want = Desc(expect.kinds[0], expect.elem);
+        let want = Desc(shape.kind, shape.elem);
         let raw_kind = h.kind.load(Relaxed);
         let kind = Kind::from_u32(raw_kind).ok_or(Error::Corrupt("unknown object kind"))?;
         let code = h.type_code.load(Relaxed);
@@ -406,21 +392,22 @@ impl Object {
             size: h.elem_size.load(Relaxed) as usize,
             align: h.elem_align.load(Relaxed) as usize,
         };
-        if !expect.kinds.contains(&kind) || elem != expect.elem {
+        if kind != shape.kind || elem != shape.elem {
             return Err(Error::TypeMismatch {
                 expected: want.to_string(),
                 found: Desc(kind, elem).to_string(),
             });
         }
         let stride = h.stride.load(Relaxed) as usize;
-        let stride_ok = if expect.strides.is_empty() {
-            stride == elem.size
-        } else {
-            expect.strides.contains(&stride)
-        };
-        if !stride_ok {
+        if !shape.strides.contains(&stride) {
+            let [a, b] = shape.strides;
+            let strides = if a == b {
+                format!("{a}")
+            } else {
+                format!("{a} or {b}")
+            };
             return Err(Error::TypeMismatch {
-                expected: format!("{want} with stride {:?}", expect.strides),
+                expected: format!("{want} with stride {strides}"),
                 found: format!("stride {stride}"),
             });
         }
@@ -430,7 +417,8 @@ impl Object {
             2 => LockMode::External,
             _ => return Err(Error::Corrupt("unknown lock mode")),
         };
-        if !kind.allows(lock) {
+        // The kind is the shape's (checked above).
+        if !shape.allows(lock) {
             return Err(Error::Corrupt("lock mode not valid for this kind"));
         }
         let data_offset = data_offset_for(lock == LockMode::External, elem.align);
@@ -439,7 +427,7 @@ impl Object {
         }
         let count = usize::try_from(h.count.load(Relaxed))
             .map_err(|_| Error::Corrupt("element count out of range"))?;
-        if kind.is_single() && count != 1 {
+        if shape.single && count != 1 {
             return Err(Error::Corrupt("a single value with a count other than 1"));
         }
         let lock_ref = if lock == LockMode::External {

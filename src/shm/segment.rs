@@ -261,6 +261,14 @@ fn map(fd: &OwnedFd, len: u64) -> Result<MmapRaw> {
 ///   by descriptor is accepted with the same limit as a named `open`: a
 ///   peer that may write the file may also truncate it, and accesses past
 ///   its new end fault with `SIGBUS`.
+/// - **Truncation.** A named file cannot be sealed: any process allowed to
+///   write `/dev/shm/NAME` can shrink it (`ftruncate`) while it is mapped,
+///   and an access to the lost pages then faults with `SIGBUS`, which
+///   kills the process unless it handles the signal. `open` checks the
+///   size once; nothing can check it on every access. This holds for every
+///   named object (`create`, `open`, and `from_fd` of a named file), and is
+///   why anonymous objects, which are memfds sealed against resizing, are
+///   preferred between related processes.
 /// - **Stale names.** A creator killed inside `create` can leave its name
 ///   behind, empty or with a header never published. `open` then gives
 ///   [`Error::NotReady`] and a typed `create` gives [`Error::Stale`] (after
@@ -304,6 +312,14 @@ impl SharedMemory {
     ///
     /// The name must be a regular file: a symbolic link is never followed
     /// (see [Names, files and
+    /// descriptors](SharedMemory#names-files-and-descriptors)).
+    ///
+    /// # Truncation
+    ///
+    /// A process allowed to write the file can shrink it while this handle
+    /// lives; [`read_at`](Self::read_at), [`write_at`](Self::write_at) and
+    /// accesses through [`as_ptr`](Self::as_ptr) to the lost pages then
+    /// fault with `SIGBUS` (see [Names, files and
     /// descriptors](SharedMemory#names-files-and-descriptors)).
     ///
     /// # Errors

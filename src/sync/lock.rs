@@ -1,20 +1,23 @@
 //! [`Lock`] and [`RLock`]: futex mutexes that live inside a shared page.
 
+// Reaches the lock slot through a pointer into the mapping, and links it
+// into the thread's robust list (`sys::robust`).
+#![allow(unsafe_code)]
+
 use core::fmt;
 use core::marker::PhantomData;
 use core::num::{NonZeroU32, NonZeroUsize};
 use core::sync::atomic::AtomicU32;
+use core::sync::atomic::Ordering::Relaxed;
 use core::time::Duration;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::error::Result;
-use core::sync::atomic::Ordering::Relaxed;
-
+use crate::error::{Error, Result};
 use crate::raw::{Acquired, Deadline, Holds, Liveness, RawMutex, Refused, TID_MASK};
+use crate::shared::SharedObject;
 use crate::shm::header::LockSlot;
-use crate::shm::object::{ElemDesc, Expect, Kind, LockMode, Object, Spec};
+use crate::shm::object::{ElemDesc, Kind, LockMode, LockRef, Object, Shape};
 use crate::shm::segment::Segment;
 use crate::sync::{LockError, TryLockError};
 use crate::sys;
@@ -86,8 +89,8 @@ impl Deadline for Until {
 }
 
 impl LockHandle {
-    /// The lock slot of an object whose lock mode is `Own`.
-    pub(crate) fn of(obj: &Object, recursive: bool) -> LockHandle {
+    /// The lock slot of a validated object whose lock mode is `Own`.
+    pub(crate) fn wrap(obj: &Object, recursive: bool) -> LockHandle {
         let slot = obj.lock_slot();
         let off = (slot as usize).wrapping_sub(obj.seg.as_ptr() as usize) as u64;
         // The file's entry in this process's liveness table (one per file,
@@ -109,10 +112,6 @@ impl LockHandle {
             recursive,
             key,
         }
-    }
-
-    pub(crate) fn id(&self) -> u64 {
-        self.id
     }
 
     pub(crate) fn name(&self) -> Option<&str> {
@@ -540,7 +539,7 @@ impl<O: HasLock> Drop for HeldLock<'_, O> {
 macro_rules! lock_type {
     (
         $(#[$doc:meta])*
-        $name:ident, $guard:ident, $kind:expr, $recursive:expr, $what:literal
+        $name:ident, $guard:ident, $kind:expr, $recursive:expr, $what:literal, $path:literal
     ) => {
         $(#[$doc])*
         #[derive(Clone)]
@@ -548,92 +547,34 @@ macro_rules! lock_type {
             h: LockHandle,
         }
 
-        impl $name {
-            fn from_object(obj: &Object) -> Self {
-                $name {
-                    h: LockHandle::of(obj, $recursive),
-                }
-            }
-
-            fn spec() -> Spec {
-                Spec {
-                    kind: $kind,
-                    elem: ElemDesc::NONE,
-                    count: 0,
-                    stride: 0,
-                    lock: LockMode::Own,
-                    lock_ref: None,
-                }
-            }
-
-            const EXPECT: Expect<'static> = Expect {
-                kinds: &[$kind],
+        impl SharedObject for $name {
+            const SHAPE: Shape = Shape {
+                kind: $kind,
                 elem: ElemDesc::NONE,
-                strides: &[0],
+                strides: [0, 0],
+                lock: LockMode::Own,
+                shares_lock: false,
+                single: false,
             };
+            type Init<'a> = ();
 
-            #[doc = concat!("Creates an anonymous ", $what, ", shared with children by `fork` or by")]
-            /// its file descriptor.
-            ///
-            /// # Errors
-            /// [`Error::Io`](crate::Error::Io) if the memfd cannot be made.
-            pub fn new() -> Result<Self> {
-                Ok(Self::from_object(&Object::create(None, &Self::spec(), |_| {})?))
+            fn wrap(obj: Object, _lock: Option<&RLock>) -> Result<Self> {
+                Ok($name {
+                    h: LockHandle::wrap(&obj, $recursive),
+                })
             }
 
-            #[doc = concat!("Creates a named ", $what, " (`/dev/shm/NAME`, `O_EXCL`, mode 0600")]
-            /// whatever the umask; see [names, files and
-            /// descriptors](crate::SharedMemory#names-files-and-descriptors)).
-            ///
-            /// The name is unlinked when the last clone of this handle is
-            /// dropped in this process, unless [`persist`](Self::persist)
-            /// was called.
-            ///
-            /// # Errors
-            /// [`Error::InvalidName`](crate::Error::InvalidName),
-            /// [`Error::AlreadyExists`](crate::Error::AlreadyExists),
-            /// [`Error::Stale`](crate::Error::Stale) for a name left behind
-            /// by a creator that died (remove it with
-            /// [`SharedMemory::unlink_name`](crate::SharedMemory::unlink_name)),
-            /// [`Error::Io`](crate::Error::Io).
-            pub fn create(name: &str) -> Result<Self> {
-                Ok(Self::from_object(&Object::create(Some(name), &Self::spec(), |_| {})?))
+            fn segment(&self) -> &Segment {
+                &self.h.seg
             }
+        }
 
-            #[doc = concat!("Opens the ", $what, " created under `name` by any process.")]
-            ///
-            /// The name is opened without following a symbolic link and
-            /// must be a regular file. A peer that shrinks the file
-            /// afterwards makes accesses to the lost pages fault with
-            /// `SIGBUS` (see [names, files and
-            /// descriptors](crate::SharedMemory#names-files-and-descriptors)).
-            ///
-            /// # Errors
-            /// [`Error::NotFound`](crate::Error::NotFound),
-            /// [`Error::InvalidName`](crate::Error::InvalidName) for a bad
-            /// name, a symbolic link or a file that is not regular,
-            /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) if the
-            /// name holds another kind of object, and the other validation
-            /// errors for a damaged segment.
-            pub fn open(name: &str) -> Result<Self> {
-                Ok(Self::from_object(&Object::open(name, &Self::EXPECT)?))
-            }
+        crate::shared::shared_object! {
+            impl[] $name: $what, $path;
+            new() => (); "", "new()", "create(&name)";
+        }
 
-            #[doc = concat!("Attaches to the ", $what, " behind a file descriptor from")]
-            /// [`AsFd::as_fd`] of a handle in another process.
-            ///
-            /// A memfd must be sealed against shrinking (those made by
-            /// `new` are); a named file is accepted with the `SIGBUS` limit
-            /// of [`open`](Self::open).
-            ///
-            /// # Errors
-            /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for
-            /// a descriptor that is not a regular file or an unsealed memfd;
-            /// otherwise as for [`open`](Self::open).
-            pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-                Ok(Self::from_object(&Object::from_fd(fd, &Self::EXPECT)?))
-            }
-
+        impl $name {
             /// Acquires the lock, blocking while another thread (of any
             /// process) holds it.
             ///
@@ -682,33 +623,6 @@ macro_rules! lock_type {
             /// Whether the calling thread holds the lock.
             pub fn is_held_by_current_thread(&self) -> bool {
                 self.h.is_held_by_current_thread()
-            }
-
-            /// The segment's name (without a leading `/`), `None` if
-            /// anonymous.
-            pub fn name(&self) -> Option<&str> {
-                self.h.name()
-            }
-
-            /// Keeps the name after this creating handle is dropped.
-            pub fn persist(&self) {
-                self.h.seg.persist();
-            }
-
-            /// Removes the name now; attached handles keep working.
-            ///
-            /// # Errors
-            /// [`Error::NotFound`](crate::Error::NotFound) if already
-            /// removed, [`Error::InvalidArgument`](crate::Error::InvalidArgument)
-            /// if anonymous.
-            pub fn unlink(&self) -> Result<()> {
-                self.h.seg.unlink()
-            }
-        }
-
-        impl AsFd for $name {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.h.seg.fd()
             }
         }
 
@@ -770,7 +684,7 @@ lock_type! {
     /// assert!(!lock.is_locked());
     /// # Ok(()) }
     /// ```
-    RLock, RLockGuard, Kind::RLock, true, "recursive lock"
+    RLock, RLockGuard, Kind::RLock, true, "recursive lock", "shmsync::RLock"
 }
 
 lock_type! {
@@ -790,7 +704,7 @@ lock_type! {
     /// drop(g);
     /// # Ok(()) }
     /// ```
-    Lock, LockGuard, Kind::Lock, false, "lock"
+    Lock, LockGuard, Kind::Lock, false, "lock", "shmsync::Lock"
 }
 
 impl RLock {
@@ -798,21 +712,45 @@ impl RLock {
         &self.h
     }
 
-    pub(crate) fn from_handle(h: LockHandle) -> RLock {
-        RLock { h }
+    /// Opens the `RLock` object `name` if its identity is `id`.
+    fn open_slot_of(name: &str, id: u64) -> Result<RLock> {
+        let lock = RLock::open_object(name)?;
+        if lock.h.id != id {
+            return Err(Error::LockMismatch);
+        }
+        Ok(lock)
     }
 
-    /// Opens the `RLock` object `name` if its identity is `id`.
-    pub(crate) fn open_slot_of(name: &str, id: u64) -> Result<RLock> {
-        const ANY_RLOCK: Expect<'static> = Expect {
-            kinds: &[Kind::RLock],
-            elem: ElemDesc::NONE,
-            strides: &[0],
-        };
-        let obj = Object::open(name, &ANY_RLOCK)?;
-        if obj.layout.id != id {
-            return Err(crate::Error::LockMismatch);
+    /// The lock of a validated object that `shares_lock`: its own slot,
+    /// the separate lock object it records (re-opened by name), or
+    /// `given`, checked against the recorded identity.
+    pub(crate) fn protecting(obj: &Object, given: Option<&RLock>) -> Result<RLock> {
+        match (obj.layout.lock, &obj.layout.lock_ref, given) {
+            (LockMode::Own, _, None) => Ok(RLock {
+                h: LockHandle::wrap(obj, true),
+            }),
+            (LockMode::External, Some(r), Some(l)) if l.h.id == r.id => Ok(l.clone()),
+            (LockMode::External, Some(r), None) => match &r.name {
+                Some(n) => RLock::open_slot_of(n, r.id),
+                None => Err(Error::LockMismatch),
+            },
+            _ => Err(Error::LockMismatch),
         }
-        Ok(RLock::from_object(&obj))
+    }
+
+    /// This lock as another object records it; an object with a name
+    /// (`named`) may only depend on a named `RLock` object, which its
+    /// `open` can re-open.
+    pub(crate) fn lock_ref(&self, named: bool) -> Result<LockRef> {
+        let h = &self.h;
+        if named && (h.name().is_none() || !h.is_lock_object()) {
+            return Err(Error::InvalidArgument(
+                "a named object's separate lock must be a named RLock",
+            ));
+        }
+        Ok(LockRef {
+            id: h.id,
+            name: h.name().map(str::to_owned),
+        })
     }
 }

@@ -3,18 +3,13 @@
 
 use core::fmt;
 use core::time::Duration;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::{Error, Result};
-use crate::shm::object::Kind;
+use crate::shared::{shared_object, Contents, SharedObject};
 use crate::sync::{HasLock, HeldLock, LockHandle};
 use crate::sync::{LockError, RLock, TryLockError};
-use crate::typed::value::object_common;
-use crate::typed::{CChar, Element};
-use crate::typed::{Elements, NewLock};
-
-const ARRAY: &[Kind] = &[Kind::Array];
-const RAW_ARRAY: &[Kind] = &[Kind::RawArray];
+use crate::typed::elements::typed_kind;
+use crate::typed::{CChar, Element, Elements};
 
 /// `len` elements of `T` in shared memory, protected by a recursive lock:
 /// Python's `multiprocessing.Array`.
@@ -61,102 +56,40 @@ impl<T: Element> HasLock for Array<T> {
 
 type Res<'a, R, T> = core::result::Result<R, LockError<ArrayGuard<'a, T>>>;
 
+typed_kind!(Array: Array, single: false, lock: Own, |obj, given| {
+    let lock = RLock::protecting(&obj, given)?;
+    Ok(Array {
+        elems: Elements::wrap(obj),
+        lock,
+    })
+});
+
+shared_object! {
+    impl[T: Element] Array<T>: "array", "shmsync::Array::<u8>";
+    from_slice(data: &[T]) => Contents::Slice(data);
+        " holding a copy of `data`, with its own lock", "from_slice(&[7, 8])", "create(&name, &[7, 8])";
+    with_lock: "with_lock(&[7, 8], &lock)", "create_with_lock(&name, &[7, 8], &lock)";
+}
+
 impl<T: Element> Array<T> {
-    fn with(elems: Elements<T>, given: Option<&RLock>) -> Result<Self> {
-        let lock = elems.attach_lock(given)?;
-        Ok(Array { elems, lock })
-    }
-
-    /// A new anonymous array of `len` zeroed elements, with its own lock.
+    /// A new anonymous array of `len` zeroed elements, with its own lock;
+    /// as [`from_slice`](Array::from_slice) otherwise.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmsync::Error> {
+    /// let a = shmsync::Array::<u32>::zeroed(3)?;
+    /// assert_eq!(a.to_vec().unwrap(), [0, 0, 0]);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if too large; [`Error::Io`].
+    /// As for [`from_slice`](Array::from_slice).
     pub fn zeroed(len: usize) -> Result<Self> {
-        Self::with(
-            Elements::create(None, Kind::Array, len, NewLock::Own, |_| T::zeroed())?,
-            None,
-        )
+        Self::create_object(None, Contents::Zeroed(len), None)
     }
 
-    /// A new anonymous array holding a copy of `data`, with its own lock.
-    ///
-    /// # Errors
-    /// As for [`zeroed`](Array::zeroed).
-    pub fn from_slice(data: &[T]) -> Result<Self> {
-        Self::with(
-            Elements::create(None, Kind::Array, data.len(), NewLock::Own, |i| data[i])?,
-            None,
-        )
-    }
-
-    /// A new named array holding a copy of `data` (`O_EXCL`, mode 0600
-    /// whatever the umask; see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors)),
-    /// unlinked when this handle is dropped unless
-    /// [`persist`](Array::persist) is called.
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Stale`]
-    /// for a name left behind by a creator that died (remove it with
-    /// [`SharedMemory::unlink_name`](crate::SharedMemory::unlink_name)),
-    /// [`Error::Io`].
-    pub fn create(name: &str, data: &[T]) -> Result<Self> {
-        Self::with(
-            Elements::create(Some(name), Kind::Array, data.len(), NewLock::Own, |i| {
-                data[i]
-            })?,
-            None,
-        )
-    }
-
-    /// A new anonymous array holding a copy of `data`, protected by an
-    /// existing lock (Python's `Array(..., lock=rlock)`).
-    ///
-    /// # Errors
-    /// As for [`zeroed`](Array::zeroed).
-    pub fn with_lock(data: &[T], lock: &RLock) -> Result<Self> {
-        Self::with(
-            Elements::create(
-                None,
-                Kind::Array,
-                data.len(),
-                NewLock::External(lock),
-                |i| data[i],
-            )?,
-            Some(lock),
-        )
-    }
-
-    /// A new named array protected by an existing named [`RLock`], which
-    /// [`open`](Array::open) re-attaches.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] if the lock is anonymous or belongs to
-    /// another object; otherwise as [`create`](Array::create).
-    pub fn create_with_lock(name: &str, data: &[T], lock: &RLock) -> Result<Self> {
-        Self::with(
-            Elements::create(
-                Some(name),
-                Kind::Array,
-                data.len(),
-                NewLock::External(lock),
-                |i| data[i],
-            )?,
-            Some(lock),
-        )
-    }
-
-    /// Opens an array created by any process, with its lock.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::TypeMismatch`],
-    /// [`Error::LockMismatch`], and the validation errors for a damaged
-    /// segment; [`Error::InvalidName`] also for a symbolic link (never
-    /// followed) or a non-regular file.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::with(Elements::open(name, ARRAY)?, None)
-    }
-
-    /// Opens an array and checks that it has `len` elements.
+    /// Opens an array and checks that it has `len` elements; see
+    /// [`open`](Array::open), and its `SIGBUS` limit.
     ///
     /// # Errors
     /// [`Error::SizeMismatch`] (in elements) if it has another length;
@@ -165,28 +98,6 @@ impl<T: Element> Array<T> {
         let a = Self::open(name)?;
         check_count(a.len(), len)?;
         Ok(a)
-    }
-
-    /// Attaches to the array behind `fd`.
-    ///
-    /// The descriptor must be a regular file, and a memfd must be sealed
-    /// against shrinking (as anonymous objects are); see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors).
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for another kind of descriptor or an
-    /// unsealed memfd; otherwise as [`open`](Array::open).
-    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        Self::with(Elements::from_fd(fd, ARRAY)?, None)
-    }
-
-    /// Attaches to the array behind `fd`, which uses `lock`. The descriptor
-    /// must be as for [`from_fd`](Array::from_fd).
-    ///
-    /// # Errors
-    /// [`Error::LockMismatch`] if it was not created with this lock;
-    /// otherwise as [`from_fd`](Array::from_fd).
-    pub fn from_fd_with_lock(fd: OwnedFd, lock: &RLock) -> Result<Self> {
-        Self::with(Elements::from_fd(fd, ARRAY)?, Some(lock))
     }
 
     /// Number of elements.
@@ -469,50 +380,37 @@ pub struct RawArray<T> {
     elems: Elements<T>,
 }
 
+typed_kind!(RawArray: RawArray, single: false, lock: None, |obj, _given| {
+    Ok(RawArray {
+        elems: Elements::wrap(obj),
+    })
+});
+
+shared_object! {
+    impl[T: Element] RawArray<T>: "array", "shmsync::RawArray::<u8>";
+    from_slice(data: &[T]) => Contents::Slice(data);
+        " holding a copy of `data`", "from_slice(&[7, 8])", "create(&name, &[7, 8])";
+}
+
 impl<T: Element> RawArray<T> {
-    /// A new anonymous array of `len` zeroed elements.
+    /// A new anonymous array of `len` zeroed elements; as
+    /// [`from_slice`](RawArray::from_slice) otherwise.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmsync::Error> {
+    /// let a = shmsync::RawArray::<u32>::zeroed(3)?;
+    /// assert_eq!(a.to_vec(), [0, 0, 0]);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if too large; [`Error::Io`].
+    /// As for [`from_slice`](RawArray::from_slice).
     pub fn zeroed(len: usize) -> Result<Self> {
-        Ok(RawArray {
-            elems: Elements::create(None, Kind::RawArray, len, NewLock::None, |_| T::zeroed())?,
-        })
+        Self::create_object(None, Contents::Zeroed(len), None)
     }
 
-    /// A new anonymous array holding a copy of `data`.
-    ///
-    /// # Errors
-    /// As for [`zeroed`](RawArray::zeroed).
-    pub fn from_slice(data: &[T]) -> Result<Self> {
-        Ok(RawArray {
-            elems: Elements::create(None, Kind::RawArray, data.len(), NewLock::None, |i| data[i])?,
-        })
-    }
-
-    /// A new named array holding a copy of `data`; see [`Array::create`].
-    ///
-    /// # Errors
-    /// As for [`Array::create`].
-    pub fn create(name: &str, data: &[T]) -> Result<Self> {
-        Ok(RawArray {
-            elems: Elements::create(Some(name), Kind::RawArray, data.len(), NewLock::None, |i| {
-                data[i]
-            })?,
-        })
-    }
-
-    /// Opens a named array; see [`Array::open`].
-    ///
-    /// # Errors
-    /// As for [`Array::open`].
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(RawArray {
-            elems: Elements::open(name, RAW_ARRAY)?,
-        })
-    }
-
-    /// Opens a named array and checks its length; see [`Array::open_len`].
+    /// Opens a named array and checks its length; see
+    /// [`Array::open_len`].
     ///
     /// # Errors
     /// As for [`Array::open_len`].
@@ -520,16 +418,6 @@ impl<T: Element> RawArray<T> {
         let a = Self::open(name)?;
         check_count(a.len(), len)?;
         Ok(a)
-    }
-
-    /// Attaches to the array behind `fd`; see [`Array::from_fd`].
-    ///
-    /// # Errors
-    /// As for [`Array::from_fd`].
-    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        Ok(RawArray {
-            elems: Elements::from_fd(fd, RAW_ARRAY)?,
-        })
     }
 
     /// Number of elements.
@@ -602,5 +490,3 @@ impl<T: Element> fmt::Debug for RawArray<T> {
             .finish()
     }
 }
-
-object_common!(Array, RawArray);

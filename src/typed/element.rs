@@ -111,7 +111,7 @@ impl From<char> for WChar {
     }
 }
 
-pub(crate) fn elem_desc<T: Element>() -> crate::shm::object::ElemDesc {
+pub(crate) const fn elem_desc<T: Element>() -> crate::shm::object::ElemDesc {
     crate::shm::object::ElemDesc {
         code: T::CODE,
         size: core::mem::size_of::<T>(),

@@ -1,18 +1,20 @@
 //! The element store shared by every typed object: a validated object and
 //! bounds-checked atomic access to its elements.
 
-use std::os::fd::OwnedFd;
+// Reads and writes elements through pointers into the mapping
+// (`shm::access`), and asserts `Send`/`Sync` for the store holding them.
+#![allow(unsafe_code)]
 
-use crate::error::{Error, Result};
+use crate::shared::Contents;
 use crate::shm::access;
-use crate::shm::object::{Expect, Kind, LockMode, LockRef, Object, Spec};
-use crate::sync::{LockHandle, RLock};
+use crate::shm::object::{Kind, LockMode, Object, Shape};
+use crate::shm::segment::Segment;
 use crate::typed::element::{elem_desc, Element};
 
 /// `len` elements of `T` in a validated object.
 #[derive(Debug)]
 pub(crate) struct Elements<T> {
-    pub(crate) obj: Object,
+    obj: Object,
     /// Element 0, in the mapping `obj` keeps alive (the stride is
     /// `size_of::<T>()`, validated).
     data: *mut T,
@@ -25,61 +27,35 @@ unsafe impl<T: Element> Send for Elements<T> {}
 // SAFETY: as for Send.
 unsafe impl<T: Element> Sync for Elements<T> {}
 
-/// Where a new object's lock is.
-pub(crate) enum NewLock<'a> {
-    None,
-    Own,
-    External(&'a RLock),
-}
-
 impl<T: Element> Elements<T> {
-    /// Creates an object of `kind` with `len` elements, element `i`
-    /// initialised to `init(i)` before the header is published.
-    pub(crate) fn create(
-        name: Option<&str>,
-        kind: Kind,
-        len: usize,
-        lock: NewLock<'_>,
-        init: impl Fn(usize) -> T,
-    ) -> Result<Self> {
-        let (mode, lock_ref) = match lock {
-            NewLock::None => (LockMode::None, None),
-            NewLock::Own => (LockMode::Own, None),
-            NewLock::External(l) => {
-                let h = l.handle();
-                if name.is_some() && (h.name().is_none() || !h.is_lock_object()) {
-                    return Err(Error::InvalidArgument(
-                        "a named object's separate lock must be a named RLock",
-                    ));
-                }
-                (
-                    LockMode::External,
-                    Some(LockRef {
-                        id: h.id(),
-                        name: h.name().map(str::to_owned),
-                    }),
-                )
-            }
-        };
-        let spec = Spec {
+    /// The shape of a typed kind with elements of `T`: packed, with its
+    /// own lock that it may trade for another object's (`Own`), or none.
+    pub(crate) const fn shape(kind: Kind, lock: LockMode, single: bool) -> Shape {
+        let elem = elem_desc::<T>();
+        Shape {
             kind,
-            elem: elem_desc::<T>(),
-            count: len,
-            stride: core::mem::size_of::<T>(),
-            lock: mode,
-            lock_ref,
-        };
-        let obj = Object::create(name, &spec, |obj| {
-            for i in 0..len {
-                // SAFETY: i < count; element slots are aligned for T
-                // (data_offset and stride are multiples of align_of::<T>).
-                unsafe { access::store(obj.elem_ptr(i).cast::<T>(), init(i)) };
-            }
-        })?;
-        Ok(Elements::of(obj))
+            elem,
+            strides: [elem.size, elem.size],
+            lock,
+            shares_lock: matches!(lock, LockMode::Own),
+            single,
+        }
     }
 
-    fn of(obj: Object) -> Self {
+    /// Writes the initial elements of a new object (before it is
+    /// published).
+    pub(crate) fn fill(obj: &Object, init: Contents<'_, T>) {
+        let zero = T::zeroed();
+        for i in 0..init.len() {
+            // SAFETY: i < count (the object was made with `init.len()`
+            // elements); element slots are aligned for T (data_offset and
+            // stride are multiples of align_of::<T>).
+            unsafe { access::store(obj.elem_ptr(i).cast::<T>(), init.get(i, zero)) };
+        }
+    }
+
+    /// The elements of a validated object of a typed kind.
+    pub(crate) fn wrap(obj: Object) -> Self {
         debug_assert_eq!(obj.layout.stride, core::mem::size_of::<T>());
         // In the mapping or at its end (data_offset + count * stride ==
         // mapping length, validated); dereferenced only below `len`.
@@ -95,35 +71,9 @@ impl<T: Element> Elements<T> {
         }
     }
 
-    fn expect(kind: &[Kind]) -> Expect<'_> {
-        Expect {
-            kinds: kind,
-            elem: elem_desc::<T>(),
-            strides: &[],
-        }
-    }
-
-    pub(crate) fn open(name: &str, kind: &[Kind]) -> Result<Self> {
-        Ok(Elements::of(Object::open(name, &Self::expect(kind))?))
-    }
-
-    pub(crate) fn from_fd(fd: OwnedFd, kind: &[Kind]) -> Result<Self> {
-        Ok(Elements::of(Object::from_fd(fd, &Self::expect(kind))?))
-    }
-
-    /// The lock of a locked object: its own slot, the separate lock object
-    /// it records (re-opened by name), or `given`, checked against the
-    /// recorded identity.
-    pub(crate) fn attach_lock(&self, given: Option<&RLock>) -> Result<RLock> {
-        match (self.obj.layout.lock, &self.obj.layout.lock_ref, given) {
-            (LockMode::Own, _, None) => Ok(RLock::from_handle(LockHandle::of(&self.obj, true))),
-            (LockMode::External, Some(r), Some(l)) if l.handle().id() == r.id => Ok(l.clone()),
-            (LockMode::External, Some(r), None) => match &r.name {
-                Some(n) => RLock::open_slot_of(n, r.id),
-                None => Err(Error::LockMismatch),
-            },
-            _ => Err(Error::LockMismatch),
-        }
+    /// The segment the elements are in.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.obj.seg
     }
 
     #[inline]
@@ -139,7 +89,7 @@ impl<T: Element> Elements<T> {
             self.len()
         );
         // SAFETY: i < count, checked just above; elements are `stride ==
-        // size_of::<T>()` apart from element 0 (see `of`).
+        // size_of::<T>()` apart from element 0 (see `wrap`).
         unsafe { self.data.add(i) }
     }
 
@@ -189,3 +139,44 @@ impl<T: Element> Elements<T> {
         );
     }
 }
+
+/// The [`SharedObject`](crate::shared::SharedObject) impl of a typed kind:
+/// `$ty<T>` holds `elems: Elements<T>` (and, for a locked kind, the
+/// `RLock` that `$wrap` attaches); its segments are packed elements of `T`
+/// with the lock mode given (`Own`: its own lock, which it may trade for
+/// another object's; `None`).
+macro_rules! typed_kind {
+    (
+        $ty:ident: $kind:ident, single: $single:literal, lock: $mode:ident,
+        |$obj:ident, $given:ident| $wrap:expr
+    ) => {
+        impl<T: Element> crate::shared::SharedObject for $ty<T> {
+            const SHAPE: crate::shm::object::Shape = Elements::<T>::shape(
+                crate::shm::object::Kind::$kind,
+                crate::shm::object::LockMode::$mode,
+                $single,
+            );
+            type Init<'a> = crate::shared::Contents<'a, T>;
+
+            fn count(init: &Self::Init<'_>) -> usize {
+                init.len()
+            }
+
+            fn fill(obj: &crate::shm::object::Object, init: Self::Init<'_>) {
+                Elements::fill(obj, init);
+            }
+
+            fn wrap(
+                $obj: crate::shm::object::Object,
+                $given: Option<&crate::sync::RLock>,
+            ) -> crate::Result<Self> {
+                $wrap
+            }
+
+            fn segment(&self) -> &crate::shm::segment::Segment {
+                self.elems.segment()
+            }
+        }
+    };
+}
+pub(crate) use typed_kind;

@@ -9,5 +9,5 @@ mod value;
 
 pub use array::{Array, ArrayGuard, RawArray};
 pub use element::{CChar, CLong, CULong, Element, WChar};
-pub(crate) use elements::{Elements, NewLock};
+pub(crate) use elements::Elements;
 pub use value::{RawValue, Value, ValueGuard};

@@ -2,14 +2,13 @@
 
 use core::fmt;
 use core::time::Duration;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::Result;
-use crate::shm::object::Kind;
+use crate::shared::{shared_object, Contents};
 use crate::sync::{HasLock, HeldLock, LockHandle};
 use crate::sync::{LockError, RLock, TryLockError};
-use crate::typed::Element;
-use crate::typed::{Elements, NewLock};
+use crate::typed::elements::typed_kind;
+use crate::typed::{Element, Elements};
 
 /// One `T` in shared memory, protected by a recursive lock: Python's
 /// `multiprocessing.Value`.
@@ -56,108 +55,21 @@ impl<T: Element> HasLock for Value<T> {
     }
 }
 
-const VALUE: &[Kind] = &[Kind::Value];
-const RAW_VALUE: &[Kind] = &[Kind::RawValue];
+typed_kind!(Value: Value, single: true, lock: Own, |obj, given| {
+    let lock = RLock::protecting(&obj, given)?;
+    Ok(Value {
+        elems: Elements::wrap(obj),
+        lock,
+    })
+});
+
+shared_object! {
+    impl[T: Element] Value<T>: "value", "shmsync::Value::<u8>";
+    new(v: T) => Contents::One(v); " holding `v`, with its own lock", "new(7)", "create(&name, 7)";
+    with_lock: "with_lock(7, &lock)", "create_with_lock(&name, 7, &lock)";
+}
 
 impl<T: Element> Value<T> {
-    fn with(elems: Elements<T>, given: Option<&RLock>) -> Result<Self> {
-        let lock = elems.attach_lock(given)?;
-        Ok(Value { elems, lock })
-    }
-
-    /// A new anonymous value with its own lock.
-    ///
-    /// # Errors
-    /// [`Error::Io`](crate::Error::Io) if the memfd cannot be made.
-    pub fn new(v: T) -> Result<Self> {
-        Self::with(
-            Elements::create(None, Kind::Value, 1, NewLock::Own, |_| v)?,
-            None,
-        )
-    }
-
-    /// A new named value with its own lock (`O_EXCL`, mode 0600 whatever
-    /// the umask; see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors)). The name
-    /// is unlinked when this handle is dropped, unless
-    /// [`persist`](Value::persist) is called.
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`](crate::Error::InvalidName),
-    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists),
-    /// [`Error::Stale`](crate::Error::Stale) for a name left behind by a
-    /// creator that died (remove it with
-    /// [`SharedMemory::unlink_name`](crate::SharedMemory::unlink_name)),
-    /// [`Error::Io`](crate::Error::Io).
-    pub fn create(name: &str, v: T) -> Result<Self> {
-        Self::with(
-            Elements::create(Some(name), Kind::Value, 1, NewLock::Own, |_| v)?,
-            None,
-        )
-    }
-
-    /// A new anonymous value protected by an existing lock (Python's
-    /// `Value(..., lock=rlock)`): several objects can share one lock.
-    ///
-    /// # Errors
-    /// [`Error::Io`](crate::Error::Io).
-    pub fn with_lock(v: T, lock: &RLock) -> Result<Self> {
-        Self::with(
-            Elements::create(None, Kind::Value, 1, NewLock::External(lock), |_| v)?,
-            Some(lock),
-        )
-    }
-
-    /// A new named value protected by an existing *named* [`RLock`]; the
-    /// lock's name is recorded so that [`open`](Value::open) re-attaches it.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) if the lock
-    /// is anonymous or belongs to another object; otherwise as
-    /// [`create`](Value::create).
-    pub fn create_with_lock(name: &str, v: T, lock: &RLock) -> Result<Self> {
-        Self::with(
-            Elements::create(Some(name), Kind::Value, 1, NewLock::External(lock), |_| v)?,
-            Some(lock),
-        )
-    }
-
-    /// Opens a value created by any process, with its lock.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound),
-    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) for another kind
-    /// or element type, [`Error::LockMismatch`](crate::Error::LockMismatch)
-    /// if its separate lock cannot be re-attached, and the validation errors
-    /// for a damaged segment; [`Error::InvalidName`](crate::Error::InvalidName)
-    /// also for a symbolic link (never followed) or a non-regular file.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::with(Elements::open(name, VALUE)?, None)
-    }
-
-    /// Attaches to the value behind `fd` (see [`AsFd::as_fd`]).
-    ///
-    /// The descriptor must be a regular file, and a memfd must be sealed
-    /// against shrinking (as anonymous objects are); see [names, files and descriptors](crate::SharedMemory#names-files-and-descriptors).
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for another
-    /// kind of descriptor or an unsealed memfd; otherwise as
-    /// [`open`](Value::open). A value whose separate lock is
-    /// anonymous needs [`from_fd_with_lock`](Value::from_fd_with_lock).
-    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        Self::with(Elements::from_fd(fd, VALUE)?, None)
-    }
-
-    /// Attaches to the value behind `fd`, which uses `lock`. The descriptor
-    /// must be as for [`from_fd`](Value::from_fd).
-    ///
-    /// # Errors
-    /// [`Error::LockMismatch`](crate::Error::LockMismatch) if the value was
-    /// not created with this lock; otherwise as [`from_fd`](Value::from_fd).
-    pub fn from_fd_with_lock(fd: OwnedFd, lock: &RLock) -> Result<Self> {
-        Self::with(Elements::from_fd(fd, VALUE)?, Some(lock))
-    }
-
     /// Locks and reads the value.
     ///
     /// # Errors
@@ -288,47 +200,18 @@ pub struct RawValue<T> {
     elems: Elements<T>,
 }
 
+typed_kind!(RawValue: RawValue, single: true, lock: None, |obj, _given| {
+    Ok(RawValue {
+        elems: Elements::wrap(obj),
+    })
+});
+
+shared_object! {
+    impl[T: Element] RawValue<T>: "value", "shmsync::RawValue::<u8>";
+    new(v: T) => Contents::One(v); " holding `v`", "new(7)", "create(&name, 7)";
+}
+
 impl<T: Element> RawValue<T> {
-    /// A new anonymous value.
-    ///
-    /// # Errors
-    /// [`Error::Io`](crate::Error::Io).
-    pub fn new(v: T) -> Result<Self> {
-        Ok(RawValue {
-            elems: Elements::create(None, Kind::RawValue, 1, NewLock::None, |_| v)?,
-        })
-    }
-
-    /// A new named value; see [`Value::create`].
-    ///
-    /// # Errors
-    /// As for [`Value::create`].
-    pub fn create(name: &str, v: T) -> Result<Self> {
-        Ok(RawValue {
-            elems: Elements::create(Some(name), Kind::RawValue, 1, NewLock::None, |_| v)?,
-        })
-    }
-
-    /// Opens a named value; see [`Value::open`].
-    ///
-    /// # Errors
-    /// As for [`Value::open`].
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(RawValue {
-            elems: Elements::open(name, RAW_VALUE)?,
-        })
-    }
-
-    /// Attaches to the value behind `fd`; see [`Value::from_fd`].
-    ///
-    /// # Errors
-    /// As for [`Value::from_fd`].
-    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        Ok(RawValue {
-            elems: Elements::from_fd(fd, RAW_VALUE)?,
-        })
-    }
-
     /// Reads the value (relaxed).
     #[inline]
     pub fn get(&self) -> T {
@@ -350,40 +233,3 @@ impl<T: Element + fmt::Debug> fmt::Debug for RawValue<T> {
             .finish()
     }
 }
-
-/// The naming and descriptor methods every object has.
-macro_rules! object_common {
-    ($($ty:ident),*) => {$(
-        impl<T: Element> $ty<T> {
-            /// The segment's name (without a leading `/`), `None` if
-            /// anonymous.
-            pub fn name(&self) -> Option<&str> {
-                self.elems.obj.seg.name()
-            }
-
-            /// Keeps the name after this creating handle is dropped.
-            pub fn persist(&self) {
-                self.elems.obj.seg.persist();
-            }
-
-            /// Removes the name now; attached handles keep working.
-            ///
-            /// # Errors
-            /// [`Error::NotFound`](crate::Error::NotFound) if already
-            /// removed, [`Error::InvalidArgument`](crate::Error::InvalidArgument)
-            /// if anonymous.
-            pub fn unlink(&self) -> Result<()> {
-                self.elems.obj.seg.unlink()
-            }
-        }
-
-        impl<T: Element> AsFd for $ty<T> {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.elems.obj.seg.fd()
-            }
-        }
-    )*};
-}
-pub(crate) use object_common;
-
-object_common!(Value, RawValue);

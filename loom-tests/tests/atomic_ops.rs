@@ -4,10 +4,10 @@
 //! `bool`'s truth-value exchanges, the integers' single hardware RMWs), run
 //! on loom's atomics instead of the mapped `core` atomics.
 //!
-//! Words: [`AtomicInt`] for thin wrappers of loom's `AtomicU64`,
-//! `AtomicI64`, `AtomicU32` and `AtomicU8`, defined below (loom atomics
-//! cannot be overlaid on mapped memory, which is why the logic is generic
-//! over the word). Threads stand in for processes (`loom::MAX_THREADS` is
+//! Words: loom's `AtomicU64`, `AtomicI64`, `AtomicU32` and `AtomicU8` as
+//! shmsync's [`AtomicWord`] (`LoomU64` ... of this crate's `src/lib.rs`;
+//! loom atomics cannot be overlaid on mapped memory, which is why the
+//! logic is generic over the word). Threads stand in for processes (`loom::MAX_THREADS` is
 //! 5 including main).
 //!
 //! Two groups of models:
@@ -83,23 +83,14 @@ use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqC
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
-use shmsync::raw::rmw::{Arith, AtomicInt, Bitwise, Repr};
-use shmsync_loom_tests::model;
+use shmsync::raw::rmw::{Arith, Bitwise, Repr};
+use shmsync::raw::AtomicWord;
+use shmsync_loom_tests::{cas_failures, model, LoomI64, LoomU32, LoomU64, LoomU8};
 
 thread_local! {
-    /// Failed exchanges of any model word on this test's thread (loom runs
+    /// Executions in which a model took its interesting branch (loom runs
     /// a model's threads as coroutines of the test thread).
-    static CAS_FAILURES: Cell<u64> = const { Cell::new(0) };
-    /// Executions in which a model took its interesting branch.
     static HITS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count(c: &'static std::thread::LocalKey<Cell<u64>>) -> u64 {
-    c.with(Cell::get)
-}
-
-fn bump(c: &'static std::thread::LocalKey<Cell<u64>>) {
-    c.with(|n| n.set(n.get() + 1));
 }
 
 /// Runs a model and checks that loom explored what makes it meaningful: at
@@ -110,104 +101,21 @@ fn checked<F>(name: &str, retries: bool, branch: bool, f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
-    let (fails, hits) = (count(&CAS_FAILURES), count(&HITS));
+    let (fails, hits) = (cas_failures(), HITS.with(Cell::get));
     model(name, f);
     if retries {
-        assert!(
-            count(&CAS_FAILURES) > fails,
-            "{name}: no CAS retry explored"
-        );
+        assert!(cas_failures() > fails, "{name}: no CAS retry explored");
     }
     if branch {
         assert!(
-            count(&HITS) > hits,
+            HITS.with(Cell::get) > hits,
             "{name}: the checked branch was never taken"
         );
     }
 }
 
 fn hit() {
-    bump(&HITS);
-}
-
-macro_rules! loom_word {
-    ($($name:ident($atomic:ident, $int:ty);)*) => {$(
-        /// A loom atomic as a [`AtomicInt`] word.
-        struct $name(loom::sync::atomic::$atomic);
-
-        impl AtomicInt for $name {
-            type Int = $int;
-            fn new(v: $int) -> Self {
-                $name(loom::sync::atomic::$atomic::new(v))
-            }
-            fn load(&self, o: Ordering) -> $int {
-                self.0.load(o)
-            }
-            fn store(&self, v: $int, o: Ordering) {
-                self.0.store(v, o)
-            }
-            fn swap(&self, v: $int, o: Ordering) -> $int {
-                self.0.swap(v, o)
-            }
-            fn compare_exchange(
-                &self,
-                c: $int,
-                n: $int,
-                s: Ordering,
-                f: Ordering,
-            ) -> Result<$int, $int> {
-                let r = self.0.compare_exchange(c, n, s, f);
-                if r.is_err() {
-                    bump(&CAS_FAILURES);
-                }
-                r
-            }
-            fn compare_exchange_weak(
-                &self,
-                c: $int,
-                n: $int,
-                s: Ordering,
-                f: Ordering,
-            ) -> Result<$int, $int> {
-                let r = self.0.compare_exchange_weak(c, n, s, f);
-                if r.is_err() {
-                    bump(&CAS_FAILURES);
-                }
-                r
-            }
-            fn fetch_add(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_add(v, o)
-            }
-            fn fetch_sub(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_sub(v, o)
-            }
-            fn fetch_and(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_and(v, o)
-            }
-            fn fetch_or(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_or(v, o)
-            }
-            fn fetch_xor(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_xor(v, o)
-            }
-            fn fetch_nand(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_nand(v, o)
-            }
-            fn fetch_max(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_max(v, o)
-            }
-            fn fetch_min(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_min(v, o)
-            }
-        }
-    )*};
-}
-
-loom_word! {
-    LoomU64(AtomicU64, u64);
-    LoomI64(AtomicI64, i64);
-    LoomU32(AtomicU32, u32);
-    LoomU8(AtomicU8, u8);
+    HITS.with(|n| n.set(n.get() + 1));
 }
 
 /// Runs `work(i)` on two spawned threads (i = 1, 2) and on the model's main
@@ -511,7 +419,7 @@ const PAYLOAD: u32 = 42;
 fn release_model<T, W>(init: W::Int, rmw: Rmw<T, W>, order: Ordering)
 where
     T: Repr<Int = W::Int> + 'static,
-    W: AtomicInt + Send + Sync + 'static,
+    W: AtomicWord + Send + Sync + 'static,
     W::Int: Send + Sync + 'static,
 {
     let s = Arc::new(Published {
@@ -548,7 +456,7 @@ where
 fn acquire_model<T, W>(init: W::Int, peer: W::Int, rmw: Rmw<T, W>, order: Ordering)
 where
     T: Repr<Int = W::Int> + 'static,
-    W: AtomicInt + Send + Sync + 'static,
+    W: AtomicWord + Send + Sync + 'static,
     W::Int: Send + Sync + 'static,
 {
     let s = Arc::new(Published {
@@ -584,7 +492,7 @@ where
 fn orders<T, W>(name: &str, init: W::Int, acq_init: W::Int, peer: W::Int, rmw: Rmw<T, W>)
 where
     T: Repr<Int = W::Int> + 'static,
-    W: AtomicInt + Send + Sync + 'static,
+    W: AtomicWord + Send + Sync + 'static,
     W::Int: Send + Sync + 'static,
 {
     assert_ne!(
@@ -614,21 +522,21 @@ mod num {
         T::from(n)
     }
 
-    pub(crate) fn swap<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn swap<T: Repr + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::swap(w, n(2), o)
     }
-    pub(crate) fn compare_exchange<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn compare_exchange<T: Repr + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         cur: T,
         o: Ordering,
     ) -> T {
         T::compare_exchange(w, cur, n(2), o, Relaxed).unwrap_or_else(|found| found)
     }
-    pub(crate) fn compare_exchange_weak<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn compare_exchange_weak<T: Repr + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         cur: T,
         o: Ordering,
@@ -643,7 +551,7 @@ mod num {
             }
         }
     }
-    pub(crate) fn fetch_update<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_update<T: Repr + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
@@ -651,56 +559,56 @@ mod num {
         // `fetch` Relaxed: only the successful exchange's `set` orders.
         T::fetch_update(w, o, Relaxed, |_| Some(n(2))).unwrap_or_else(|prev| prev)
     }
-    pub(crate) fn fetch_add<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_add<T: Arith + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_add(w, n(1), o)
     }
-    pub(crate) fn fetch_sub<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_sub<T: Arith + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_sub(w, n(1), o)
     }
-    pub(crate) fn fetch_max<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_max<T: Arith + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_max(w, n(7), o)
     }
-    pub(crate) fn fetch_min<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_min<T: Arith + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_min(w, n(3), o)
     }
-    pub(crate) fn fetch_and<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_and<T: Bitwise + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_and(w, n(4), o)
     }
-    pub(crate) fn fetch_or<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_or<T: Bitwise + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_or(w, n(2), o)
     }
-    pub(crate) fn fetch_xor<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_xor<T: Bitwise + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_xor(w, n(1), o)
     }
-    pub(crate) fn fetch_nand<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_nand<T: Bitwise + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,

@@ -52,68 +52,9 @@
 //! `no_release`. Never set it otherwise: each is compiled out unless named.
 
 use core::fmt::Debug;
-use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqCst};
 
-/// The operations of a std atomic integer, as the cells use them.
-///
-/// Implemented by `core`'s `AtomicI8` … `AtomicU64`, `AtomicIsize` and
-/// `AtomicUsize` (production, heap tests, Miri) and, in `loom-tests/`, by
-/// wrappers of loom's atomics. Every method has the meaning and the
-/// ordering rules (including the panics on invalid orderings) of the std
-/// method of the same name.
-pub trait AtomicInt {
-    /// The integer held.
-    type Int: Copy + Eq + Debug;
-    /// A new word holding `v`: heap and loom instances only; words in a
-    /// mapping are overlaid, never constructed.
-    fn new(v: Self::Int) -> Self
-    where
-        Self: Sized;
-    /// `load`.
-    fn load(&self, order: Ordering) -> Self::Int;
-    /// `store`.
-    fn store(&self, v: Self::Int, order: Ordering);
-    /// `swap`.
-    fn swap(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `compare_exchange`.
-    ///
-    /// # Errors
-    /// The value found, when it was not `current`.
-    fn compare_exchange(
-        &self,
-        current: Self::Int,
-        new: Self::Int,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<Self::Int, Self::Int>;
-    /// `compare_exchange_weak`.
-    ///
-    /// # Errors
-    /// The value found, when it was not `current` (or spuriously).
-    fn compare_exchange_weak(
-        &self,
-        current: Self::Int,
-        new: Self::Int,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<Self::Int, Self::Int>;
-    /// `fetch_add` (wrapping).
-    fn fetch_add(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_sub` (wrapping).
-    fn fetch_sub(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_and`.
-    fn fetch_and(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_or`.
-    fn fetch_or(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_xor`.
-    fn fetch_xor(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_nand`.
-    fn fetch_nand(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_max` (signed or unsigned, as `Int`).
-    fn fetch_max(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_min` (signed or unsigned, as `Int`).
-    fn fetch_min(&self, v: Self::Int, order: Ordering) -> Self::Int;
-}
+use super::word::AtomicWord;
+use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 /// A word that can be overlaid on mapped memory: one of `core`'s atomics.
 ///
@@ -122,7 +63,7 @@ pub trait AtomicInt {
 /// alignment that [`MappedAtomic::from_ptr`] callers check) and are valid
 /// for every bit pattern, so that any bytes a peer process wrote are a valid
 /// value.
-pub unsafe trait MappedAtomic: AtomicInt + Sync {
+pub unsafe trait MappedAtomic: AtomicWord + Sync {
     /// `AtomicXX::from_ptr`.
     ///
     /// # Safety
@@ -136,7 +77,7 @@ pub unsafe trait MappedAtomic: AtomicInt + Sync {
 
 macro_rules! core_atomic {
     ($($atomic:ident($int:ty)),* $(,)?) => {$(
-        impl AtomicInt for core::sync::atomic::$atomic {
+        impl AtomicWord for core::sync::atomic::$atomic {
             type Int = $int;
             #[inline]
             fn new(v: $int) -> Self {
@@ -344,7 +285,7 @@ fn seeded<T: ?Sized>(op: Op, order: Ordering) -> Ordering {
 #[inline]
 pub fn fetch_update<W, F>(w: &W, set: Ordering, fetch: Ordering, mut f: F) -> Result<W::Int, W::Int>
 where
-    W: AtomicInt + ?Sized,
+    W: AtomicWord + ?Sized,
     F: FnMut(W::Int) -> Option<W::Int>,
 {
     let fetch = if cfg!(shmsync_atomic_bug = "relaxed_fetch") {
@@ -389,7 +330,7 @@ where
 #[inline]
 pub fn update<W, F>(w: &W, order: Ordering, mut f: F) -> W::Int
 where
-    W: AtomicInt + ?Sized,
+    W: AtomicWord + ?Sized,
     F: FnMut(W::Int) -> W::Int,
 {
     match fetch_update(w, order, failure_order(order), |x| Some(f(x))) {
@@ -412,17 +353,17 @@ pub trait Repr: Copy {
 
     /// `load`.
     #[inline]
-    fn load<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, order: Ordering) -> Self {
+    fn load<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, order: Ordering) -> Self {
         Self::from_int(w.load(order))
     }
     /// `store`.
     #[inline]
-    fn store<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) {
+    fn store<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) {
         w.store(v.to_int(), order);
     }
     /// `swap`.
     #[inline]
-    fn swap<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self {
+    fn swap<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self {
         Self::from_int(w.swap(v.to_int(), seeded::<Self>(Op::Swap, order)))
     }
     /// `compare_exchange`, comparing words.
@@ -430,7 +371,7 @@ pub trait Repr: Copy {
     /// # Errors
     /// The value found, when its word was not `current`'s.
     #[inline]
-    fn compare_exchange<W: AtomicInt<Int = Self::Int> + ?Sized>(
+    fn compare_exchange<W: AtomicWord<Int = Self::Int> + ?Sized>(
         w: &W,
         current: Self,
         new: Self,
@@ -447,7 +388,7 @@ pub trait Repr: Copy {
     /// # Errors
     /// The value found, when its word was not `current`'s, or spuriously.
     #[inline]
-    fn compare_exchange_weak<W: AtomicInt<Int = Self::Int> + ?Sized>(
+    fn compare_exchange_weak<W: AtomicWord<Int = Self::Int> + ?Sized>(
         w: &W,
         current: Self,
         new: Self,
@@ -468,7 +409,7 @@ pub trait Repr: Copy {
     #[inline]
     fn fetch_update<W, F>(w: &W, set: Ordering, fetch: Ordering, mut f: F) -> Result<Self, Self>
     where
-        W: AtomicInt<Int = Self::Int> + ?Sized,
+        W: AtomicWord<Int = Self::Int> + ?Sized,
         F: FnMut(Self) -> Option<Self>,
     {
         let set = seeded::<Self>(Op::Update, set);
@@ -481,25 +422,26 @@ pub trait Repr: Copy {
 /// `fetch_add`, `fetch_sub`, `fetch_max`, `fetch_min`: integers and floats.
 pub trait Arith: Repr {
     /// `fetch_add`: wrapping for integers, `old + v` for floats.
-    fn fetch_add<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_add<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_sub`: wrapping for integers, `old - v` for floats.
-    fn fetch_sub<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_sub<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_max`: `Ord::max` for integers, `f64::max` for floats.
-    fn fetch_max<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_max<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_min`: `Ord::min` for integers, `f64::min` for floats.
-    fn fetch_min<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_min<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
 }
 
 /// `fetch_and`, `fetch_or`, `fetch_xor`, `fetch_nand`: integers and `bool`.
 pub trait Bitwise: Repr {
     /// `fetch_and`.
-    fn fetch_and<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_and<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_or`.
-    fn fetch_or<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_or<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_xor`.
-    fn fetch_xor<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_xor<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_nand`: stores `!(old & v)`.
-    fn fetch_nand<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_nand<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering)
+        -> Self;
 }
 
 macro_rules! int_repr {
@@ -520,38 +462,38 @@ macro_rules! int_repr {
         // compiler emits itself where the ISA has no such instruction).
         impl Arith for $t {
             #[inline]
-            fn fetch_add<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_add<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 w.fetch_add(v, seeded::<$t>(Op::Add, order))
             }
             #[inline]
-            fn fetch_sub<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_sub<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 w.fetch_sub(v, seeded::<$t>(Op::Sub, order))
             }
             #[inline]
-            fn fetch_max<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_max<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 w.fetch_max(v, seeded::<$t>(Op::MaxMin, order))
             }
             #[inline]
-            fn fetch_min<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_min<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 w.fetch_min(v, seeded::<$t>(Op::MaxMin, order))
             }
         }
 
         impl Bitwise for $t {
             #[inline]
-            fn fetch_and<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_and<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 w.fetch_and(v, seeded::<$t>(Op::Bits, order))
             }
             #[inline]
-            fn fetch_or<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_or<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 w.fetch_or(v, seeded::<$t>(Op::Bits, order))
             }
             #[inline]
-            fn fetch_xor<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_xor<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 w.fetch_xor(v, seeded::<$t>(Op::Bits, order))
             }
             #[inline]
-            fn fetch_nand<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_nand<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 w.fetch_nand(v, seeded::<$t>(Op::Bits, order))
             }
         }
@@ -577,22 +519,22 @@ macro_rules! float_repr {
         // Floats: CAS loops on the bit pattern (module docs).
         impl Arith for $t {
             #[inline]
-            fn fetch_add<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_add<W: AtomicWord<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 let order = seeded::<$t>(Op::Add, order);
                 <$t>::from_bits(update(w, order, |b| (<$t>::from_bits(b) + v).to_bits()))
             }
             #[inline]
-            fn fetch_sub<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_sub<W: AtomicWord<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 let order = seeded::<$t>(Op::Sub, order);
                 <$t>::from_bits(update(w, order, |b| (<$t>::from_bits(b) - v).to_bits()))
             }
             #[inline]
-            fn fetch_max<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_max<W: AtomicWord<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 let order = seeded::<$t>(Op::MaxMin, order);
                 <$t>::from_bits(update(w, order, |b| <$t>::from_bits(b).max(v).to_bits()))
             }
             #[inline]
-            fn fetch_min<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+            fn fetch_min<W: AtomicWord<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 let order = seeded::<$t>(Op::MaxMin, order);
                 <$t>::from_bits(update(w, order, |b| <$t>::from_bits(b).min(v).to_bits()))
             }
@@ -625,7 +567,7 @@ impl Repr for bool {
     /// Compares truth values: retries with the byte found while it has the
     /// truth value `current` (a peer's non-zero byte other than 1).
     #[inline]
-    fn compare_exchange<W: AtomicInt<Int = u8> + ?Sized>(
+    fn compare_exchange<W: AtomicWord<Int = u8> + ?Sized>(
         w: &W,
         current: bool,
         new: bool,
@@ -647,7 +589,7 @@ impl Repr for bool {
     /// spuriously (returning `Err(current)`), but never because the byte
     /// found was another representation of `current`.
     #[inline]
-    fn compare_exchange_weak<W: AtomicInt<Int = u8> + ?Sized>(
+    fn compare_exchange_weak<W: AtomicWord<Int = u8> + ?Sized>(
         w: &W,
         current: bool,
         new: bool,
@@ -676,23 +618,23 @@ impl Bitwise for bool {
     /// `fetch_and(true)` keeps any byte (`x & 0xff`), `fetch_and(false)`
     /// stores 0: correct for every byte, one hardware RMW.
     #[inline]
-    fn fetch_and<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
+    fn fetch_and<W: AtomicWord<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
         w.fetch_and(if v { u8::MAX } else { 0 }, seeded::<bool>(Op::Bits, order)) != 0
     }
     /// `x | 1` is non-zero and `x | 0` is `x`: correct for every byte.
     #[inline]
-    fn fetch_or<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
+    fn fetch_or<W: AtomicWord<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
         w.fetch_or(u8::from(v), seeded::<bool>(Op::Bits, order)) != 0
     }
     /// A byte XOR would keep 2 non-zero: a CAS loop on the truth value.
     #[inline]
-    fn fetch_xor<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
+    fn fetch_xor<W: AtomicWord<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
         let order = seeded::<bool>(Op::Bits, order);
         update(w, order, |b| u8::from((b != 0) ^ v)) != 0
     }
     /// As `fetch_xor`: a CAS loop storing `!(old && v)`.
     #[inline]
-    fn fetch_nand<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
+    fn fetch_nand<W: AtomicWord<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
         let order = seeded::<bool>(Op::Bits, order);
         update(w, order, |b| u8::from(!((b != 0) && v))) != 0
     }

@@ -42,33 +42,44 @@
 //!
 //! # Seeded bugs
 //!
-//! Re-check with `RUSTFLAGS='--cfg loom -C debug-assertions --cfg
-//! shmsync_atomic_bug="NAME"'` (the bug is compiled into the *production*
-//! code of `src/raw/atomic.rs`, see its docs; every model must then still
-//! build, and the models listed must fail). Verdicts recorded with loom
-//! 0.7.3, `LOOM_MAX_PREEMPTIONS=3`, `--release`; "Causality" is loom's
-//! "Causality violation: Concurrent read and write accesses" on the
-//! payload:
+//! `check-bugs.sh` re-checks them all. Two kinds (README.md):
 //!
-//! | `NAME`            | bug                                          | loom's verdict                                                                                   |
-//! |-------------------|----------------------------------------------|--------------------------------------------------------------------------------------------------|
-//! | `stale_new`       | value to store not recomputed after a failed exchange | 6 tests fail: lost updates (`float_fetch_add_sums_exactly`: 2.0 ≠ 3.0; `fetch_update_retries_and_declines`: the cap taken 3 times; `fetch_max_min_converge`: min 0.0 ≠ -1.0; int `fetch_update`, `fetch_sub`, bool `fetch_xor`) |
-//! | `no_retry`        | a failed exchange ends the loop              | the same 6 (lost updates, `fetch_update` reports `Err` with the cap not reached), and `cell_*::fetch_update` (5): Causality (the `Err` value was read `Relaxed`) |
-//! | `split_rmw`       | load + store instead of an exchange          | the same 11 (sum 1.0 ≠ 3.0, max 2.0 ≠ 3.0, ...; Causality)                                        |
-//! | `relaxed_success` | the exchange drops `Release`/`Acquire`       | 15 tests, Causality: `cell_*::fetch_update` (5), `cell_f64`/`cell_f32` `fetch_add/sub/max/min` (8), `cell_bool::fetch_xor`/`fetch_nand` |
-//! | `relaxed_fetch`   | the loads drop the `fetch` ordering          | `declined_fetch_update_acquires`: Causality                                                       |
-//! | `bool_bytes`      | `bool` exchange compares bytes, not truth    | `bool_truth_value_exchange`: `compare_exchange(true, false)` on the peer's 2 gives `Err(true)`; `cell_bool::compare_exchange(_weak)`: "the checked branch was never taken" |
-//! | `weak_max_min`    | `fetch_max`/`fetch_min` pass `Relaxed`       | `cell_{i64,u8,f64,f32}::fetch_{max,min}` (8): Causality in the first release model               |
-//! | `weak_sub`        | `fetch_sub` passes `Relaxed`                 | `cell_{i64,u8,f64,f32}::fetch_sub` (4): Causality                                                |
-//! | `weak_bool`       | every `bool` RMW passes `Relaxed`            | all 8 `cell_bool::*`: Causality                                                                  |
-//! | `weak_float_cas`  | float `compare_exchange(_weak)` succeeds `Relaxed` | `cell_{f64,f32}::compare_exchange{,_weak}` (4): Causality                                  |
-//! | `no_acquire`      | every RMW drops its acquire half             | all 48 ordering tests: Causality in the first acquire model (the 3 release models pass)          |
-//! | `no_release`      | every RMW drops its release half             | all 48 ordering tests: Causality in the first release model                                      |
+//! - the word misbehaves: a `bug-*` feature of this crate, applied by the
+//!   models' word (`Loom`, `src/lib.rs`) to everything the code under test
+//!   does with it; the models' own observations and publications (the
+//!   payload flag, the peer's store) go through `Unseeded` and stay exact;
+//! - the logic above the word is wrong: compiled into `src/raw/rmw.rs` with
+//!   `RUSTFLAGS='--cfg loom -C debug-assertions --cfg
+//!   shmsync_atomic_bug="NAME"'` (see its docs).
 //!
-//! Each ordering model was also checked on its own, with a temporary
-//! variant of `no_acquire`/`no_release` that weakens only one of
-//! `Acquire`/`AcqRel`/`SeqCst` (`Release`/`AcqRel`/`SeqCst`): all 48 tests
-//! failed, each in the model of that ordering and half.
+//! Verdicts recorded with loom 0.7.3, `LOOM_MAX_PREEMPTIONS=3`,
+//! `--release`; "Causality" is loom's "Causality violation: Concurrent read
+//! and write accesses" on the payload:
+//!
+//! | bug                  | what breaks                                   | loom's verdict                                                                                   |
+//! |----------------------|-----------------------------------------------|--------------------------------------------------------------------------------------------------|
+//! | `bug-weak-release`   | every store and RMW drops its release half    | all 48 `cell_*` tests, each in its first release model: Causality (`check-bugs.sh` requires every one) |
+//! | `bug-weak-acquire`   | every load and RMW drops its acquire half     | all 48 `cell_*` tests, each in its first acquire model (its 3 release models pass), and `declined_fetch_update_acquires`: Causality (required, each) |
+//! | `bug-split-cas`      | a CAS is a load, a compare and a store        | all 9 value tests: lost updates (`float_fetch_add_sums_exactly`: 1.0 ≠ 3.0, `fetch_update_retries_and_declines`: 1.0 ≠ 2.0, ...), `bool_truth_value_exchange`'s assertion, `declined_fetch_update_acquires`: Causality; the `cell_*` tests pass (one writer each) |
+//! | `stale_new` (cfg)    | value to store not recomputed after a failed exchange | 6 tests: lost updates (`float_fetch_add_sums_exactly`: 2.0 ≠ 3.0; `fetch_update_retries_and_declines`: the cap taken 3 times; `fetch_max_min_converge`: min 0.0 ≠ -1.0; int `fetch_update`, `fetch_sub`, bool `fetch_xor`) |
+//! | `no_retry` (cfg)     | a failed exchange ends the loop               | the same 6 (lost updates, `fetch_update` reports `Err` with the cap not reached), and `cell_*::fetch_update` (5): Causality (the `Err` value was read `Relaxed`) |
+//! | `bool_bytes` (cfg)   | `bool` exchange compares bytes, not truth     | `bool_truth_value_exchange`: `compare_exchange(true, false)` on the peer's 2 gives `Err(true)`; `cell_bool::compare_exchange`: "the checked branch was never taken"; `cell_bool::compare_exchange_weak`: the model's retry loop never ends (loom's branch limit) |
+//!
+//! Every ordering model runs one operation of one cell type, so the two
+//! ordering bugs failing each of them shows what the in-crate ordering
+//! bugs they replace showed per group of operations (`fetch_max`/`min`,
+//! `fetch_sub`, every `bool` RMW, float exchanges, a CAS loop's exchange,
+//! a declined `fetch_update`'s load): each model catches its operation's
+//! ordering weakened, in each half. A non-atomic CAS loop (formerly
+//! `split_rmw`) is `bug-split-cas`.
+//!
+//! The half was checked with `--nocapture` (which prints each model that
+//! passed): under `bug-weak-release` no model of a `cell_*` test passes,
+//! under `bug-weak-acquire` exactly its three release models do. Each
+//! ordering model was also checked on its own, with a temporary variant
+//! that weakens only one of `Acquire`/`AcqRel`/`SeqCst`
+//! (`Release`/`AcqRel`/`SeqCst`): all 48 tests failed, each in the model of
+//! that ordering and half.
 //!
 //! Without the main thread's `yield_now` after spawning (loom#392, see
 //! [`three`]), a payload model explored 1 execution and could not have
@@ -85,7 +96,7 @@ use loom::sync::Arc;
 use loom::thread;
 use shmsync::raw::rmw::{Arith, Bitwise, Repr};
 use shmsync::raw::AtomicWord;
-use shmsync_loom_tests::{cas_failures, model, LoomI64, LoomU32, LoomU64, LoomU8};
+use shmsync_loom_tests::{cas_failures, model, LoomI64, LoomU32, LoomU64, LoomU8, Unseeded};
 
 thread_local! {
     /// Executions in which a model took its interesting branch (loom runs
@@ -309,7 +320,7 @@ fn declined_fetch_update_acquires() {
                     // SAFETY: no reader before the flag is set.
                     unsafe { *d = 7 }
                 });
-                f64::store(&s.flag, 1.0, Release);
+                s.flag.store_unseeded(1f64.to_bits(), Release);
             })
         };
         thread::yield_now(); // loom#392, see `three`
@@ -419,7 +430,7 @@ const PAYLOAD: u32 = 42;
 fn release_model<T, W>(init: W::Int, rmw: Rmw<T, W>, order: Ordering)
 where
     T: Repr<Int = W::Int> + 'static,
-    W: AtomicWord + Send + Sync + 'static,
+    W: Unseeded + Send + Sync + 'static,
     W::Int: Send + Sync + 'static,
 {
     let s = Arc::new(Published {
@@ -438,7 +449,7 @@ where
         })
     };
     thread::yield_now(); // loom#392, see `three`
-    if s.w.load(Acquire) != init {
+    if s.w.load_unseeded(Acquire) != init {
         hit();
         // SAFETY: the Acquire load read the value the RMW stored after
         // writing `data`; loom reports the race if the RMW did not release.
@@ -456,7 +467,7 @@ where
 fn acquire_model<T, W>(init: W::Int, peer: W::Int, rmw: Rmw<T, W>, order: Ordering)
 where
     T: Repr<Int = W::Int> + 'static,
-    W: AtomicWord + Send + Sync + 'static,
+    W: Unseeded + Send + Sync + 'static,
     W::Int: Send + Sync + 'static,
 {
     let s = Arc::new(Published {
@@ -471,7 +482,7 @@ where
                 // read the Release store below (loom checks that).
                 unsafe { *d = PAYLOAD }
             });
-            s.w.store(peer, Release);
+            s.w.store_unseeded(peer, Release);
         })
     };
     thread::yield_now(); // loom#392, see `three`
@@ -492,7 +503,7 @@ where
 fn orders<T, W>(name: &str, init: W::Int, acq_init: W::Int, peer: W::Int, rmw: Rmw<T, W>)
 where
     T: Repr<Int = W::Int> + 'static,
-    W: AtomicWord + Send + Sync + 'static,
+    W: Unseeded + Send + Sync + 'static,
     W::Int: Send + Sync + 'static,
 {
     assert_ne!(

@@ -216,7 +216,7 @@ fn map(fd: &OwnedFd, len: u64) -> Result<MmapRaw> {
         .map_raw(fd)
         .map_err(|e| Error::Io {
             op: "mmap",
-            errno: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::INVAL),
+            errno: e.raw_os_error().unwrap_or(libc::EINVAL),
         })
 }
 

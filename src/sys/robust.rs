@@ -66,8 +66,19 @@ struct Head {
     list_op_pending: usize,
 }
 
-/// Which owner-death mechanism this process uses.
+/// Which owner-death mechanism this process uses ([`crate::robustness`]).
+///
+/// Non-exhaustive: more mechanisms may come, so a `match` needs a
+/// wildcard arm.
+///
+/// ```
+/// match shmsync::robustness() {
+///     shmsync::Robustness::KernelList => println!("the kernel's robust list"),
+///     other => println!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Robustness {
     /// The kernel's robust list (glibc-compatible), with the liveness bytes
     /// as a backstop for peers on the fallback path.

@@ -121,6 +121,8 @@
 //! owner-death protocol (`ROBUST.md`) and the benchmarks (`BENCHMARKS.md`).
 #![cfg_attr(loom, allow(dead_code, unreachable_pub))]
 #![doc(test(attr(deny(warnings))))]
+// `unsafe` is allowed module by module, each saying why (`docs/STYLE.md`).
+#![deny(unsafe_code)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmsync supports Linux only (futexes, memfd, /dev/shm)");

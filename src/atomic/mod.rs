@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // core atomics overlaid on the mapped cells (`from_ptr`)
 //! [`AtomicValue`] and [`AtomicArray`]: lock-free cells in shared memory,
 //! with the API of `std::sync::atomic`.
 //!

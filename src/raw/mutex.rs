@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // `unlock` and `mark_consistent` are `unsafe fn`s: the caller must hold the lock
 //! The lock state machine shared by [`crate::Lock`] and [`crate::RLock`].
 //!
 //! # The word

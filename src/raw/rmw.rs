@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // `MappedAtomic`: core atomics overlaid on mapped bytes (`from_ptr`)
 //! Read-modify-write logic of the atomic cells, written once and generic
 //! over the word.
 //!

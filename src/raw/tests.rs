@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // tests of the unsafe `unlock`, with `UnsafeCell` payloads
 //! Unit tests of [`RawMutex`] on heap memory, with the production word
 //! (`core`'s `AtomicU32` and the *shared* futex of `src/sys/futex.rs`).
 //!

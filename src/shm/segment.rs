@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // the mapping's bytes through `shm::access`, and its unmap (kept while a lock is held)
 //! One mapping of one shared-memory file, and [`SharedMemory`], the raw
 //! bytes API on top of it.
 

@@ -1,3 +1,4 @@
+#![cfg_attr(miri, allow(unsafe_code))] // under Miri, the wake is a raw `syscall`
 //! The production word: `core`'s `AtomicU32` with the kernel's *shared*
 //! futex (`futex(2)`, no `FUTEX_PRIVATE_FLAG`: waiters live in other
 //! processes, and the kernel's owner-died wake is a shared wake).

@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // libc calls (`fcntl` OFD locks, `close`, `pthread_atfork`) and the table's never-freed chunks
 //! Owner liveness: the fallback (and backstop) owner-death detector.
 //!
 //! Liveness is keyed by the TID that the

@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // elements in the mapping, through `shm::access`
 //! The element store shared by every typed object: a validated object and
 //! bounds-checked atomic access to its elements.
 

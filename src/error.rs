@@ -2,13 +2,14 @@
 
 use core::fmt;
 
-pub use rustix::io::Errno;
+use rustix::io::Errno;
 
 /// Everything that can go wrong when creating, opening or using a shared
 /// object.
 ///
-/// Operating-system failures carry the operation that failed and the
-/// kernel's [`Errno`]; problems with the *contents* of a segment (written by
+/// Operating-system failures ([`Error::Io`]) carry the operation that
+/// failed and the raw `errno` ([`Error::raw_os_error`]; an
+/// [`std::io::Error`] through `From`); problems with the *contents* of a segment (written by
 /// another process, possibly a hostile or buggy one) have variants of their
 /// own, so that a caller can tell "not there" from "not what I asked for"
 /// from "damaged".
@@ -120,17 +121,56 @@ pub enum Error {
     /// The lock was held elsewhere (see [`crate::TryLockError::WouldBlock`]).
     WouldBlock,
     /// A system call failed.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmsync::{Error, SharedMemory};
+    /// // A directory where a segment should be (`unlink` on it: EISDIR).
+    /// let dir = format!("doc_error_io_{}", std::process::id());
+    /// std::fs::create_dir(format!("/dev/shm/{dir}"))?;
+    /// let e = SharedMemory::unlink_name(&dir).unwrap_err();
+    /// std::fs::remove_dir(format!("/dev/shm/{dir}"))?;
+    /// assert!(matches!(e, Error::Io { .. }));
+    /// assert_eq!(e.raw_os_error(), Some(libc::EISDIR));
+    /// let io: std::io::Error = e.into();
+    /// assert_eq!(io.kind(), std::io::ErrorKind::IsADirectory);
+    /// # Ok(()) }
+    /// ```
     Io {
         /// The operation that failed (`"shm_open"`, `"ftruncate"`, ...).
         op: &'static str,
-        /// The error the kernel returned.
-        errno: Errno,
+        /// The raw OS error code (`errno`), as in
+        /// [`std::io::Error::raw_os_error`].
+        errno: i32,
     },
 }
 
 impl Error {
+    /// The [`Error::Io`] of the operation `op` that failed with `errno`.
+    pub(crate) fn os(op: &'static str, errno: Errno) -> Error {
+        Error::Io {
+            op,
+            errno: errno.raw_os_error(),
+        }
+    }
+
+    /// [`Error::os`] as a `map_err` argument.
     pub(crate) fn io(op: &'static str) -> impl FnOnce(Errno) -> Error {
-        move |errno| Error::Io { op, errno }
+        move |errno| Error::os(op, errno)
+    }
+
+    /// The raw OS error code of an [`Error::Io`], as
+    /// [`std::io::Error::raw_os_error`]; `None` for the other variants.
+    ///
+    /// ```
+    /// let e = shmsync::Error::NotReady;
+    /// assert_eq!(e.raw_os_error(), None);
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { errno, .. } => Some(*errno),
+            _ => None,
+        }
     }
 }
 
@@ -181,25 +221,22 @@ impl fmt::Display for Error {
             Error::NotRecoverable => f.write_str("the lock is not recoverable"),
             Error::Deadlock => f.write_str("the calling thread already holds the lock"),
             Error::WouldBlock => f.write_str("the lock is held elsewhere"),
-            Error::Io { op, errno } => write!(f, "{op} failed: {errno}"),
+            Error::Io { op, errno } => write!(
+                f,
+                "{op} failed: {}",
+                std::io::Error::from_raw_os_error(*errno)
+            ),
         }
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { errno, .. } => Some(errno),
-            _ => None,
-        }
-    }
-}
+impl std::error::Error for Error {}
 
 impl From<Error> for std::io::Error {
     fn from(e: Error) -> Self {
         use std::io::ErrorKind as K;
         let kind = match &e {
-            Error::Io { errno, .. } => return std::io::Error::from(*errno),
+            Error::Io { errno, .. } => return std::io::Error::from_raw_os_error(*errno),
             Error::NotFound { .. } => K::NotFound,
             Error::AlreadyExists { .. } | Error::Stale { .. } => K::AlreadyExists,
             Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::OutOfBounds { .. } => {

@@ -41,8 +41,8 @@
 //!
 //! - **Mutual exclusion across processes**, with happens-before between
 //!   successive holders: the lock word is taken with `Acquire` and given
-//!   back with `Release`. The state machine ([`raw::RawMutex`]) is the same
-//!   code that the loom models and the fuzzer check.
+//!   back with `Release`. The lock's state machine is the same code that
+//!   the repository's loom models and fuzzer check.
 //! - **No undefined behaviour from peers.** Mapped memory is never turned
 //!   into references: every access to a shared byte is an atomic load,
 //!   store or read-modify-write. A segment is validated once, on `open`,
@@ -121,12 +121,19 @@
 //! owner-death protocol (`ROBUST.md`) and the benchmarks (`BENCHMARKS.md`).
 #![cfg_attr(loom, allow(dead_code, unreachable_pub))]
 #![doc(test(attr(deny(warnings))))]
+// `unsafe` is allowed module by module, each saying why (`docs/STYLE.md`).
+#![deny(unsafe_code)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmsync supports Linux only (futexes, memfd, /dev/shm)");
 
 mod atomic;
 mod error;
+// The state machines, public for the repository's loom models, fuzzer,
+// tests and benches only: hidden from the documentation and exempt from
+// semver (a cargo feature would have to be enabled by each of them, and
+// `cargo bench` would skip the bench that needs it).
+#[doc(hidden)]
 pub mod raw;
 mod shared;
 mod shm;
@@ -138,7 +145,7 @@ pub use atomic::{
     AtomicArray, AtomicBitwise, AtomicElement, AtomicNumber, AtomicRef, AtomicValue, CACHE_LINE,
 };
 pub use bytemuck;
-pub use error::{Errno, Error, Result};
+pub use error::{Error, Result};
 pub use shm::segment::SharedMemory;
 pub use sync::{Lock, LockError, LockGuard, RLock, RLockGuard, TryLockError};
 pub use sys::robust::Robustness;

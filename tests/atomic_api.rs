@@ -4,7 +4,7 @@
 //! peer's non-canonical `bool` byte.
 //!
 //! Not for Miri (memfd, shm_open, mmap, fork): the heap-level logic is
-//! covered under Miri by the unit tests in `src/raw/atomic.rs`.
+//! covered under Miri by the unit tests in `src/raw/rmw.rs`.
 
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};

@@ -19,8 +19,8 @@ use std::time::Duration;
 use common::owner_death::{kind, Mode};
 use common::{arg, await_msg, block_until_killed, run_child, spawn, take_fd, tell, ShmName};
 use shmsync::{
-    AtomicValue, Errno, Error, Lock, LockError, RLock, RawValue, Robustness, SharedMemory,
-    TryLockError, Value,
+    AtomicValue, Error, Lock, LockError, RLock, RawValue, Robustness, SharedMemory, TryLockError,
+    Value,
 };
 
 /// Lock objects held by the process of `many_lock_segments` (more than the
@@ -273,7 +273,7 @@ fn leave_descriptors(n: usize) {
 
 fn assert_emfile<T: std::fmt::Debug>(what: &str, r: Result<T, Error>) {
     match r {
-        Err(Error::Io { errno, .. }) if errno == Errno::MFILE => {}
+        Err(Error::Io { errno, .. }) if errno == libc::EMFILE => {}
         other => panic!("{what}: expected Error::Io with EMFILE, got {other:?}"),
     }
 }

@@ -19,8 +19,7 @@ use common::layout::{OFF_INIT, OFF_MAGIC};
 use common::{create_file, err, shm_file, ShmName};
 use rustix::fs::{MemfdFlags, SealFlags};
 use shmsync::{
-    Array, AtomicArray, AtomicValue, Errno, Error, Lock, RLock, RawArray, RawValue, SharedMemory,
-    Value,
+    Array, AtomicArray, AtomicValue, Error, Lock, RLock, RawArray, RawValue, SharedMemory, Value,
 };
 
 /// The whole file behind `fd`, read through a mapping.
@@ -219,7 +218,7 @@ fn non_regular_names_are_refused_without_blocking() {
     assert!(matches!(
         err(SharedMemory::unlink_name(&dir)),
         Error::Io {
-            errno: Errno::ISDIR,
+            errno: libc::EISDIR,
             ..
         }
     ));
@@ -267,7 +266,7 @@ fn a_leased_file_is_not_waited_for() {
             matches!(
                 e,
                 Error::Io {
-                    errno: Errno::AGAIN,
+                    errno: libc::EAGAIN,
                     ..
                 }
             ),

@@ -42,59 +42,51 @@
 
 use std::cell::Cell;
 use std::num::NonZeroU32;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use shmsync::raw::{
-    Acquired, AtomicWord, Deadline, FutexWord, Holds, Liveness, RawMutex, Refused, NOT_RECOVERABLE,
-    OWNER_DIED, TID_MASK, WAITERS,
+    Acquired, Deadline, FutexWord, Holds, Liveness, RawMutex, Refused, NOT_RECOVERABLE, OWNER_DIED,
+    TID_MASK, WAITERS,
 };
 
-/// A single-threaded word: plain cells, wake counters, and a `wait` that
-/// must be armed first.
+/// A single-threaded futex word: `core`'s `AtomicU32` (deterministic on
+/// one thread, and the production type's own atomic operations), wake
+/// counters, and a `wait` that must be armed first.
 #[derive(Debug)]
 struct FakeWord {
-    v: Cell<u32>,
+    v: AtomicU32,
     /// Waits the driver allows (each returns at once, unchanged word).
     armed: Cell<u32>,
     wake_one: Cell<u32>,
     wake_all: Cell<u32>,
 }
 
-impl AtomicWord for FakeWord {
+impl FakeWord {
+    /// The word's value.
+    fn get(&self) -> u32 {
+        self.v.load(Ordering::Relaxed)
+    }
+}
+
+impl FutexWord for FakeWord {
+    type Atomic = AtomicU32;
+    /// A few rounds, to run the spin code; the value cannot change.
+    const SPIN_LIMIT: u32 = 3;
+
     fn new(v: u32) -> Self {
         FakeWord {
-            v: Cell::new(v),
+            v: AtomicU32::new(v),
             armed: Cell::new(0),
             wake_one: Cell::new(0),
             wake_all: Cell::new(0),
         }
     }
-    fn load(&self, _: Ordering) -> u32 {
-        self.v.get()
+    fn atomic(&self) -> &AtomicU32 {
+        &self.v
     }
-    fn store(&self, v: u32, _: Ordering) {
-        self.v.set(v);
-    }
-    fn swap(&self, v: u32, _: Ordering) -> u32 {
-        self.v.replace(v)
-    }
-    fn compare_exchange(&self, c: u32, n: u32, _: Ordering, _: Ordering) -> Result<u32, u32> {
-        let cur = self.v.get();
-        if cur == c {
-            self.v.set(n);
-            Ok(cur)
-        } else {
-            Err(cur)
-        }
-    }
-}
-
-impl FutexWord for FakeWord {
-    /// A few rounds, to run the spin code; the value cannot change.
-    const SPIN_LIMIT: u32 = 3;
 
     fn wait(&self, expected: u32, timeout: Option<Duration>) {
         let armed = self.armed.get();
@@ -103,7 +95,7 @@ impl FutexWord for FakeWord {
             "wait({expected:#x}) reached: the call would block"
         );
         self.armed.set(armed - 1);
-        assert_eq!(expected, self.v.get(), "sleeps on a stale value");
+        assert_eq!(expected, self.get(), "sleeps on a stale value");
         assert!(timeout.is_some(), "the liveness path sleeps with a timeout");
     }
     fn wake_one(&self) {
@@ -305,7 +297,7 @@ enum Call {
 
 /// The slot's three fields, as read by the driver.
 fn fields(m: &RawMutex<FakeWord>) -> [u32; 3] {
-    [&m.word, &m.extra, &m.state].map(|w| w.load(Ordering::Relaxed))
+    [m.word().atomic(), m.extra(), m.state()].map(|w| w.load(Ordering::Relaxed))
 }
 
 impl Slot {
@@ -385,14 +377,14 @@ impl Slot {
                 State::NotRecoverable => (false, Some(Err(Refused::NotRecoverable))),
             },
             None => {
-                let owner = self.m.word.load(Ordering::Relaxed) & TID_MASK;
+                let owner = self.m.word().get() & TID_MASK;
                 (
                     owner != 0 && owner != me.get() && owner != NOT_RECOVERABLE,
                     None,
                 )
             }
         };
-        let before_word = self.m.word.load(Ordering::Relaxed);
+        let before_word = self.m.word().get();
         let mut d = Expired { asked: 0 };
         let mut probe = AllDead { asked: Vec::new() };
         let held = &mut self.held[ix];
@@ -401,18 +393,18 @@ impl Slot {
             (Call::Probe, true) => {
                 // Sleeps once (armed), probes the holder, marks it dead and
                 // takes the lock over.
-                self.m.word.armed.set(1);
+                self.m.word().armed.set(1);
                 self.m.lock(me, held, recursive, None, Some(&mut probe))
             }
             (Call::Probe, false) => self.m.lock(me, held, recursive, None, Some(&mut probe)),
             (Call::Lock, false) => self.m.lock(me, held, recursive, None, None),
             (Call::Lock | Call::Timed, _) => self.m.lock(me, held, recursive, Some(&mut d), None),
         };
-        let armed_left = self.m.word.armed.replace(0);
+        let armed_left = self.m.word().armed.replace(0);
         match got {
             Ok(Acquired::Locked | Acquired::OwnerDied) => {
                 self.model.holds[ix] = 1;
-                let w = self.m.word.load(Ordering::Relaxed);
+                let w = self.m.word().get();
                 assert_eq!(w & TID_MASK, me.get(), "step {step}: {got:?}, word {w:#x}");
                 assert_eq!(w & OWNER_DIED, 0, "step {step}: held with OWNER_DIED");
             }
@@ -486,7 +478,7 @@ impl Slot {
         let ix = who.ix();
         let h = self.model.holds[ix];
         let before = fields(&self.m);
-        let wakes = (self.m.word.wake_one.get(), self.m.word.wake_all.get());
+        let wakes = (self.m.word().wake_one.get(), self.m.word().wake_all.get());
         // SAFETY: by its own count, `who` holds the lock `h` times (and an
         // unlock with a count of zero does nothing).
         let last = unsafe { self.m.unlock(who.id(), &mut self.held[ix]) };
@@ -503,7 +495,7 @@ impl Slot {
         }
         if h == 0 {
             assert_eq!(after, before, "step {step}: an unlock without holds wrote");
-            let now = (self.m.word.wake_one.get(), self.m.word.wake_all.get());
+            let now = (self.m.word().wake_one.get(), self.m.word().wake_all.get());
             assert_eq!(now, wakes, "step {step}: an unlock without holds woke");
             return last;
         }
@@ -567,7 +559,7 @@ impl Slot {
             }
             Op::Drain(who) => self.drain(who, step),
             Op::Die(who) => {
-                let names = self.m.word.load(Ordering::Relaxed) & TID_MASK == who as u32;
+                let names = self.m.word().get() & TID_MASK == who as u32;
                 assert_eq!(self.m.mark_owner_dead(who.id()), names, "step {step}");
                 self.forget(who.ix());
                 if let Some(p) = &mut self.model.page {
@@ -601,7 +593,7 @@ impl Slot {
                     // the copy it would have written.
                     self.held[who.ix()] = Holds::new(u32::MAX - 1);
                     self.model.holds[who.ix()] = u32::MAX - 1;
-                    self.m.extra.store(u32::MAX - 2, Ordering::Relaxed);
+                    self.m.extra().store(u32::MAX - 2, Ordering::Relaxed);
                     if let Some(p) = &mut self.model.page {
                         p.extra = u32::MAX - 2;
                     }
@@ -609,9 +601,9 @@ impl Slot {
             }
             Op::Scribble(field, v) => {
                 let w = match field {
-                    Field::Word => &self.m.word,
-                    Field::Extra => &self.m.extra,
-                    Field::State => &self.m.state,
+                    Field::Word => self.m.word().atomic(),
+                    Field::Extra => self.m.extra(),
+                    Field::State => self.m.state(),
                 };
                 w.store(v.get(), Ordering::Relaxed);
                 self.model.page = None;
@@ -635,26 +627,26 @@ impl Slot {
             assert_eq!(m.holds() > 0, locked, "step {step}");
             for who in 1..=4 {
                 let me = NonZeroU32::new(who).unwrap();
-                let names = m.word.load(Ordering::Relaxed) & TID_MASK == who;
+                let names = m.word().get() & TID_MASK == who;
                 assert_eq!(m.is_held_by(me), names, "step {step}");
             }
             return;
         };
-        let word = m.word.load(Ordering::Relaxed);
+        let word = m.word().get();
         assert_eq!(word, p.word(), "step {step}: word {word:#x}, model {p:?}");
         assert_eq!(
-            m.word.wake_one.get(),
+            m.word().wake_one.get(),
             p.wake_one,
             "step {step}: wake_one calls"
         );
         assert_eq!(
-            m.word.wake_all.get(),
+            m.word().wake_all.get(),
             p.wake_all,
             "step {step}: wake_all calls"
         );
-        assert_eq!(m.word.armed.get(), 0, "step {step}: armed wait left");
+        assert_eq!(m.word().armed.get(), 0, "step {step}: armed wait left");
         assert_eq!(
-            m.extra.load(Ordering::Relaxed),
+            m.extra().load(Ordering::Relaxed),
             p.extra,
             "step {step}: extra"
         );
@@ -664,7 +656,7 @@ impl Slot {
         } = p.state
         {
             assert_eq!(
-                m.state.load(Ordering::Relaxed),
+                m.state().load(Ordering::Relaxed),
                 u32::from(inconsistent),
                 "step {step}: consistency"
             );

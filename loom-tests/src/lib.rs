@@ -1,7 +1,8 @@
 //! loom stand-ins for the world shmsync's state machines run in: a futex
 //! word ([`LoomFutex`]), deadlines ([`Budget`]) and owner liveness
-//! ([`DeadTable`]), plus the seeded-bug wrapper ([`Seeded`]) that the model
-//! files in `tests/` were checked against.
+//! ([`DeadTable`]), and the loom atomics as shmsync's `AtomicWord`
+//! ([`Loom`]: the one place where a seeded bug that the model files in
+//! `tests/` were checked against is applied).
 //!
 //! The models run the **production** state machine (`shmsync::raw`, generic
 //! over the word: `docs/STYLE.md`), not a copy of it. Run them with
@@ -36,15 +37,19 @@
 //!
 //! # Seeded bugs
 //!
-//! Each `bug-*` feature of this crate turns [`ModelWord`] (or
+//! Each `bug-*` feature of this crate turns every [`Loom`] word (or
 //! [`DeadTable`]) into a known-broken variant, without touching the
-//! production code. Enable at most one.
+//! production code: the lock's state machine and the atomic cells' RMWs
+//! alike (a model's own observations go through [`Unseeded`]). Enable at
+//! most one. (Bugs in the atomic cells' logic above the word are compiled
+//! into the crate instead: `src/raw/rmw.rs`, "Seeded bugs".)
 //!
 //! | feature                     | what breaks                                                        |
 //! |-----------------------------|--------------------------------------------------------------------|
 //! | `bug-lost-wake`             | `wake_one`/`wake_all` do nothing                                    |
-//! | `bug-weak-release`          | `Release` (and the release half of `AcqRel`) become `Relaxed` on every swap, store and CAS |
-//! | `bug-weak-acquire`          | `Acquire` (and the acquire half of `AcqRel`) become `Relaxed` on every CAS and load |
+//! | `bug-weak-release`          | `Release` (and the release half of `AcqRel`/`SeqCst`) become `Relaxed` on every store and RMW (swap, CAS, `fetch_*`) |
+//! | `bug-weak-acquire`          | `Acquire` (and the acquire half of `AcqRel`/`SeqCst`) become `Relaxed` on every load and RMW, and in a CAS's failure ordering |
+//! | `bug-split-cas`             | a CAS is a load, a compare and a store: not atomic                  |
 //! | `bug-no-waiters-bit`        | the `WAITERS` bit is stripped from every CAS's new value            |
 //! | `bug-acquire-drops-waiters` | an acquiring CAS (on a word with no owner) drops `WAITERS`          |
 //! | `bug-no-owner-died-bit`     | the `OWNER_DIED` bit is stripped from every CAS's new value         |
@@ -56,7 +61,9 @@ use core::num::NonZeroU32;
 use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqCst};
 use core::time::Duration;
 
-use loom::sync::atomic::{AtomicBool, AtomicU32};
+use std::cell::Cell;
+
+use loom::sync::atomic::AtomicBool;
 use loom::sync::{Condvar, Mutex};
 use shmsync::raw::{AtomicWord, Deadline, FutexWord, Holds, Liveness, RawMutex, TID_MASK};
 
@@ -86,7 +93,8 @@ impl TimeoutPolicy for TimeoutLate {
     const TIMED_WAIT_SLEEPS: bool = true;
 }
 
-/// The mapped futex word, as loom sees it.
+/// The mapped futex word, as loom sees it: a [`LoomU32`] and the kernel's
+/// wait queue for it.
 ///
 /// futex(2): "the load, the comparison with the expected value, and
 /// starting to sleep are performed atomically and totally ordered with
@@ -95,44 +103,30 @@ impl TimeoutPolicy for TimeoutLate {
 /// condition variable per word (no address keys).
 #[derive(Debug)]
 pub struct LoomFutex<P: TimeoutPolicy = TimeoutNow> {
-    v: AtomicU32,
+    v: LoomU32,
     bucket: Mutex<()>,
     queue: Condvar,
     _policy: PhantomData<P>,
 }
 
-impl<P: TimeoutPolicy> AtomicWord for LoomFutex<P> {
+impl<P: TimeoutPolicy> FutexWord for LoomFutex<P> {
+    type Atomic = LoomU32;
+
+    /// Spinning only multiplies interleavings under loom.
+    const SPIN_LIMIT: u32 = 0;
+
     fn new(v: u32) -> Self {
         LoomFutex {
-            v: AtomicU32::new(v),
+            v: LoomU32::new(v),
             bucket: Mutex::new(()),
             queue: Condvar::new(),
             _policy: PhantomData,
         }
     }
-    fn load(&self, order: Ordering) -> u32 {
-        self.v.load(order)
-    }
-    fn store(&self, v: u32, order: Ordering) {
-        self.v.store(v, order);
-    }
-    fn swap(&self, v: u32, order: Ordering) -> u32 {
-        self.v.swap(v, order)
-    }
-    fn compare_exchange(
-        &self,
-        current: u32,
-        new: u32,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u32, u32> {
-        self.v.compare_exchange(current, new, success, failure)
-    }
-}
 
-impl<P: TimeoutPolicy> FutexWord for LoomFutex<P> {
-    /// Spinning only multiplies interleavings under loom.
-    const SPIN_LIMIT: u32 = 0;
+    fn atomic(&self) -> &LoomU32 {
+        &self.v
+    }
 
     fn spin_hint() {
         loom::thread::yield_now();
@@ -147,25 +141,30 @@ impl<P: TimeoutPolicy> FutexWord for LoomFutex<P> {
         }
         let g = self.bucket.lock().unwrap();
         // Relaxed: the kernel's compare is a plain read; ordering between
-        // the waker and the woken comes from the word's own atomics.
-        if self.v.load(Relaxed) != expected {
+        // the waker and the woken comes from the word's own atomics. (The
+        // kernel is not the code under test: no seeded bug applies.)
+        if self.v.load_unseeded(Relaxed) != expected {
             return; // EAGAIN
         }
         drop(self.queue.wait(g).unwrap());
     }
 
     fn wake_one(&self) {
-        let _g = self.bucket.lock().unwrap();
-        self.queue.notify_one();
+        if ActiveBug::WAKES {
+            let _g = self.bucket.lock().unwrap();
+            self.queue.notify_one();
+        }
     }
 
     fn wake_all(&self) {
-        let _g = self.bucket.lock().unwrap();
-        self.queue.notify_all();
+        if ActiveBug::WAKES {
+            let _g = self.bucket.lock().unwrap();
+            self.queue.notify_all();
+        }
     }
 }
 
-/// A known bug applied by [`Seeded`].
+/// A known bug, applied by every [`Loom`] word and [`LoomFutex`].
 pub trait Bug {
     /// Transforms the ordering of a load.
     fn load_order(o: Ordering) -> Ordering {
@@ -181,9 +180,11 @@ pub trait Bug {
     }
     /// Whether wakes reach the sleepers.
     const WAKES: bool = true;
+    /// Whether a CAS is split into a load and a store (not atomic).
+    const SPLIT_CAS: bool = false;
 }
 
-/// No bug: [`Seeded<W, NoBug>`] behaves exactly as `W`.
+/// No bug: the words behave exactly as loom's atomics.
 #[derive(Debug)]
 pub struct NoBug;
 impl Bug for NoBug {}
@@ -225,6 +226,14 @@ impl Bug for WeakAcquire {
             o => o,
         }
     }
+}
+
+/// `bug-split-cas`: a CAS reads, compares and then writes, so another
+/// thread's write can fall in between and be lost.
+#[derive(Debug)]
+pub struct SplitCas;
+impl Bug for SplitCas {
+    const SPLIT_CAS: bool = true;
 }
 
 /// `bug-no-waiters-bit`: `WAITERS` is never written by a CAS.
@@ -275,96 +284,233 @@ impl Bug for KeepsOwnerDied {
     }
 }
 
-/// A word `W` with the bug `B` applied to what the state machine does with
-/// it. The state machine is unchanged; only the word misbehaves.
+thread_local! {
+    /// Failed exchanges of any [`Loom`] word on this test's thread (loom
+    /// runs a model's threads as coroutines of the test thread):
+    /// bookkeeping outside the model.
+    static CAS_FAILURES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many exchanges of [`Loom`] words have failed on this test's thread
+/// so far (a model that should retry a CAS loop checks that loom explored
+/// a retry).
+pub fn cas_failures() -> u64 {
+    CAS_FAILURES.with(Cell::get)
+}
+
+fn count_failure<T, E>(r: Result<T, E>) -> Result<T, E> {
+    if r.is_err() {
+        CAS_FAILURES.with(|n| n.set(n.get() + 1));
+    }
+    r
+}
+
+/// The lock bugs' value transforms ([`Bug::cas_new`]) act on 32-bit words;
+/// other widths are left alone.
+trait CasNew: Sized {
+    fn cas_new(current: Self, new: Self) -> Self;
+}
+
+impl CasNew for u32 {
+    fn cas_new(current: u32, new: u32) -> u32 {
+        ActiveBug::cas_new(current, new)
+    }
+}
+
+macro_rules! other_widths {
+    ($($int:ty),*) => {$(
+        impl CasNew for $int {
+            fn cas_new(_current: $int, new: $int) -> $int {
+                new
+            }
+        }
+    )*};
+}
+
+other_widths!(u8, i64, u64);
+
+/// A loom atomic `A` as shmsync's [`AtomicWord`], with this build's
+/// [`ActiveBug`] applied to what the code under test does with it. The
+/// state machines are unchanged; only the word misbehaves.
+///
+/// This is the models' one implementation of [`AtomicWord`]: the lock's
+/// words ([`LoomFutex`] wraps a [`LoomU32`]) and the atomic cells' words
+/// ([`LoomU8`], [`LoomU32`], [`LoomI64`], [`LoomU64`]) alike.
 #[derive(Debug)]
-pub struct Seeded<W, B> {
-    w: W,
-    _bug: PhantomData<B>,
+pub struct Loom<A>(A);
+
+/// A CAS's new value and orderings under [`ActiveBug`].
+fn seeded_cas<I: CasNew>(
+    current: I,
+    new: I,
+    success: Ordering,
+    failure: Ordering,
+) -> (I, Ordering, Ordering) {
+    (
+        I::cas_new(current, new),
+        ActiveBug::write_order(success),
+        ActiveBug::load_order(failure),
+    )
 }
 
-impl<W: AtomicWord, B: Bug> AtomicWord for Seeded<W, B> {
-    fn new(v: u32) -> Self {
-        Seeded {
-            w: W::new(v),
-            _bug: PhantomData,
-        }
-    }
-    fn load(&self, order: Ordering) -> u32 {
-        self.w.load(B::load_order(order))
-    }
-    fn store(&self, v: u32, order: Ordering) {
-        self.w.store(v, B::write_order(order));
-    }
-    fn swap(&self, v: u32, order: Ordering) -> u32 {
-        self.w.swap(v, B::write_order(order))
-    }
-    fn compare_exchange(
-        &self,
-        current: u32,
-        new: u32,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u32, u32> {
-        self.w.compare_exchange(
-            current,
-            B::cas_new(current, new),
-            B::write_order(success),
-            B::load_order(failure),
-        )
+/// The acquire part of a CAS's `success` ordering, as a load ordering.
+fn acquire_part(o: Ordering) -> Ordering {
+    match o {
+        Acquire | AcqRel => Acquire,
+        SeqCst => SeqCst,
+        _ => Relaxed,
     }
 }
 
-impl<W: FutexWord, B: Bug> FutexWord for Seeded<W, B> {
-    const SPIN_LIMIT: u32 = W::SPIN_LIMIT;
-    fn spin_hint() {
-        W::spin_hint();
-    }
-    fn wait(&self, expected: u32, timeout: Option<Duration>) {
-        self.w.wait(expected, timeout);
-    }
-    fn wake_one(&self) {
-        if B::WAKES {
-            self.w.wake_one();
-        }
-    }
-    fn wake_all(&self) {
-        if B::WAKES {
-            self.w.wake_all();
-        }
+/// The release part of a CAS's `success` ordering, as a store ordering.
+fn release_part(o: Ordering) -> Ordering {
+    match o {
+        Release | AcqRel => Release,
+        SeqCst => SeqCst,
+        _ => Relaxed,
     }
 }
 
-#[cfg(any(
-    all(feature = "bug-lost-wake", feature = "bug-weak-release"),
-    all(feature = "bug-lost-wake", feature = "bug-weak-acquire"),
-    all(feature = "bug-lost-wake", feature = "bug-no-waiters-bit"),
-    all(feature = "bug-lost-wake", feature = "bug-acquire-drops-waiters"),
-    all(feature = "bug-lost-wake", feature = "bug-no-owner-died-bit"),
-    all(feature = "bug-weak-release", feature = "bug-weak-acquire"),
-    all(feature = "bug-weak-release", feature = "bug-no-waiters-bit"),
-    all(feature = "bug-weak-release", feature = "bug-acquire-drops-waiters"),
-    all(feature = "bug-weak-release", feature = "bug-no-owner-died-bit"),
-    all(feature = "bug-weak-acquire", feature = "bug-no-waiters-bit"),
-    all(feature = "bug-weak-acquire", feature = "bug-acquire-drops-waiters"),
-    all(feature = "bug-weak-acquire", feature = "bug-no-owner-died-bit"),
-    all(feature = "bug-no-waiters-bit", feature = "bug-acquire-drops-waiters"),
-    all(feature = "bug-no-waiters-bit", feature = "bug-no-owner-died-bit"),
-    all(
-        feature = "bug-acquire-drops-waiters",
-        feature = "bug-no-owner-died-bit"
-    ),
-    all(feature = "bug-keeps-owner-died", feature = "bug-lost-wake"),
-    all(feature = "bug-keeps-owner-died", feature = "bug-weak-release"),
-    all(feature = "bug-keeps-owner-died", feature = "bug-weak-acquire"),
-    all(feature = "bug-keeps-owner-died", feature = "bug-no-waiters-bit"),
-    all(
-        feature = "bug-keeps-owner-died",
-        feature = "bug-acquire-drops-waiters"
-    ),
-    all(feature = "bug-keeps-owner-died", feature = "bug-no-owner-died-bit"),
-))]
-compile_error!("enable at most one word bug-* feature");
+/// `bug-split-cas`: a load, a compare and a store, each with its part of
+/// the orderings: everything a CAS does except being atomic.
+macro_rules! split_cas {
+    ($a:expr, $current:expr, $new:expr, $success:expr, $failure:expr) => {{
+        let found = $a.load(acquire_part($success));
+        if found == $current {
+            $a.store($new, release_part($success));
+            Ok(found)
+        } else {
+            // The failed compare reads with `failure` (at most as strong
+            // as the load above, which it reuses).
+            let _ = $failure;
+            Err(found)
+        }
+    }};
+}
+
+macro_rules! loom_word {
+    ($($atomic:ident($int:ty)),* $(,)?) => {$(
+        impl AtomicWord for Loom<loom::sync::atomic::$atomic> {
+            type Int = $int;
+            fn new(v: $int) -> Self {
+                Loom(loom::sync::atomic::$atomic::new(v))
+            }
+            fn load(&self, o: Ordering) -> $int {
+                self.0.load(ActiveBug::load_order(o))
+            }
+            fn store(&self, v: $int, o: Ordering) {
+                self.0.store(v, ActiveBug::write_order(o));
+            }
+            fn swap(&self, v: $int, o: Ordering) -> $int {
+                self.0.swap(v, ActiveBug::write_order(o))
+            }
+            fn compare_exchange(
+                &self,
+                current: $int,
+                new: $int,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<$int, $int> {
+                let (new, success, failure) = seeded_cas(current, new, success, failure);
+                count_failure(if ActiveBug::SPLIT_CAS {
+                    split_cas!(self.0, current, new, success, failure)
+                } else {
+                    self.0.compare_exchange(current, new, success, failure)
+                })
+            }
+            fn compare_exchange_weak(
+                &self,
+                current: $int,
+                new: $int,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<$int, $int> {
+                let (new, success, failure) = seeded_cas(current, new, success, failure);
+                count_failure(if ActiveBug::SPLIT_CAS {
+                    split_cas!(self.0, current, new, success, failure)
+                } else {
+                    self.0.compare_exchange_weak(current, new, success, failure)
+                })
+            }
+            fn fetch_add(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_add(v, ActiveBug::write_order(o))
+            }
+            fn fetch_sub(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_sub(v, ActiveBug::write_order(o))
+            }
+            fn fetch_and(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_and(v, ActiveBug::write_order(o))
+            }
+            fn fetch_or(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_or(v, ActiveBug::write_order(o))
+            }
+            fn fetch_xor(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_xor(v, ActiveBug::write_order(o))
+            }
+            fn fetch_nand(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_nand(v, ActiveBug::write_order(o))
+            }
+            fn fetch_max(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_max(v, ActiveBug::write_order(o))
+            }
+            fn fetch_min(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_min(v, ActiveBug::write_order(o))
+            }
+        }
+    )*};
+}
+
+loom_word! {
+    AtomicU8(u8), AtomicU32(u32), AtomicI64(i64), AtomicU64(u64),
+}
+
+/// Access to a [`Loom`] word that no seeded bug touches: for a model's own
+/// observations and publications around the code under test (a seeded
+/// ordering bug must be caught in the code under test, not in the model's
+/// own accesses).
+pub trait Unseeded: AtomicWord {
+    /// `load`, as loom does it.
+    fn load_unseeded(&self, order: Ordering) -> Self::Int;
+    /// `store`, as loom does it.
+    fn store_unseeded(&self, v: Self::Int, order: Ordering);
+}
+
+macro_rules! unseeded {
+    ($($atomic:ident),* $(,)?) => {$(
+        impl Unseeded for Loom<loom::sync::atomic::$atomic> {
+            fn load_unseeded(&self, order: Ordering) -> Self::Int {
+                self.0.load(order)
+            }
+            fn store_unseeded(&self, v: Self::Int, order: Ordering) {
+                self.0.store(v, order);
+            }
+        }
+    )*};
+}
+
+unseeded!(AtomicU8, AtomicU32, AtomicI64, AtomicU64);
+
+/// A loom `AtomicU8` word (`u8` and `bool` cells).
+pub type LoomU8 = Loom<loom::sync::atomic::AtomicU8>;
+/// A loom `AtomicU32` word (the lock's words, `f32` cells).
+pub type LoomU32 = Loom<loom::sync::atomic::AtomicU32>;
+/// A loom `AtomicI64` word (`i64` cells).
+pub type LoomI64 = Loom<loom::sync::atomic::AtomicI64>;
+/// A loom `AtomicU64` word (`f64` cells).
+pub type LoomU64 = Loom<loom::sync::atomic::AtomicU64>;
+
+/// How many word bug features this build enables.
+const WORD_BUGS: usize = cfg!(feature = "bug-lost-wake") as usize
+    + cfg!(feature = "bug-weak-release") as usize
+    + cfg!(feature = "bug-weak-acquire") as usize
+    + cfg!(feature = "bug-split-cas") as usize
+    + cfg!(feature = "bug-no-waiters-bit") as usize
+    + cfg!(feature = "bug-acquire-drops-waiters") as usize
+    + cfg!(feature = "bug-no-owner-died-bit") as usize
+    + cfg!(feature = "bug-keeps-owner-died") as usize;
+// The count is a constant that is usually 0, which clippy finds absurd.
+#[allow(clippy::absurd_extreme_comparisons)]
+const _: () = assert!(WORD_BUGS <= 1, "enable at most one word bug-* feature");
 
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`] by
 /// default).
@@ -376,6 +522,9 @@ pub type ActiveBug = WeakRelease;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-weak-acquire")]
 pub type ActiveBug = WeakAcquire;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-split-cas")]
+pub type ActiveBug = SplitCas;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-no-waiters-bit")]
 pub type ActiveBug = NoWaitersBit;
@@ -393,6 +542,7 @@ pub type ActiveBug = KeepsOwnerDied;
     feature = "bug-lost-wake",
     feature = "bug-weak-release",
     feature = "bug-weak-acquire",
+    feature = "bug-split-cas",
     feature = "bug-no-waiters-bit",
     feature = "bug-acquire-drops-waiters",
     feature = "bug-no-owner-died-bit",
@@ -400,9 +550,9 @@ pub type ActiveBug = KeepsOwnerDied;
 )))]
 pub type ActiveBug = NoBug;
 
-/// The word every lock model runs on: [`LoomFutex`] with this build's
+/// The word every lock model runs on: [`LoomFutex`], with this build's
 /// [`ActiveBug`] (none by default).
-pub type ModelWord<P = TimeoutNow> = Seeded<LoomFutex<P>, ActiveBug>;
+pub type ModelWord<P = TimeoutNow> = LoomFutex<P>;
 
 /// The production lock state machine on the model word.
 pub type ModelMutex<P = TimeoutNow> = RawMutex<ModelWord<P>>;
@@ -580,7 +730,7 @@ impl<P: TimeoutPolicy> Shared<P> {
     /// The lock word (Relaxed: for checks after the other threads were
     /// joined, or by the word's owner).
     pub fn word(&self) -> u32 {
-        self.m.word.load(Relaxed)
+        self.m.word().atomic().load_unseeded(Relaxed)
     }
 
     /// The owner's holds as its copy in the page says (Relaxed: exact when

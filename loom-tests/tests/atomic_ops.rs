@@ -4,10 +4,10 @@
 //! `bool`'s truth-value exchanges, the integers' single hardware RMWs), run
 //! on loom's atomics instead of the mapped `core` atomics.
 //!
-//! Words: [`AtomicInt`] for thin wrappers of loom's `AtomicU64`,
-//! `AtomicI64`, `AtomicU32` and `AtomicU8`, defined below (loom atomics
-//! cannot be overlaid on mapped memory, which is why the logic is generic
-//! over the word). Threads stand in for processes (`loom::MAX_THREADS` is
+//! Words: loom's `AtomicU64`, `AtomicI64`, `AtomicU32` and `AtomicU8` as
+//! shmsync's [`AtomicWord`] (`LoomU64` ... of this crate's `src/lib.rs`;
+//! loom atomics cannot be overlaid on mapped memory, which is why the
+//! logic is generic over the word). Threads stand in for processes (`loom::MAX_THREADS` is
 //! 5 including main).
 //!
 //! Two groups of models:
@@ -42,33 +42,44 @@
 //!
 //! # Seeded bugs
 //!
-//! Re-check with `RUSTFLAGS='--cfg loom -C debug-assertions --cfg
-//! shmsync_atomic_bug="NAME"'` (the bug is compiled into the *production*
-//! code of `src/raw/atomic.rs`, see its docs; every model must then still
-//! build, and the models listed must fail). Verdicts recorded with loom
-//! 0.7.3, `LOOM_MAX_PREEMPTIONS=3`, `--release`; "Causality" is loom's
-//! "Causality violation: Concurrent read and write accesses" on the
-//! payload:
+//! `check-bugs.sh` re-checks them all. Two kinds (README.md):
 //!
-//! | `NAME`            | bug                                          | loom's verdict                                                                                   |
-//! |-------------------|----------------------------------------------|--------------------------------------------------------------------------------------------------|
-//! | `stale_new`       | value to store not recomputed after a failed exchange | 6 tests fail: lost updates (`float_fetch_add_sums_exactly`: 2.0 ≠ 3.0; `fetch_update_retries_and_declines`: the cap taken 3 times; `fetch_max_min_converge`: min 0.0 ≠ -1.0; int `fetch_update`, `fetch_sub`, bool `fetch_xor`) |
-//! | `no_retry`        | a failed exchange ends the loop              | the same 6 (lost updates, `fetch_update` reports `Err` with the cap not reached), and `cell_*::fetch_update` (5): Causality (the `Err` value was read `Relaxed`) |
-//! | `split_rmw`       | load + store instead of an exchange          | the same 11 (sum 1.0 ≠ 3.0, max 2.0 ≠ 3.0, ...; Causality)                                        |
-//! | `relaxed_success` | the exchange drops `Release`/`Acquire`       | 15 tests, Causality: `cell_*::fetch_update` (5), `cell_f64`/`cell_f32` `fetch_add/sub/max/min` (8), `cell_bool::fetch_xor`/`fetch_nand` |
-//! | `relaxed_fetch`   | the loads drop the `fetch` ordering          | `declined_fetch_update_acquires`: Causality                                                       |
-//! | `bool_bytes`      | `bool` exchange compares bytes, not truth    | `bool_truth_value_exchange`: `compare_exchange(true, false)` on the peer's 2 gives `Err(true)`; `cell_bool::compare_exchange(_weak)`: "the checked branch was never taken" |
-//! | `weak_max_min`    | `fetch_max`/`fetch_min` pass `Relaxed`       | `cell_{i64,u8,f64,f32}::fetch_{max,min}` (8): Causality in the first release model               |
-//! | `weak_sub`        | `fetch_sub` passes `Relaxed`                 | `cell_{i64,u8,f64,f32}::fetch_sub` (4): Causality                                                |
-//! | `weak_bool`       | every `bool` RMW passes `Relaxed`            | all 8 `cell_bool::*`: Causality                                                                  |
-//! | `weak_float_cas`  | float `compare_exchange(_weak)` succeeds `Relaxed` | `cell_{f64,f32}::compare_exchange{,_weak}` (4): Causality                                  |
-//! | `no_acquire`      | every RMW drops its acquire half             | all 48 ordering tests: Causality in the first acquire model (the 3 release models pass)          |
-//! | `no_release`      | every RMW drops its release half             | all 48 ordering tests: Causality in the first release model                                      |
+//! - the word misbehaves: a `bug-*` feature of this crate, applied by the
+//!   models' word (`Loom`, `src/lib.rs`) to everything the code under test
+//!   does with it; the models' own observations and publications (the
+//!   payload flag, the peer's store) go through `Unseeded` and stay exact;
+//! - the logic above the word is wrong: compiled into `src/raw/rmw.rs` with
+//!   `RUSTFLAGS='--cfg loom -C debug-assertions --cfg
+//!   shmsync_atomic_bug="NAME"'` (see its docs).
 //!
-//! Each ordering model was also checked on its own, with a temporary
-//! variant of `no_acquire`/`no_release` that weakens only one of
-//! `Acquire`/`AcqRel`/`SeqCst` (`Release`/`AcqRel`/`SeqCst`): all 48 tests
-//! failed, each in the model of that ordering and half.
+//! Verdicts recorded with loom 0.7.3, `LOOM_MAX_PREEMPTIONS=3`,
+//! `--release`; "Causality" is loom's "Causality violation: Concurrent read
+//! and write accesses" on the payload:
+//!
+//! | bug                  | what breaks                                   | loom's verdict                                                                                   |
+//! |----------------------|-----------------------------------------------|--------------------------------------------------------------------------------------------------|
+//! | `bug-weak-release`   | every store and RMW drops its release half    | all 48 `cell_*` tests, each in its first release model: Causality (`check-bugs.sh` requires every one) |
+//! | `bug-weak-acquire`   | every load and RMW drops its acquire half     | all 48 `cell_*` tests, each in its first acquire model (its 3 release models pass), and `declined_fetch_update_acquires`: Causality (required, each) |
+//! | `bug-split-cas`      | a CAS is a load, a compare and a store        | all 9 value tests: lost updates (`float_fetch_add_sums_exactly`: 1.0 ≠ 3.0, `fetch_update_retries_and_declines`: 1.0 ≠ 2.0, ...), `bool_truth_value_exchange`'s assertion, `declined_fetch_update_acquires`: Causality; the `cell_*` tests pass (one writer each) |
+//! | `stale_new` (cfg)    | value to store not recomputed after a failed exchange | 6 tests: lost updates (`float_fetch_add_sums_exactly`: 2.0 ≠ 3.0; `fetch_update_retries_and_declines`: the cap taken 3 times; `fetch_max_min_converge`: min 0.0 ≠ -1.0; int `fetch_update`, `fetch_sub`, bool `fetch_xor`) |
+//! | `no_retry` (cfg)     | a failed exchange ends the loop               | the same 6 (lost updates, `fetch_update` reports `Err` with the cap not reached), and `cell_*::fetch_update` (5): Causality (the `Err` value was read `Relaxed`) |
+//! | `bool_bytes` (cfg)   | `bool` exchange compares bytes, not truth     | `bool_truth_value_exchange`: `compare_exchange(true, false)` on the peer's 2 gives `Err(true)`; `cell_bool::compare_exchange`: "the checked branch was never taken"; `cell_bool::compare_exchange_weak`: the model's retry loop never ends (loom's branch limit) |
+//!
+//! Every ordering model runs one operation of one cell type, so the two
+//! ordering bugs failing each of them shows what the in-crate ordering
+//! bugs they replace showed per group of operations (`fetch_max`/`min`,
+//! `fetch_sub`, every `bool` RMW, float exchanges, a CAS loop's exchange,
+//! a declined `fetch_update`'s load): each model catches its operation's
+//! ordering weakened, in each half. A non-atomic CAS loop (formerly
+//! `split_rmw`) is `bug-split-cas`.
+//!
+//! The half was checked with `--nocapture` (which prints each model that
+//! passed): under `bug-weak-release` no model of a `cell_*` test passes,
+//! under `bug-weak-acquire` exactly its three release models do. Each
+//! ordering model was also checked on its own, with a temporary variant
+//! that weakens only one of `Acquire`/`AcqRel`/`SeqCst`
+//! (`Release`/`AcqRel`/`SeqCst`): all 48 tests failed, each in the model of
+//! that ordering and half.
 //!
 //! Without the main thread's `yield_now` after spawning (loom#392, see
 //! [`three`]), a payload model explored 1 execution and could not have
@@ -83,23 +94,14 @@ use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqC
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
-use shmsync::raw::rmw::{Arith, AtomicInt, Bitwise, Repr};
-use shmsync_loom_tests::model;
+use shmsync::raw::rmw::{Arith, Bitwise, Repr};
+use shmsync::raw::AtomicWord;
+use shmsync_loom_tests::{cas_failures, model, LoomI64, LoomU32, LoomU64, LoomU8, Unseeded};
 
 thread_local! {
-    /// Failed exchanges of any model word on this test's thread (loom runs
+    /// Executions in which a model took its interesting branch (loom runs
     /// a model's threads as coroutines of the test thread).
-    static CAS_FAILURES: Cell<u64> = const { Cell::new(0) };
-    /// Executions in which a model took its interesting branch.
     static HITS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count(c: &'static std::thread::LocalKey<Cell<u64>>) -> u64 {
-    c.with(Cell::get)
-}
-
-fn bump(c: &'static std::thread::LocalKey<Cell<u64>>) {
-    c.with(|n| n.set(n.get() + 1));
 }
 
 /// Runs a model and checks that loom explored what makes it meaningful: at
@@ -110,104 +112,21 @@ fn checked<F>(name: &str, retries: bool, branch: bool, f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
-    let (fails, hits) = (count(&CAS_FAILURES), count(&HITS));
+    let (fails, hits) = (cas_failures(), HITS.with(Cell::get));
     model(name, f);
     if retries {
-        assert!(
-            count(&CAS_FAILURES) > fails,
-            "{name}: no CAS retry explored"
-        );
+        assert!(cas_failures() > fails, "{name}: no CAS retry explored");
     }
     if branch {
         assert!(
-            count(&HITS) > hits,
+            HITS.with(Cell::get) > hits,
             "{name}: the checked branch was never taken"
         );
     }
 }
 
 fn hit() {
-    bump(&HITS);
-}
-
-macro_rules! loom_word {
-    ($($name:ident($atomic:ident, $int:ty);)*) => {$(
-        /// A loom atomic as a [`AtomicInt`] word.
-        struct $name(loom::sync::atomic::$atomic);
-
-        impl AtomicInt for $name {
-            type Int = $int;
-            fn new(v: $int) -> Self {
-                $name(loom::sync::atomic::$atomic::new(v))
-            }
-            fn load(&self, o: Ordering) -> $int {
-                self.0.load(o)
-            }
-            fn store(&self, v: $int, o: Ordering) {
-                self.0.store(v, o)
-            }
-            fn swap(&self, v: $int, o: Ordering) -> $int {
-                self.0.swap(v, o)
-            }
-            fn compare_exchange(
-                &self,
-                c: $int,
-                n: $int,
-                s: Ordering,
-                f: Ordering,
-            ) -> Result<$int, $int> {
-                let r = self.0.compare_exchange(c, n, s, f);
-                if r.is_err() {
-                    bump(&CAS_FAILURES);
-                }
-                r
-            }
-            fn compare_exchange_weak(
-                &self,
-                c: $int,
-                n: $int,
-                s: Ordering,
-                f: Ordering,
-            ) -> Result<$int, $int> {
-                let r = self.0.compare_exchange_weak(c, n, s, f);
-                if r.is_err() {
-                    bump(&CAS_FAILURES);
-                }
-                r
-            }
-            fn fetch_add(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_add(v, o)
-            }
-            fn fetch_sub(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_sub(v, o)
-            }
-            fn fetch_and(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_and(v, o)
-            }
-            fn fetch_or(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_or(v, o)
-            }
-            fn fetch_xor(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_xor(v, o)
-            }
-            fn fetch_nand(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_nand(v, o)
-            }
-            fn fetch_max(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_max(v, o)
-            }
-            fn fetch_min(&self, v: $int, o: Ordering) -> $int {
-                self.0.fetch_min(v, o)
-            }
-        }
-    )*};
-}
-
-loom_word! {
-    LoomU64(AtomicU64, u64);
-    LoomI64(AtomicI64, i64);
-    LoomU32(AtomicU32, u32);
-    LoomU8(AtomicU8, u8);
+    HITS.with(|n| n.set(n.get() + 1));
 }
 
 /// Runs `work(i)` on two spawned threads (i = 1, 2) and on the model's main
@@ -401,7 +320,7 @@ fn declined_fetch_update_acquires() {
                     // SAFETY: no reader before the flag is set.
                     unsafe { *d = 7 }
                 });
-                f64::store(&s.flag, 1.0, Release);
+                s.flag.store_unseeded(1f64.to_bits(), Release);
             })
         };
         thread::yield_now(); // loom#392, see `three`
@@ -511,7 +430,7 @@ const PAYLOAD: u32 = 42;
 fn release_model<T, W>(init: W::Int, rmw: Rmw<T, W>, order: Ordering)
 where
     T: Repr<Int = W::Int> + 'static,
-    W: AtomicInt + Send + Sync + 'static,
+    W: Unseeded + Send + Sync + 'static,
     W::Int: Send + Sync + 'static,
 {
     let s = Arc::new(Published {
@@ -530,7 +449,7 @@ where
         })
     };
     thread::yield_now(); // loom#392, see `three`
-    if s.w.load(Acquire) != init {
+    if s.w.load_unseeded(Acquire) != init {
         hit();
         // SAFETY: the Acquire load read the value the RMW stored after
         // writing `data`; loom reports the race if the RMW did not release.
@@ -548,7 +467,7 @@ where
 fn acquire_model<T, W>(init: W::Int, peer: W::Int, rmw: Rmw<T, W>, order: Ordering)
 where
     T: Repr<Int = W::Int> + 'static,
-    W: AtomicInt + Send + Sync + 'static,
+    W: Unseeded + Send + Sync + 'static,
     W::Int: Send + Sync + 'static,
 {
     let s = Arc::new(Published {
@@ -563,7 +482,7 @@ where
                 // read the Release store below (loom checks that).
                 unsafe { *d = PAYLOAD }
             });
-            s.w.store(peer, Release);
+            s.w.store_unseeded(peer, Release);
         })
     };
     thread::yield_now(); // loom#392, see `three`
@@ -584,7 +503,7 @@ where
 fn orders<T, W>(name: &str, init: W::Int, acq_init: W::Int, peer: W::Int, rmw: Rmw<T, W>)
 where
     T: Repr<Int = W::Int> + 'static,
-    W: AtomicInt + Send + Sync + 'static,
+    W: Unseeded + Send + Sync + 'static,
     W::Int: Send + Sync + 'static,
 {
     assert_ne!(
@@ -614,21 +533,21 @@ mod num {
         T::from(n)
     }
 
-    pub(crate) fn swap<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn swap<T: Repr + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::swap(w, n(2), o)
     }
-    pub(crate) fn compare_exchange<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn compare_exchange<T: Repr + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         cur: T,
         o: Ordering,
     ) -> T {
         T::compare_exchange(w, cur, n(2), o, Relaxed).unwrap_or_else(|found| found)
     }
-    pub(crate) fn compare_exchange_weak<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn compare_exchange_weak<T: Repr + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         cur: T,
         o: Ordering,
@@ -643,7 +562,7 @@ mod num {
             }
         }
     }
-    pub(crate) fn fetch_update<T: Repr + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_update<T: Repr + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
@@ -651,56 +570,56 @@ mod num {
         // `fetch` Relaxed: only the successful exchange's `set` orders.
         T::fetch_update(w, o, Relaxed, |_| Some(n(2))).unwrap_or_else(|prev| prev)
     }
-    pub(crate) fn fetch_add<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_add<T: Arith + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_add(w, n(1), o)
     }
-    pub(crate) fn fetch_sub<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_sub<T: Arith + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_sub(w, n(1), o)
     }
-    pub(crate) fn fetch_max<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_max<T: Arith + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_max(w, n(7), o)
     }
-    pub(crate) fn fetch_min<T: Arith + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_min<T: Arith + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_min(w, n(3), o)
     }
-    pub(crate) fn fetch_and<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_and<T: Bitwise + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_and(w, n(4), o)
     }
-    pub(crate) fn fetch_or<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_or<T: Bitwise + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_or(w, n(2), o)
     }
-    pub(crate) fn fetch_xor<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_xor<T: Bitwise + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,
     ) -> T {
         T::fetch_xor(w, n(1), o)
     }
-    pub(crate) fn fetch_nand<T: Bitwise + From<u8>, W: AtomicInt<Int = T::Int>>(
+    pub(crate) fn fetch_nand<T: Bitwise + From<u8>, W: AtomicWord<Int = T::Int>>(
         w: &W,
         _: T,
         o: Ordering,

@@ -1,8 +1,5 @@
+#![allow(unsafe_code)] // takes cells through the unchecked accessor of `cells.rs` within the validated length.
 //! [`AtomicArray`]: a fixed-length run of atomic cells in shared memory.
-
-// Takes cells through the unchecked accessor of `cells.rs` within the
-// validated length.
-#![allow(unsafe_code)]
 
 use core::fmt;
 use core::mem::size_of;

@@ -1,9 +1,7 @@
+#![allow(unsafe_code)]
+// overlays `core` atomics on mapped bytes (`from_ptr`), and asserts `Send`/`Sync` for the store holding them.
 //! [`AtomicCells`], the cells of a validated atomic object, and
 //! [`AtomicRef`], a handle to one of them with the std atomic API.
-
-// Overlays `core` atomics on mapped bytes (`from_ptr`), and asserts
-// `Send`/`Sync` for the store holding them.
-#![allow(unsafe_code)]
 
 use core::fmt;
 use core::marker::PhantomData;

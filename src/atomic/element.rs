@@ -4,19 +4,27 @@
 use core::fmt;
 use core::mem::{align_of, size_of};
 
-use crate::raw::rmw::{Arith, Bitwise, MappedAtomic, Repr};
+use crate::raw::rmw::{MappedAtomic, Repr};
 use crate::shm::object::ElemDesc;
 
+/// The element traits' supertraits: sealing, and the raw representation
+/// traits (`crate::raw::rmw`), which are not public API and so are named
+/// here rather than in the public bounds.
 mod sealed {
-    pub trait Sealed {}
+    use crate::raw::rmw::{Arith, Bitwise, Repr};
+
+    pub trait Sealed: Repr {}
+    pub trait Number: Arith {}
+    impl<T: Arith> Number for T {}
+    pub trait Bits: Bitwise {}
+    impl<T: Bitwise> Bits for T {}
 }
 
 /// A type that can live in an [`AtomicValue`](crate::AtomicValue) or an [`AtomicArray`](crate::AtomicArray).
 ///
 /// Sealed: implemented for `i8 u8 i16 u16 i32 u32 i64 u64 isize usize f32
 /// f64 bool`, each stored in the `core` atomic of its width (floats in
-/// `AtomicU32`/`AtomicU64` as bit patterns, `bool` in an `AtomicU8`). The
-/// supertraits from [`crate::raw`] are implementation details.
+/// `AtomicU32`/`AtomicU64` as bit patterns, `bool` in an `AtomicU8`).
 ///
 /// | type | code | | type | code | | type | code |
 /// |------|------|-|------|------|-|------|------|
@@ -49,7 +57,7 @@ mod sealed {
 /// assert_eq!(a.to_vec(), [1.5, 3.5]);
 /// # Ok(()) }
 /// ```
-pub trait AtomicElement: Repr + sealed::Sealed + Send + Sync + fmt::Debug + 'static {
+pub trait AtomicElement: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// The `core` atomic a cell is accessed through.
     #[doc(hidden)]
     type Atomic: MappedAtomic<Int = <Self as Repr>::Int>;
@@ -81,7 +89,7 @@ pub trait AtomicElement: Repr + sealed::Sealed + Send + Sync + fmt::Debug + 'sta
 /// assert_eq!(v.load(SeqCst), 1.0);
 /// # Ok(()) }
 /// ```
-pub trait AtomicNumber: AtomicElement + Arith {}
+pub trait AtomicNumber: AtomicElement + sealed::Number {}
 
 /// The element types with `fetch_and`, `fetch_or`, `fetch_xor` and
 /// `fetch_nand`: the integers and `bool`. Sealed.
@@ -96,7 +104,7 @@ pub trait AtomicNumber: AtomicElement + Arith {}
 /// assert!(!b.load(SeqCst));
 /// # Ok(()) }
 /// ```
-pub trait AtomicBitwise: AtomicElement + Bitwise {}
+pub trait AtomicBitwise: AtomicElement + sealed::Bits {}
 
 macro_rules! elements {
     ($($t:ty => $atomic:ident, $code:literal, $zero:literal, [$($cap:ident),*];)*) => {$(

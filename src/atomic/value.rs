@@ -1,8 +1,6 @@
-//! [`AtomicValue`]: one atomic cell in shared memory.
-
-// Takes its one cell through the unchecked accessor of `cells.rs`
-// (a validated single value has exactly one).
 #![allow(unsafe_code)]
+// takes its one cell through the unchecked accessor of `cells.rs` (a validated single value has exactly one).
+//! [`AtomicValue`]: one atomic cell in shared memory.
 
 use core::fmt;
 use core::sync::atomic::Ordering::{self, Relaxed};

@@ -7,8 +7,9 @@
 //! wait/wake), and in `fuzz/` (with a deterministic fake). That is what lets
 //! the models check the production code rather than a copy of it.
 //!
-//! This module is public for those crates only and is **not** covered by
-//! semver: use [`crate::Lock`] and [`crate::RLock`].
+//! This module is public for those crates (and the crate's own tests and
+//! benches) only: it is hidden from the documentation and **not** covered
+//! by semver. Use [`crate::Lock`] and [`crate::RLock`].
 
 pub mod mutex;
 pub mod rmw;

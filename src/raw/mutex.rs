@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // `unlock` and `mark_consistent` are `unsafe fn`s: the caller must hold the lock
 //! The lock state machine shared by [`crate::Lock`] and [`crate::RLock`].
 //!
 //! # The word
@@ -60,7 +61,7 @@
 use core::num::NonZeroU32;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
-use super::word::{Deadline, FutexWord, Liveness};
+use super::word::{AtomicWord, Deadline, FutexWord, Liveness};
 
 /// Bits 0–29: the owner's kernel TID (`FUTEX_TID_MASK`).
 pub const TID_MASK: u32 = 0x3fff_ffff;
@@ -131,16 +132,20 @@ impl Holds {
 ///
 /// `#[repr(C)]`: on the mapped page this struct is overlaid on bytes that
 /// other processes share, so its layout is part of the file format.
+///
+/// The fields are the crate's (`src/shm/header.rs` pins their offsets);
+/// models, fuzzers and tests see them through [`RawMutex::word`],
+/// [`RawMutex::extra`] and [`RawMutex::state`], as a peer process would.
 #[repr(C)]
 #[derive(Debug)]
-pub struct RawMutex<W> {
+pub struct RawMutex<W: FutexWord> {
     /// Owner TID | `OWNER_DIED` | `WAITERS` (see the module docs).
-    pub word: W,
+    pub(crate) word: W,
     /// A copy of the owner's holds beyond the first, for observers (the
     /// owner's [`Holds`] decide).
-    pub extra: W,
+    pub(crate) extra: W::Atomic,
     /// `CONSISTENT` or `INCONSISTENT`; meaningful only to the owner.
-    pub state: W,
+    pub(crate) state: W::Atomic,
 }
 
 /// What the next step of an acquire should be.
@@ -162,9 +167,36 @@ impl<W: FutexWord> RawMutex<W> {
     pub fn new() -> Self {
         RawMutex {
             word: W::new(0),
-            extra: W::new(0),
-            state: W::new(CONSISTENT),
+            extra: AtomicWord::new(0),
+            state: AtomicWord::new(CONSISTENT),
         }
+    }
+
+    /// The lock word: its futex operations, and its atomic ones through
+    /// [`FutexWord::atomic`].
+    #[inline]
+    pub fn word(&self) -> &W {
+        &self.word
+    }
+
+    /// The word holding the owner's holds beyond the first (observers
+    /// only).
+    #[inline]
+    pub fn extra(&self) -> &W::Atomic {
+        &self.extra
+    }
+
+    /// The word holding the consistency state (meaningful to the owner
+    /// only).
+    #[inline]
+    pub fn state(&self) -> &W::Atomic {
+        &self.state
+    }
+
+    /// The lock word's atomic operations.
+    #[inline(always)]
+    fn w(&self) -> &W::Atomic {
+        self.word.atomic()
     }
 
     /// Takes the lock without blocking. `held` is the calling thread's own
@@ -185,7 +217,7 @@ impl<W: FutexWord> RawMutex<W> {
         let me = me.get();
         // Acquire: pairs with the Release swap in `unlock`, so the previous
         // owner's writes to the protected data happen before ours.
-        match self.word.compare_exchange(0, me, Acquire, Relaxed) {
+        match self.w().compare_exchange(0, me, Acquire, Relaxed) {
             Ok(_) => {
                 held.0 = 1;
                 Ok(Acquired::Locked)
@@ -242,7 +274,7 @@ impl<W: FutexWord> RawMutex<W> {
         }
         let me = me.get();
         // Acquire: pairs with the Release swap in `unlock`.
-        match self.word.compare_exchange(0, me, Acquire, Relaxed) {
+        match self.w().compare_exchange(0, me, Acquire, Relaxed) {
             Ok(_) => {
                 held.0 = 1;
                 Ok(Acquired::Locked)
@@ -278,13 +310,13 @@ impl<W: FutexWord> RawMutex<W> {
                     W::spin_hint();
                 }
                 polls += 1;
-                cur = self.word.load(Relaxed);
+                cur = self.w().load(Relaxed);
                 continue;
             }
             if cur & WAITERS == 0 {
                 // Relaxed: only announces a sleeper; no data is published.
                 if let Err(now) = self
-                    .word
+                    .w()
                     .compare_exchange(cur, cur | WAITERS, Relaxed, Relaxed)
                 {
                     cur = now;
@@ -307,14 +339,14 @@ impl<W: FutexWord> RawMutex<W> {
             }
             self.word.wait(cur | WAITERS, timeout);
             let seen = cur | WAITERS;
-            cur = self.word.load(Relaxed);
+            cur = self.w().load(Relaxed);
             if cur == seen {
                 if let Some(l) = liveness.as_deref_mut() {
                     if l.owner_is_dead(cur) {
                         if let Some(dead) = NonZeroU32::new(cur & TID_MASK) {
                             self.mark_owner_dead(dead);
                         }
-                        cur = self.word.load(Relaxed);
+                        cur = self.w().load(Relaxed);
                     }
                 }
             }
@@ -335,7 +367,7 @@ impl<W: FutexWord> RawMutex<W> {
                 let new = me | (cur & WAITERS) | sticky;
                 // Acquire: pairs with the Release swap in `unlock` (or the
                 // kernel's atomic update of a dead owner's word).
-                match self.word.compare_exchange(cur, new, Acquire, Relaxed) {
+                match self.w().compare_exchange(cur, new, Acquire, Relaxed) {
                     Ok(_) => {
                         held.0 = 1;
                         if cur & OWNER_DIED != 0 || owner == me {
@@ -406,7 +438,7 @@ impl<W: FutexWord> RawMutex<W> {
             return true;
         }
         // Release: pairs with the Acquire of the next owner's CAS.
-        let old = self.word.swap(0, Release);
+        let old = self.w().swap(0, Release);
         if old & WAITERS != 0 {
             self.word.wake_one();
         }
@@ -418,7 +450,7 @@ impl<W: FutexWord> RawMutex<W> {
     fn poison(&self) {
         // Release: pairs with lockers' Acquire CAS/loads; there is nothing
         // for them to read, but the state store stays ordered before.
-        self.word.swap(NOT_RECOVERABLE, Release);
+        self.w().swap(NOT_RECOVERABLE, Release);
         self.word.wake_all();
     }
 
@@ -446,13 +478,13 @@ impl<W: FutexWord> RawMutex<W> {
     /// for `me` itself, a hint for anyone else).
     #[inline]
     pub fn is_held_by(&self, me: NonZeroU32) -> bool {
-        self.word.load(Relaxed) & TID_MASK == me.get()
+        self.w().load(Relaxed) & TID_MASK == me.get()
     }
 
     /// Whether some thread holds the lock right now (a racy snapshot).
     #[inline]
     pub fn is_locked(&self) -> bool {
-        let owner = self.word.load(Relaxed) & TID_MASK;
+        let owner = self.w().load(Relaxed) & TID_MASK;
         owner != 0 && owner != NOT_RECOVERABLE
     }
 
@@ -463,7 +495,7 @@ impl<W: FutexWord> RawMutex<W> {
     ///
     /// Used by the liveness fallback, by the loom models and by the fuzzer.
     pub fn mark_owner_dead(&self, dead: NonZeroU32) -> bool {
-        let mut cur = self.word.load(Relaxed);
+        let mut cur = self.w().load(Relaxed);
         loop {
             if cur & TID_MASK != dead.get() {
                 return false;
@@ -471,7 +503,7 @@ impl<W: FutexWord> RawMutex<W> {
             let new = (cur & WAITERS) | OWNER_DIED;
             // Release: the dead owner's writes are (at best) as visible as
             // the kernel makes them; the next owner's Acquire pairs with this.
-            match self.word.compare_exchange(cur, new, Release, Relaxed) {
+            match self.w().compare_exchange(cur, new, Release, Relaxed) {
                 Ok(_) => {
                     if cur & WAITERS != 0 {
                         self.word.wake_one();

@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // `MappedAtomic`: core atomics overlaid on mapped bytes (`from_ptr`)
 //! Read-modify-write logic of the atomic cells, written once and generic
 //! over the word.
 //!
@@ -41,79 +42,21 @@
 //!
 //! # Seeded bugs
 //!
-//! The code can be built with one of twelve deliberate bugs, so that the
-//! loom models in `loom-tests/tests/atomic_ops.rs` can show that they catch
-//! them: `RUSTFLAGS='--cfg loom --cfg shmsync_atomic_bug="NAME"'` with
-//! `NAME` one of `stale_new`, `no_retry`, `split_rmw`, `relaxed_success`,
-//! `relaxed_fetch` (described at [`fetch_update`]), `bool_bytes` (`bool`'s
-//! `compare_exchange` compares bytes, not truth values), or one of the
-//! ordering bugs described at the private function `seeded`:
-//! `weak_max_min`, `weak_sub`, `weak_bool`, `weak_float_cas`, `no_acquire`,
-//! `no_release`. Never set it otherwise: each is compiled out unless named.
+//! The loom models in `loom-tests/tests/atomic_ops.rs` show that they catch
+//! known bugs. Bugs in what the word does (an ordering weakened, a
+//! non-atomic exchange) are seeded outside this code, by the models' word
+//! (`loom-tests/src/lib.rs`, one cargo feature each, as for the lock). Bugs
+//! in the logic *above* the word cannot be seeded that way, and are
+//! compiled in here with `RUSTFLAGS='--cfg loom --cfg
+//! shmsync_atomic_bug="NAME"'`, `NAME` one of `stale_new` and `no_retry`
+//! (described at [`fetch_update`]) or `bool_bytes` (`bool`'s
+//! `compare_exchange` compares bytes, not truth values). Never set it
+//! otherwise: each is compiled out unless named.
 
 use core::fmt::Debug;
-use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqCst};
 
-/// The operations of a std atomic integer, as the cells use them.
-///
-/// Implemented by `core`'s `AtomicI8` … `AtomicU64`, `AtomicIsize` and
-/// `AtomicUsize` (production, heap tests, Miri) and, in `loom-tests/`, by
-/// wrappers of loom's atomics. Every method has the meaning and the
-/// ordering rules (including the panics on invalid orderings) of the std
-/// method of the same name.
-pub trait AtomicInt {
-    /// The integer held.
-    type Int: Copy + Eq + Debug;
-    /// A new word holding `v`: heap and loom instances only; words in a
-    /// mapping are overlaid, never constructed.
-    fn new(v: Self::Int) -> Self
-    where
-        Self: Sized;
-    /// `load`.
-    fn load(&self, order: Ordering) -> Self::Int;
-    /// `store`.
-    fn store(&self, v: Self::Int, order: Ordering);
-    /// `swap`.
-    fn swap(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `compare_exchange`.
-    ///
-    /// # Errors
-    /// The value found, when it was not `current`.
-    fn compare_exchange(
-        &self,
-        current: Self::Int,
-        new: Self::Int,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<Self::Int, Self::Int>;
-    /// `compare_exchange_weak`.
-    ///
-    /// # Errors
-    /// The value found, when it was not `current` (or spuriously).
-    fn compare_exchange_weak(
-        &self,
-        current: Self::Int,
-        new: Self::Int,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<Self::Int, Self::Int>;
-    /// `fetch_add` (wrapping).
-    fn fetch_add(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_sub` (wrapping).
-    fn fetch_sub(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_and`.
-    fn fetch_and(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_or`.
-    fn fetch_or(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_xor`.
-    fn fetch_xor(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_nand`.
-    fn fetch_nand(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_max` (signed or unsigned, as `Int`).
-    fn fetch_max(&self, v: Self::Int, order: Ordering) -> Self::Int;
-    /// `fetch_min` (signed or unsigned, as `Int`).
-    fn fetch_min(&self, v: Self::Int, order: Ordering) -> Self::Int;
-}
+use super::word::AtomicWord;
+use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 /// A word that can be overlaid on mapped memory: one of `core`'s atomics.
 ///
@@ -122,7 +65,7 @@ pub trait AtomicInt {
 /// alignment that [`MappedAtomic::from_ptr`] callers check) and are valid
 /// for every bit pattern, so that any bytes a peer process wrote are a valid
 /// value.
-pub unsafe trait MappedAtomic: AtomicInt + Sync {
+pub unsafe trait MappedAtomic: AtomicWord + Sync {
     /// `AtomicXX::from_ptr`.
     ///
     /// # Safety
@@ -136,7 +79,7 @@ pub unsafe trait MappedAtomic: AtomicInt + Sync {
 
 macro_rules! core_atomic {
     ($($atomic:ident($int:ty)),* $(,)?) => {$(
-        impl AtomicInt for core::sync::atomic::$atomic {
+        impl AtomicWord for core::sync::atomic::$atomic {
             type Int = $int;
             #[inline]
             fn new(v: $int) -> Self {
@@ -241,82 +184,6 @@ pub const fn failure_order(success: Ordering) -> Ordering {
     }
 }
 
-/// A read-modify-write that passes an ordering on to the word, as the
-/// seeded ordering bugs tell them apart.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
-    /// `swap`.
-    Swap,
-    /// `compare_exchange` and `compare_exchange_weak` (success ordering).
-    Cas,
-    /// `fetch_update` (set ordering).
-    Update,
-    /// `fetch_add`.
-    Add,
-    /// `fetch_sub`.
-    Sub,
-    /// `fetch_max` and `fetch_min`.
-    MaxMin,
-    /// `fetch_and`, `fetch_or`, `fetch_xor`, `fetch_nand`.
-    Bits,
-}
-
-/// Whether one of the seeded ordering bugs of [`seeded`] is compiled in.
-const ORDER_BUG: bool = cfg!(any(
-    shmsync_atomic_bug = "weak_max_min",
-    shmsync_atomic_bug = "weak_sub",
-    shmsync_atomic_bug = "weak_bool",
-    shmsync_atomic_bug = "weak_float_cas",
-    shmsync_atomic_bug = "no_acquire",
-    shmsync_atomic_bug = "no_release",
-));
-
-/// The ordering that the operation `op` on a cell of type `T` passes on to
-/// the word: `order`, unless a seeded ordering bug (module docs) is
-/// compiled in. Every RMW of [`Repr`], [`Arith`] and [`Bitwise`] sends its
-/// ordering (for an exchange: its success ordering) through here once. The
-/// bugs:
-/// - `weak_max_min`, `weak_sub`: `fetch_max`/`fetch_min`, `fetch_sub` pass
-///   `Relaxed` (integers, floats);
-/// - `weak_bool`: every `bool` RMW passes `Relaxed`;
-/// - `weak_float_cas`: a float `compare_exchange(_weak)` succeeds `Relaxed`;
-/// - `no_acquire`: every RMW drops its acquire half (`Acquire → Relaxed`,
-///   `AcqRel`/`SeqCst → Release`);
-/// - `no_release`: every RMW drops its release half (`Release → Relaxed`,
-///   `AcqRel`/`SeqCst → Acquire`).
-///
-/// Without one of them this is `order` (a constant-folded branch).
-#[inline(always)]
-fn seeded<T: ?Sized>(op: Op, order: Ordering) -> Ordering {
-    if !ORDER_BUG {
-        return order;
-    }
-    // The element type, for the bugs of one kind only (bug builds only).
-    let ty = core::any::type_name::<T>();
-    let float = ty == "f32" || ty == "f64";
-    if (cfg!(shmsync_atomic_bug = "weak_max_min") && op == Op::MaxMin)
-        || (cfg!(shmsync_atomic_bug = "weak_sub") && op == Op::Sub)
-        || (cfg!(shmsync_atomic_bug = "weak_bool") && ty == "bool")
-        || (cfg!(shmsync_atomic_bug = "weak_float_cas") && op == Op::Cas && float)
-    {
-        Relaxed
-    } else if cfg!(shmsync_atomic_bug = "no_acquire") {
-        match order {
-            Acquire => Relaxed,
-            AcqRel | SeqCst => Release,
-            o => o,
-        }
-    } else if cfg!(shmsync_atomic_bug = "no_release") {
-        match order {
-            Release => Relaxed,
-            AcqRel | SeqCst => Acquire,
-            o => o,
-        }
-    } else {
-        order
-    }
-}
-
 /// std's `fetch_update`: applies `f` to the current value until a
 /// `compare_exchange_weak` installs its result, or `f` returns `None`.
 ///
@@ -327,14 +194,11 @@ fn seeded<T: ?Sized>(op: Op, order: Ordering) -> Ordering {
 /// write in between.
 ///
 /// This is the only CAS loop of the crate: every float operation and the
-/// `bool` operations that need one go through it. The seeded bugs
+/// `bool` operations that need one go through it. Two of the seeded bugs
 /// (`cfg(shmsync_atomic_bug = "...")`, module docs) live here:
 /// - `stale_new`: the value to store is computed once and reused after a
 ///   failed exchange, although it was computed from a stale value;
-/// - `no_retry`: a failed exchange ends the loop (`Err(found)`);
-/// - `split_rmw`: load then plain `store`, no exchange at all;
-/// - `relaxed_success`: the exchange uses `Relaxed` instead of `set`;
-/// - `relaxed_fetch`: the loads use `Relaxed` instead of `fetch`.
+/// - `no_retry`: a failed exchange ends the loop (`Err(found)`).
 ///
 /// # Errors
 /// `Err(previous)` when `f` returned `None`.
@@ -344,19 +208,9 @@ fn seeded<T: ?Sized>(op: Op, order: Ordering) -> Ordering {
 #[inline]
 pub fn fetch_update<W, F>(w: &W, set: Ordering, fetch: Ordering, mut f: F) -> Result<W::Int, W::Int>
 where
-    W: AtomicInt + ?Sized,
+    W: AtomicWord + ?Sized,
     F: FnMut(W::Int) -> Option<W::Int>,
 {
-    let fetch = if cfg!(shmsync_atomic_bug = "relaxed_fetch") {
-        Relaxed
-    } else {
-        fetch
-    };
-    let set = if cfg!(shmsync_atomic_bug = "relaxed_success") {
-        Relaxed
-    } else {
-        set
-    };
     let mut prev = w.load(fetch);
     let mut stale: Option<W::Int> = None;
     loop {
@@ -367,10 +221,6 @@ where
                 None => return Err(prev),
             },
         };
-        if cfg!(shmsync_atomic_bug = "split_rmw") {
-            w.store(next, set);
-            return Ok(prev);
-        }
         match w.compare_exchange_weak(prev, next, set, fetch) {
             Ok(p) => return Ok(p),
             Err(found) => {
@@ -389,7 +239,7 @@ where
 #[inline]
 pub fn update<W, F>(w: &W, order: Ordering, mut f: F) -> W::Int
 where
-    W: AtomicInt + ?Sized,
+    W: AtomicWord + ?Sized,
     F: FnMut(W::Int) -> W::Int,
 {
     match fetch_update(w, order, failure_order(order), |x| Some(f(x))) {
@@ -412,32 +262,31 @@ pub trait Repr: Copy {
 
     /// `load`.
     #[inline]
-    fn load<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, order: Ordering) -> Self {
+    fn load<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, order: Ordering) -> Self {
         Self::from_int(w.load(order))
     }
     /// `store`.
     #[inline]
-    fn store<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) {
+    fn store<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) {
         w.store(v.to_int(), order);
     }
     /// `swap`.
     #[inline]
-    fn swap<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self {
-        Self::from_int(w.swap(v.to_int(), seeded::<Self>(Op::Swap, order)))
+    fn swap<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self {
+        Self::from_int(w.swap(v.to_int(), order))
     }
     /// `compare_exchange`, comparing words.
     ///
     /// # Errors
     /// The value found, when its word was not `current`'s.
     #[inline]
-    fn compare_exchange<W: AtomicInt<Int = Self::Int> + ?Sized>(
+    fn compare_exchange<W: AtomicWord<Int = Self::Int> + ?Sized>(
         w: &W,
         current: Self,
         new: Self,
         success: Ordering,
         failure: Ordering,
     ) -> Result<Self, Self> {
-        let success = seeded::<Self>(Op::Cas, success);
         w.compare_exchange(current.to_int(), new.to_int(), success, failure)
             .map(Self::from_int)
             .map_err(Self::from_int)
@@ -447,14 +296,13 @@ pub trait Repr: Copy {
     /// # Errors
     /// The value found, when its word was not `current`'s, or spuriously.
     #[inline]
-    fn compare_exchange_weak<W: AtomicInt<Int = Self::Int> + ?Sized>(
+    fn compare_exchange_weak<W: AtomicWord<Int = Self::Int> + ?Sized>(
         w: &W,
         current: Self,
         new: Self,
         success: Ordering,
         failure: Ordering,
     ) -> Result<Self, Self> {
-        let success = seeded::<Self>(Op::Cas, success);
         w.compare_exchange_weak(current.to_int(), new.to_int(), success, failure)
             .map(Self::from_int)
             .map_err(Self::from_int)
@@ -468,10 +316,9 @@ pub trait Repr: Copy {
     #[inline]
     fn fetch_update<W, F>(w: &W, set: Ordering, fetch: Ordering, mut f: F) -> Result<Self, Self>
     where
-        W: AtomicInt<Int = Self::Int> + ?Sized,
+        W: AtomicWord<Int = Self::Int> + ?Sized,
         F: FnMut(Self) -> Option<Self>,
     {
-        let set = seeded::<Self>(Op::Update, set);
         fetch_update(w, set, fetch, |i| f(Self::from_int(i)).map(Self::to_int))
             .map(Self::from_int)
             .map_err(Self::from_int)
@@ -481,25 +328,26 @@ pub trait Repr: Copy {
 /// `fetch_add`, `fetch_sub`, `fetch_max`, `fetch_min`: integers and floats.
 pub trait Arith: Repr {
     /// `fetch_add`: wrapping for integers, `old + v` for floats.
-    fn fetch_add<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_add<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_sub`: wrapping for integers, `old - v` for floats.
-    fn fetch_sub<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_sub<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_max`: `Ord::max` for integers, `f64::max` for floats.
-    fn fetch_max<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_max<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_min`: `Ord::min` for integers, `f64::min` for floats.
-    fn fetch_min<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_min<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
 }
 
 /// `fetch_and`, `fetch_or`, `fetch_xor`, `fetch_nand`: integers and `bool`.
 pub trait Bitwise: Repr {
     /// `fetch_and`.
-    fn fetch_and<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_and<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_or`.
-    fn fetch_or<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_or<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_xor`.
-    fn fetch_xor<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_xor<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
     /// `fetch_nand`: stores `!(old & v)`.
-    fn fetch_nand<W: AtomicInt<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering) -> Self;
+    fn fetch_nand<W: AtomicWord<Int = Self::Int> + ?Sized>(w: &W, v: Self, order: Ordering)
+        -> Self;
 }
 
 macro_rules! int_repr {
@@ -520,39 +368,39 @@ macro_rules! int_repr {
         // compiler emits itself where the ISA has no such instruction).
         impl Arith for $t {
             #[inline]
-            fn fetch_add<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_add(v, seeded::<$t>(Op::Add, order))
+            fn fetch_add<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                w.fetch_add(v, order)
             }
             #[inline]
-            fn fetch_sub<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_sub(v, seeded::<$t>(Op::Sub, order))
+            fn fetch_sub<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                w.fetch_sub(v, order)
             }
             #[inline]
-            fn fetch_max<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_max(v, seeded::<$t>(Op::MaxMin, order))
+            fn fetch_max<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                w.fetch_max(v, order)
             }
             #[inline]
-            fn fetch_min<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_min(v, seeded::<$t>(Op::MaxMin, order))
+            fn fetch_min<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                w.fetch_min(v, order)
             }
         }
 
         impl Bitwise for $t {
             #[inline]
-            fn fetch_and<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_and(v, seeded::<$t>(Op::Bits, order))
+            fn fetch_and<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                w.fetch_and(v, order)
             }
             #[inline]
-            fn fetch_or<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_or(v, seeded::<$t>(Op::Bits, order))
+            fn fetch_or<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                w.fetch_or(v, order)
             }
             #[inline]
-            fn fetch_xor<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_xor(v, seeded::<$t>(Op::Bits, order))
+            fn fetch_xor<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                w.fetch_xor(v, order)
             }
             #[inline]
-            fn fetch_nand<W: AtomicInt<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                w.fetch_nand(v, seeded::<$t>(Op::Bits, order))
+            fn fetch_nand<W: AtomicWord<Int = $t> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
+                w.fetch_nand(v, order)
             }
         }
     )*};
@@ -577,23 +425,19 @@ macro_rules! float_repr {
         // Floats: CAS loops on the bit pattern (module docs).
         impl Arith for $t {
             #[inline]
-            fn fetch_add<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                let order = seeded::<$t>(Op::Add, order);
+            fn fetch_add<W: AtomicWord<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 <$t>::from_bits(update(w, order, |b| (<$t>::from_bits(b) + v).to_bits()))
             }
             #[inline]
-            fn fetch_sub<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                let order = seeded::<$t>(Op::Sub, order);
+            fn fetch_sub<W: AtomicWord<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 <$t>::from_bits(update(w, order, |b| (<$t>::from_bits(b) - v).to_bits()))
             }
             #[inline]
-            fn fetch_max<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                let order = seeded::<$t>(Op::MaxMin, order);
+            fn fetch_max<W: AtomicWord<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 <$t>::from_bits(update(w, order, |b| <$t>::from_bits(b).max(v).to_bits()))
             }
             #[inline]
-            fn fetch_min<W: AtomicInt<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
-                let order = seeded::<$t>(Op::MaxMin, order);
+            fn fetch_min<W: AtomicWord<Int = $bits> + ?Sized>(w: &W, v: $t, order: Ordering) -> $t {
                 <$t>::from_bits(update(w, order, |b| <$t>::from_bits(b).min(v).to_bits()))
             }
         }
@@ -625,14 +469,13 @@ impl Repr for bool {
     /// Compares truth values: retries with the byte found while it has the
     /// truth value `current` (a peer's non-zero byte other than 1).
     #[inline]
-    fn compare_exchange<W: AtomicInt<Int = u8> + ?Sized>(
+    fn compare_exchange<W: AtomicWord<Int = u8> + ?Sized>(
         w: &W,
         current: bool,
         new: bool,
         success: Ordering,
         failure: Ordering,
     ) -> Result<bool, bool> {
-        let success = seeded::<bool>(Op::Cas, success);
         let mut expected = u8::from(current);
         loop {
             match w.compare_exchange(expected, u8::from(new), success, failure) {
@@ -647,14 +490,13 @@ impl Repr for bool {
     /// spuriously (returning `Err(current)`), but never because the byte
     /// found was another representation of `current`.
     #[inline]
-    fn compare_exchange_weak<W: AtomicInt<Int = u8> + ?Sized>(
+    fn compare_exchange_weak<W: AtomicWord<Int = u8> + ?Sized>(
         w: &W,
         current: bool,
         new: bool,
         success: Ordering,
         failure: Ordering,
     ) -> Result<bool, bool> {
-        let success = seeded::<bool>(Op::Cas, success);
         let mut expected = u8::from(current);
         loop {
             match w.compare_exchange_weak(expected, u8::from(new), success, failure) {
@@ -676,24 +518,22 @@ impl Bitwise for bool {
     /// `fetch_and(true)` keeps any byte (`x & 0xff`), `fetch_and(false)`
     /// stores 0: correct for every byte, one hardware RMW.
     #[inline]
-    fn fetch_and<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
-        w.fetch_and(if v { u8::MAX } else { 0 }, seeded::<bool>(Op::Bits, order)) != 0
+    fn fetch_and<W: AtomicWord<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
+        w.fetch_and(if v { u8::MAX } else { 0 }, order) != 0
     }
     /// `x | 1` is non-zero and `x | 0` is `x`: correct for every byte.
     #[inline]
-    fn fetch_or<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
-        w.fetch_or(u8::from(v), seeded::<bool>(Op::Bits, order)) != 0
+    fn fetch_or<W: AtomicWord<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
+        w.fetch_or(u8::from(v), order) != 0
     }
     /// A byte XOR would keep 2 non-zero: a CAS loop on the truth value.
     #[inline]
-    fn fetch_xor<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
-        let order = seeded::<bool>(Op::Bits, order);
+    fn fetch_xor<W: AtomicWord<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
         update(w, order, |b| u8::from((b != 0) ^ v)) != 0
     }
     /// As `fetch_xor`: a CAS loop storing `!(old && v)`.
     #[inline]
-    fn fetch_nand<W: AtomicInt<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
-        let order = seeded::<bool>(Op::Bits, order);
+    fn fetch_nand<W: AtomicWord<Int = u8> + ?Sized>(w: &W, v: bool, order: Ordering) -> bool {
         update(w, order, |b| u8::from(!((b != 0) && v))) != 0
     }
 }

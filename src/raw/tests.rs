@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // tests of the unsafe `unlock`, with `UnsafeCell` payloads
 //! Unit tests of [`RawMutex`] on heap memory, with the production word
 //! (`core`'s `AtomicU32` and the *shared* futex of `src/sys/futex.rs`).
 //!
@@ -71,7 +72,16 @@ struct Spy {
     wakes: AtomicU32,
 }
 
-impl AtomicWord for Spy {
+/// The word itself, for the tests' checks.
+impl core::ops::Deref for Spy {
+    type Target = AtomicU32;
+    fn deref(&self) -> &AtomicU32 {
+        &self.w
+    }
+}
+
+impl FutexWord for Spy {
+    type Atomic = AtomicU32;
     fn new(v: u32) -> Self {
         Spy {
             w: AtomicU32::new(v),
@@ -79,27 +89,9 @@ impl AtomicWord for Spy {
             wakes: AtomicU32::new(0),
         }
     }
-    fn load(&self, o: core::sync::atomic::Ordering) -> u32 {
-        self.w.load(o)
+    fn atomic(&self) -> &AtomicU32 {
+        &self.w
     }
-    fn store(&self, v: u32, o: core::sync::atomic::Ordering) {
-        self.w.store(v, o);
-    }
-    fn swap(&self, v: u32, o: core::sync::atomic::Ordering) -> u32 {
-        self.w.swap(v, o)
-    }
-    fn compare_exchange(
-        &self,
-        c: u32,
-        n: u32,
-        s: core::sync::atomic::Ordering,
-        f: core::sync::atomic::Ordering,
-    ) -> Result<u32, u32> {
-        self.w.compare_exchange(c, n, s, f)
-    }
-}
-
-impl FutexWord for Spy {
     fn wait(&self, expected: u32, timeout: Option<Duration>) {
         // Relaxed: a statistic read by the test thread, which only uses it
         // to decide when to go on; no data is published through it.
@@ -132,13 +124,13 @@ fn until_asleep(m: &RawMutex<Spy>, n: u32) {
 }
 
 /// Data protected by a `RawMutex`, with no synchronisation of its own.
-struct Guarded<W> {
+struct Guarded<W: FutexWord> {
     m: RawMutex<W>,
     data: UnsafeCell<u64>,
 }
 
 // SAFETY: `data` is only accessed by a thread that holds `m`.
-unsafe impl<W: Sync> Sync for Guarded<W> {}
+unsafe impl<W: FutexWord> Sync for Guarded<W> where RawMutex<W>: Sync {}
 
 #[test]
 fn lock_unlock_uncontended() {

@@ -1,46 +1,97 @@
 //! The seam between the state machines and the world they run in.
 
+use core::fmt::Debug;
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
-/// The atomic operations the state machines use on a 32-bit word.
+/// The operations of a std atomic integer, as the state machines use them:
+/// the one seam between them and the memory they run on.
 ///
-/// Implemented by `core`'s `AtomicU32` (production, heap tests), by loom's
-/// atomics (`loom-tests/`) and by a deterministic fake (`fuzz/`).
+/// Implemented by `core`'s `AtomicI8` … `AtomicU64`, `AtomicIsize` and
+/// `AtomicUsize` (production, heap tests, Miri: [`super::rmw`]), by
+/// wrappers of loom's atomics (`loom-tests/`, where the seeded bugs are
+/// applied) and, through `AtomicU32`, by the fuzzer's fake futex
+/// (`fuzz/`). Every method has the meaning and the ordering rules
+/// (including the panics on invalid orderings) of the std method of the
+/// same name.
 pub trait AtomicWord {
-    /// A new word holding `v`. Used for heap, loom and fuzz instances only:
-    /// words in a mapping are never constructed, they are overlaid.
-    fn new(v: u32) -> Self
+    /// The integer held.
+    type Int: Copy + Eq + Debug;
+    /// A new word holding `v`: heap, loom and fuzz instances only; words in
+    /// a mapping are overlaid, never constructed.
+    fn new(v: Self::Int) -> Self
     where
         Self: Sized;
-    /// `AtomicU32::load`.
-    fn load(&self, order: Ordering) -> u32;
-    /// `AtomicU32::store`.
-    fn store(&self, v: u32, order: Ordering);
-    /// `AtomicU32::swap`.
-    fn swap(&self, v: u32, order: Ordering) -> u32;
-    /// `AtomicU32::compare_exchange`.
+    /// `load`.
+    fn load(&self, order: Ordering) -> Self::Int;
+    /// `store`.
+    fn store(&self, v: Self::Int, order: Ordering);
+    /// `swap`.
+    fn swap(&self, v: Self::Int, order: Ordering) -> Self::Int;
+    /// `compare_exchange`.
     ///
     /// # Errors
     /// The value found, when it was not `current`.
     fn compare_exchange(
         &self,
-        current: u32,
-        new: u32,
+        current: Self::Int,
+        new: Self::Int,
         success: Ordering,
         failure: Ordering,
-    ) -> Result<u32, u32>;
+    ) -> Result<Self::Int, Self::Int>;
+    /// `compare_exchange_weak`.
+    ///
+    /// # Errors
+    /// The value found, when it was not `current` (or spuriously).
+    fn compare_exchange_weak(
+        &self,
+        current: Self::Int,
+        new: Self::Int,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<Self::Int, Self::Int>;
+    /// `fetch_add` (wrapping).
+    fn fetch_add(&self, v: Self::Int, order: Ordering) -> Self::Int;
+    /// `fetch_sub` (wrapping).
+    fn fetch_sub(&self, v: Self::Int, order: Ordering) -> Self::Int;
+    /// `fetch_and`.
+    fn fetch_and(&self, v: Self::Int, order: Ordering) -> Self::Int;
+    /// `fetch_or`.
+    fn fetch_or(&self, v: Self::Int, order: Ordering) -> Self::Int;
+    /// `fetch_xor`.
+    fn fetch_xor(&self, v: Self::Int, order: Ordering) -> Self::Int;
+    /// `fetch_nand`.
+    fn fetch_nand(&self, v: Self::Int, order: Ordering) -> Self::Int;
+    /// `fetch_max` (signed or unsigned, as `Int`).
+    fn fetch_max(&self, v: Self::Int, order: Ordering) -> Self::Int;
+    /// `fetch_min` (signed or unsigned, as `Int`).
+    fn fetch_min(&self, v: Self::Int, order: Ordering) -> Self::Int;
 }
 
-/// A word that threads (in production: threads of several processes) can
-/// block on, as with `futex(2)`.
+/// A 32-bit word that threads (in production: threads of several
+/// processes) can block on, as with `futex(2)`.
+///
+/// The atomic operations are those of [`FutexWord::atomic`]: in production
+/// the word *is* `core`'s `AtomicU32` (`src/sys/futex.rs`), so that type has
+/// a single implementation of [`AtomicWord`]; a stand-in (loom's futex, a
+/// test spy, the fuzzer's fake) adds its waiting and waking to such a word
+/// instead of forwarding every operation.
 ///
 /// The contract is the kernel's: `wait` returns at the latest when the word
 /// no longer holds `expected` and someone calls a `wake_*`, but it may also
 /// return early (spuriously, on a signal, on timeout). Callers always
 /// re-check the word in a loop and never rely on `wait`/`wake` for memory
 /// ordering: all ordering goes through the word's own atomic operations.
-pub trait FutexWord: AtomicWord {
+pub trait FutexWord {
+    /// The word's atomic operations.
+    type Atomic: AtomicWord<Int = u32>;
+    /// A new word holding `v` (heap, loom and fuzz instances only, as
+    /// [`AtomicWord::new`]).
+    fn new(v: u32) -> Self
+    where
+        Self: Sized;
+    /// The word, for its atomic operations.
+    fn atomic(&self) -> &Self::Atomic;
     /// Sleeps while the word holds `expected`, at most `timeout` if given.
     fn wait(&self, expected: u32, timeout: Option<Duration>);
     /// Wakes at least one thread blocked in [`FutexWord::wait`], if any.

@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // atomics overlaid on peer-writable bytes through raw pointers
 //! Reading and writing peer-writable bytes.
 //!
 //! Memory that another process can write at any moment is never turned into

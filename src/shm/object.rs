@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // pointers into the validated mapping: header, lock slot, elements
 //! Typed objects: create a segment with a header, or attach to one and
 //! validate it.
 

@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // the mapping's bytes through `shm::access`, and its unmap (kept while a lock is held)
 //! One mapping of one shared-memory file, and [`SharedMemory`], the raw
 //! bytes API on top of it.
 
@@ -216,7 +217,7 @@ fn map(fd: &OwnedFd, len: u64) -> Result<MmapRaw> {
         .map_raw(fd)
         .map_err(|e| Error::Io {
             op: "mmap",
-            errno: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::INVAL),
+            errno: e.raw_os_error().unwrap_or(libc::EINVAL),
         })
 }
 

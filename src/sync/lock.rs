@@ -1,12 +1,9 @@
+#![allow(unsafe_code)] // the lock slot in the mapping, and the robust list's unsafe fns
 //! [`Lock`] and [`RLock`]: futex mutexes that live inside a shared page.
-
-// Reaches the lock slot through a pointer into the mapping, and links it
-// into the thread's robust list (`sys::robust`).
-#![allow(unsafe_code)]
 
 use core::fmt;
 use core::marker::PhantomData;
-use core::num::{NonZeroU32, NonZeroUsize};
+use core::num::NonZeroU32;
 use core::sync::atomic::AtomicU32;
 use core::sync::atomic::Ordering::Relaxed;
 use core::time::Duration;
@@ -21,7 +18,7 @@ use crate::shm::object::{ElemDesc, Kind, LockMode, LockRef, Object, Shape};
 use crate::shm::segment::Segment;
 use crate::sync::{LockError, TryLockError};
 use crate::sys;
-use crate::sys::robust::{self, Released, SlotKey};
+use crate::sys::robust::{self, Released, RobustHead, SlotKey};
 
 /// A handle on one in-page lock slot: the segment that holds it (kept
 /// mapped as long as the handle lives) and the slot's address.
@@ -153,7 +150,7 @@ impl LockHandle {
     fn acquire_raw(
         &self,
         me: NonZeroU32,
-        head: Option<NonZeroUsize>,
+        head: Option<RobustHead>,
         wait: bool,
         timeout: Option<Duration>,
     ) -> Result<Acquired, Refused> {
@@ -176,7 +173,7 @@ impl LockHandle {
     fn attempt(
         &self,
         me: NonZeroU32,
-        head: Option<NonZeroUsize>,
+        head: Option<RobustHead>,
         wait: bool,
         timeout: Option<Duration>,
         mut held: Holds,
@@ -184,15 +181,15 @@ impl LockHandle {
     ) -> Result<Acquired, Refused> {
         let slot = self.slot();
         if let Some(h) = head {
-            // SAFETY: `h` is this thread's head.
-            unsafe { robust::set_pending(h.get(), slot.next.as_ptr() as usize) };
+            // SAFETY: the slot's node; `self` keeps its mapping alive.
+            unsafe { robust::set_pending(h, slot.next.as_ptr() as usize) };
         }
         let r = match self.raw().try_lock(me, &mut held, self.recursive) {
             Ok(a) => {
-                // SAFETY: `head` is this thread's; this thread just
-                // acquired (or holds) the slot; the guard that will release
-                // it borrows this handle, which keeps the mapping alive
-                // until then. `note_first` only when it held nothing.
+                // SAFETY: this thread just acquired (or holds) the slot;
+                // the guard that will release it borrows this handle,
+                // which keeps the mapping alive until then. `note_first`
+                // only when it held nothing.
                 unsafe {
                     if first {
                         robust::note_first(head, &self.key, &slot.next, &slot.prev);
@@ -206,8 +203,8 @@ impl LockHandle {
             Err(e) => Err(e),
         };
         if let Some(h) = head {
-            // SAFETY: as above.
-            unsafe { robust::set_pending(h.get(), 0) };
+            // SAFETY: clears it.
+            unsafe { robust::set_pending(h, 0) };
         }
         r
     }
@@ -219,7 +216,7 @@ impl LockHandle {
     fn acquire_blocked(
         &self,
         me: NonZeroU32,
-        head: Option<NonZeroUsize>,
+        head: Option<RobustHead>,
         wait: bool,
         timeout: Option<Duration>,
         mut held: Holds,
@@ -244,7 +241,7 @@ impl LockHandle {
     fn acquire_holding(
         &self,
         me: NonZeroU32,
-        head: Option<NonZeroUsize>,
+        head: Option<RobustHead>,
         wait: bool,
         timeout: Option<Duration>,
     ) -> Result<Acquired, Refused> {
@@ -296,34 +293,27 @@ impl LockHandle {
         }
     }
 
-    /// Releases one hold (the inverse of `acquire_raw`; `head` as given to
-    /// it). Decided by this thread's records alone: a hold it has no record
-    /// of (a parent's guard copied into a forked child) is left alone.
-    ///
-    /// # Safety
-    /// - `head` is this thread's head (the value `acquire_raw` used).
+    /// Releases one hold (the inverse of `acquire_raw`). Decided by this
+    /// thread's records alone: a hold it has no record of (a parent's guard
+    /// copied into a forked child) is left alone.
     #[inline]
-    unsafe fn release(&self, me: NonZeroU32, head: Option<NonZeroUsize>) {
+    fn release(&self, me: NonZeroU32, head: Option<RobustHead>) {
         let slot = self.slot();
         let node = slot.next.as_ptr() as usize;
         // The common case: this thread's only hold of anything.
         if let Some(succ) = robust::release_only(node) {
             // SAFETY: this thread held the slot once (its records said so),
-            // through this mapping, linked with `head`.
+            // through this mapping, linked by `acquire_raw`.
             unsafe { self.release_last(me, head, succ, 0) };
         } else {
-            // SAFETY: forwarded.
-            unsafe { self.release_slow(me, head) };
+            self.release_slow(me, head);
         }
     }
 
     /// [`release`](Self::release) with other records present.
-    ///
-    /// # Safety
-    /// As for `release`.
     #[cold]
     #[inline(never)]
-    unsafe fn release_slow(&self, me: NonZeroU32, head: Option<NonZeroUsize>) {
+    fn release_slow(&self, me: NonZeroU32, head: Option<RobustHead>) {
         let node = self.slot().next.as_ptr() as usize;
         match robust::note_release(node) {
             Released::NotHeld => {}
@@ -360,23 +350,23 @@ impl LockHandle {
     unsafe fn hand_over_link(
         &self,
         me: NonZeroU32,
-        head: Option<NonZeroUsize>,
+        head: Option<RobustHead>,
         succ: usize,
         others: u32,
     ) {
         let slot = self.slot();
         if let (Some(h), true) = (head, succ != robust::UNLINKED) {
-            // SAFETY: `h` is this thread's head; this node was linked by
-            // `acquire_raw` on this thread; the node taken over is held
+            // SAFETY: this node was linked by `acquire_raw` on this thread
+            // (`self` keeps its mapping alive); the node taken over is held
             // through its own guard, whose handle keeps its mapping alive.
             unsafe {
-                robust::set_pending(h.get(), slot.next.as_ptr() as usize);
-                robust::unlink(h.get(), &slot.next, succ);
+                robust::set_pending(h, slot.next.as_ptr() as usize);
+                robust::unlink(h, &slot.next, succ);
                 if let Some(n) = robust::take_over_link(&self.key) {
-                    robust::set_pending(h.get(), n);
-                    robust::relink(h.get(), n);
+                    robust::set_pending(h, n);
+                    robust::relink(h, n);
                 }
-                robust::set_pending(h.get(), 0);
+                robust::set_pending(h, 0);
             }
         }
         let mut held = Holds::new(others.saturating_add(1));
@@ -390,31 +380,31 @@ impl LockHandle {
     /// `others` is 0.
     ///
     /// # Safety
-    /// - the node was linked with `head` by this thread, which holds the
-    ///   lock `others + 1` times.
+    /// - the node was linked by this thread, which holds the lock
+    ///   `others + 1` times.
     #[inline(always)]
     unsafe fn release_last(
         &self,
         me: NonZeroU32,
-        head: Option<NonZeroUsize>,
+        head: Option<RobustHead>,
         succ: usize,
         others: u32,
     ) {
         let slot = self.slot();
         if let Some(h) = head {
-            // SAFETY: `h` is this thread's head, and the slot was linked
-            // by `acquire_raw` on this thread.
+            // SAFETY: the slot was linked by `acquire_raw` on this thread;
+            // `self` keeps its mapping alive.
             unsafe {
-                robust::set_pending(h.get(), slot.next.as_ptr() as usize);
-                robust::unlink(h.get(), &slot.next, succ);
+                robust::set_pending(h, slot.next.as_ptr() as usize);
+                robust::unlink(h, &slot.next, succ);
             }
         }
         let mut held = Holds::new(others.saturating_add(1));
         // SAFETY: per the caller.
         unsafe { self.raw().unlock(me, &mut held) };
         if let Some(h) = head {
-            // SAFETY: as above.
-            unsafe { robust::set_pending(h.get(), 0) };
+            // SAFETY: clears it.
+            unsafe { robust::set_pending(h, 0) };
         }
     }
 
@@ -527,12 +517,10 @@ impl<O: HasLock> Drop for HeldLock<'_, O> {
     #[inline]
     fn drop(&mut self) {
         let h = self.obj.lock_handle();
-        // SAFETY: the head is this thread's, the same per-thread value
-        // `acquire` used (guards are `!Send`). Whether this thread holds
-        // the lock at all is decided inside, by its own records (a copy
-        // of a guard that a parent held when it forked is not the child's
-        // to release).
-        unsafe { h.release(sys::thread::tid(), robust::head()) };
+        // Whether this thread holds the lock at all is decided inside, by
+        // its own records (a copy of a guard that a parent held when it
+        // forked is not the child's to release).
+        h.release(sys::thread::tid(), robust::head());
     }
 }
 

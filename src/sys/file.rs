@@ -65,20 +65,14 @@ pub(crate) fn create(bare: &str) -> Result<OwnedFd> {
             Errno::EXIST => Error::AlreadyExists {
                 name: bare.to_owned(),
             },
-            e => Error::Io {
-                op: "shm_open",
-                errno: e,
-            },
+            e => Error::os("shm_open", e),
         })?;
     // Until then the mode is 0600 minus umask bits: never more open.
     if let Err(e) = rustix::fs::fchmod(&fd, Mode::from_raw_mode(MODE)) {
         if name_is_file(bare, &fd) {
             let _ = unlink(bare);
         }
-        return Err(Error::Io {
-            op: "fchmod",
-            errno: e,
-        });
+        return Err(Error::os("fchmod", e));
     }
     Ok(fd)
 }
@@ -110,10 +104,7 @@ pub(crate) fn open(bare: &str) -> Result<OwnedFd> {
         // that could be one).
         Errno::LOOP => bad("a symbolic link (never followed)"),
         Errno::ISDIR => bad("not a regular file"),
-        e => Error::Io {
-            op: "shm_open",
-            errno: e,
-        },
+        e => Error::os("shm_open", e),
     })?;
     let st = rustix::fs::fstat(&fd).map_err(Error::io("fstat"))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
@@ -132,10 +123,7 @@ pub(crate) fn unlink(bare: &str) -> Result<()> {
         Errno::NOENT => Error::NotFound {
             name: bare.to_owned(),
         },
-        e => Error::Io {
-            op: "shm_unlink",
-            errno: e,
-        },
+        e => Error::os("shm_unlink", e),
     })
 }
 
@@ -160,12 +148,7 @@ pub(crate) fn check_passed_fd(fd: BorrowedFd<'_>) -> Result<()> {
         Ok(s) => s,
         // Not a shmem or hugetlbfs file: no memfd.
         Err(Errno::INVAL) => return Ok(()),
-        Err(e) => {
-            return Err(Error::Io {
-                op: "fcntl(F_GET_SEALS)",
-                errno: e,
-            })
-        }
+        Err(e) => return Err(Error::os("fcntl(F_GET_SEALS)", e)),
     };
     if seals.contains(SealFlags::SHRINK) {
         return Ok(());
@@ -203,10 +186,7 @@ pub(crate) fn set_len(fd: impl AsFd, len: u64) -> Result<()> {
     rustix::fs::ftruncate(&fd, len).map_err(Error::io("ftruncate"))?;
     match rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, len) {
         Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),
-        Err(e) => Err(Error::Io {
-            op: "fallocate",
-            errno: e,
-        }),
+        Err(e) => Err(Error::os("fallocate", e)),
     }
 }
 

@@ -1,47 +1,33 @@
+#![cfg_attr(miri, allow(unsafe_code))] // under Miri, the wake is a raw `syscall`
 //! The production word: `core`'s `AtomicU32` with the kernel's *shared*
 //! futex (`futex(2)`, no `FUTEX_PRIVATE_FLAG`: waiters live in other
 //! processes, and the kernel's owner-died wake is a shared wake).
 //!
 //! See <https://man7.org/linux/man-pages/man2/futex.2.html>.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::AtomicU32;
 use core::time::Duration;
 
 use rustix::io::Errno;
 use rustix::thread::futex;
 
-use crate::raw::{AtomicWord, FutexWord};
+use crate::raw::FutexWord;
 
-impl AtomicWord for AtomicU32 {
+/// The word is its own atomic: `AtomicU32`'s one implementation of
+/// `AtomicWord` is the generic one of `src/raw/rmw.rs`.
+impl FutexWord for AtomicU32 {
+    type Atomic = AtomicU32;
+
     #[inline]
     fn new(v: u32) -> Self {
         AtomicU32::new(v)
     }
-    #[inline]
-    fn load(&self, order: Ordering) -> u32 {
-        AtomicU32::load(self, order)
-    }
-    #[inline]
-    fn store(&self, v: u32, order: Ordering) {
-        AtomicU32::store(self, v, order);
-    }
-    #[inline]
-    fn swap(&self, v: u32, order: Ordering) -> u32 {
-        AtomicU32::swap(self, v, order)
-    }
-    #[inline]
-    fn compare_exchange(
-        &self,
-        current: u32,
-        new: u32,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u32, u32> {
-        AtomicU32::compare_exchange(self, current, new, success, failure)
-    }
-}
 
-impl FutexWord for AtomicU32 {
+    #[inline(always)]
+    fn atomic(&self) -> &AtomicU32 {
+        self
+    }
+
     fn wait(&self, expected: u32, timeout: Option<Duration>) {
         let ts = timeout.map(|t| futex::Timespec {
             tv_sec: t.as_secs().try_into().unwrap_or(i64::MAX),

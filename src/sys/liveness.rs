@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // libc calls (`fcntl` OFD locks, `close`, `pthread_atfork`) and the table's never-freed chunks
 //! Owner liveness: the fallback (and backstop) owner-death detector.
 //!
 //! Liveness is keyed by the TID that the
@@ -219,10 +220,9 @@ impl LivenessFile {
                 let refs = e.refs.load(Relaxed);
                 // Cannot overflow (every handle holds a descriptor of its
                 // own), but checked all the same.
-                let refs = refs.checked_add(1).ok_or(Error::Io {
-                    op: "liveness table",
-                    errno: Errno::OVERFLOW,
-                })?;
+                let refs = refs
+                    .checked_add(1)
+                    .ok_or(Error::os("liveness table", Errno::OVERFLOW))?;
                 e.refs.store(refs, Relaxed);
                 self.entry.store(i + 1, Relaxed);
                 return Ok(());
@@ -442,10 +442,7 @@ fn for_each_entry(high: usize, mut f: impl FnMut(usize, &'static Entry) -> bool)
 
 /// Allocates the chunk that holds entry `i` (if no other thread did).
 fn grow(i: usize) -> Result<()> {
-    let full = Error::Io {
-        op: "liveness table",
-        errno: Errno::NOMEM,
-    };
+    let full = Error::os("liveness table", Errno::NOMEM);
     let (k, _) = locate(i).ok_or(full.clone())?;
     let len = CHUNK0 << k;
     let mut v: Vec<Entry> = Vec::new();

@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // the robust list: glibc's head and list links in place, libc calls
 //! The kernel's robust-futex list, shared with glibc.
 //!
 //! When a thread dies (or its process is killed, or it execs), the kernel
@@ -50,6 +51,7 @@
 //!   unmapped.
 
 use core::cell::{Cell, RefCell};
+use core::marker::PhantomData;
 use core::num::NonZeroUsize;
 use core::sync::atomic::{compiler_fence, AtomicU8, AtomicUsize, Ordering, Ordering::Relaxed};
 
@@ -66,8 +68,19 @@ struct Head {
     list_op_pending: usize,
 }
 
-/// Which owner-death mechanism this process uses.
+/// Which owner-death mechanism this process uses ([`crate::robustness`]).
+///
+/// Non-exhaustive: more mechanisms may come, so a `match` needs a
+/// wildcard arm.
+///
+/// ```
+/// match shmsync::robustness() {
+///     shmsync::Robustness::KernelList => println!("the kernel's robust list"),
+///     other => println!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Robustness {
     /// The kernel's robust list (glibc-compatible), with the liveness bytes
     /// as a backstop for peers on the fallback path.
@@ -297,37 +310,98 @@ pub(crate) fn forget_in_child() {
     });
 }
 
+/// The calling thread's robust-list head (glibc's `robust_list_head`, in
+/// the thread's own TLS), in list mode.
+///
+/// Made only by [`head`], on the thread whose head it is, and neither
+/// `Send` nor `Sync`: a value is proof that it names the head of the
+/// thread holding it, which lives as long as that thread runs (a forked
+/// child's thread has the same head at the same address). The functions
+/// that link through it need no other promise about the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RobustHead {
+    addr: NonZeroUsize,
+    /// Never leaves its thread.
+    _this_thread: PhantomData<*const ()>,
+}
+
+// The proof must not travel to another thread.
+static_assertions::assert_not_impl_any!(RobustHead: Send, Sync);
+
+impl RobustHead {
+    /// The head at `addr`, which [`head`] has just read from this thread's
+    /// own state (the only caller).
+    #[inline(always)]
+    fn this_thread(addr: NonZeroUsize) -> RobustHead {
+        RobustHead {
+            addr,
+            _this_thread: PhantomData,
+        }
+    }
+
+    /// The head's address: the value that ends the list.
+    #[inline(always)]
+    fn addr(self) -> usize {
+        self.addr.get()
+    }
+
+    #[inline(always)]
+    fn ptr(self) -> *mut Head {
+        self.addr.get() as *mut Head
+    }
+
+    /// The head's `list`: the first entry (the head itself when empty).
+    #[inline(always)]
+    fn list(self) -> usize {
+        // SAFETY: the type's invariant: this thread's live head, touched
+        // only by this thread and by the kernel in this thread's context.
+        unsafe { core::ptr::read_volatile(&raw const (*self.ptr()).list) }
+    }
+
+    /// Sets the head's `list` to `entry`.
+    #[inline(always)]
+    fn set_list(self, entry: usize) {
+        // SAFETY: as in `list`.
+        unsafe { core::ptr::write_volatile(&raw mut (*self.ptr()).list, entry) };
+    }
+}
+
 /// This thread's head, or `None` where the list is not used.
 #[inline]
-pub(crate) fn head() -> Option<NonZeroUsize> {
+pub(crate) fn head() -> Option<RobustHead> {
     LOCAL.with(|l| match l.head.get() {
         0 => head_slow(l),
         1 => None,
-        h => NonZeroUsize::new(h),
+        h => NonZeroUsize::new(h).map(RobustHead::this_thread),
     })
 }
 
 #[cold]
-fn head_slow(l: &Local) -> Option<NonZeroUsize> {
+fn head_slow(l: &Local) -> Option<RobustHead> {
     let h = if mode() == Robustness::KernelList {
         query_head().unwrap_or(1)
     } else {
         1
     };
     l.head.set(h);
-    NonZeroUsize::new(h).filter(|h| h.get() != 1)
+    NonZeroUsize::new(h)
+        .filter(|h| h.get() != 1)
+        .map(RobustHead::this_thread)
 }
 
 /// `list_op_pending = node` (0 to clear).
 ///
 /// # Safety
-/// - `head` comes from [`head`] on this thread.
+/// - `node` is 0 or the node (`&slot.next`) of a lock slot in a mapping
+///   that stays mapped until it is cleared again: if the thread dies
+///   meanwhile, the kernel writes to the word at `node - 32` if it names
+///   the thread.
 #[inline]
-pub(crate) unsafe fn set_pending(head: usize, node: usize) {
+pub(crate) unsafe fn set_pending(head: RobustHead, node: usize) {
     compiler_fence(Ordering::SeqCst);
-    // SAFETY: `head` is this thread's live robust head; only this thread
-    // (and the kernel, in this thread's context) touches it.
-    unsafe { core::ptr::write_volatile(&raw mut (*(head as *mut Head)).list_op_pending, node) };
+    // SAFETY: the head is this thread's (its type's invariant), touched
+    // only by this thread and by the kernel in this thread's context.
+    unsafe { core::ptr::write_volatile(&raw mut (*head.ptr()).list_op_pending, node) };
     compiler_fence(Ordering::SeqCst);
 }
 
@@ -489,7 +563,7 @@ pub(crate) fn holds_nothing() -> bool {
 /// As for [`note_acquire`]; this thread has no record.
 #[inline(always)]
 pub(crate) unsafe fn note_first(
-    head: Option<NonZeroUsize>,
+    head: Option<RobustHead>,
     key: &SlotKey,
     next: &AtomicUsize,
     prev: &AtomicUsize,
@@ -498,7 +572,7 @@ pub(crate) unsafe fn note_first(
     LOCAL.with(|l| l.set_first(node, key));
     if let Some(h) = head {
         // SAFETY: forwarded; the node is new, so not linked yet.
-        unsafe { enqueue(h.get(), next, prev) };
+        unsafe { enqueue(h, next, prev) };
     }
 }
 
@@ -506,13 +580,12 @@ pub(crate) unsafe fn note_first(
 /// the node's first, links the node into the list (`head`, list mode).
 ///
 /// # Safety
-/// - `head` comes from [`head`] on this thread;
 /// - `next`/`prev` are the links of a slot this thread has just acquired
 ///   (or holds), in a mapping that stays mapped while the node is
 ///   recorded: the guard that will release the hold borrows it.
 #[inline]
 pub(crate) unsafe fn note_acquire(
-    head: Option<NonZeroUsize>,
+    head: Option<RobustHead>,
     key: &SlotKey,
     next: &AtomicUsize,
     prev: &AtomicUsize,
@@ -528,7 +601,7 @@ pub(crate) unsafe fn note_acquire(
     });
     if let (true, Some(h)) = (new, head) {
         // SAFETY: forwarded; the node is new, so not linked yet.
-        unsafe { enqueue(h.get(), next, prev) };
+        unsafe { enqueue(h, next, prev) };
     }
 }
 
@@ -690,10 +763,9 @@ pub(crate) fn take_over_link(key: &SlotKey) -> Option<usize> {
 /// Links `node`, chosen by [`take_over_link`], at the front.
 ///
 /// # Safety
-/// - `head` comes from [`head`] on this thread;
 /// - `node` is a node of ours that [`take_over_link`] returned: its
 ///   record's guard keeps its mapping alive.
-pub(crate) unsafe fn relink(head: usize, node: usize) {
+pub(crate) unsafe fn relink(head: RobustHead, node: usize) {
     // SAFETY: `node` is `&slot.next` of a slot in a live mapping (per the
     // caller); `prev` is 8 bytes before it; both are `AtomicUsize`s.
     unsafe {
@@ -728,30 +800,26 @@ pub(crate) fn note_release(node: usize) -> Released {
 /// Links `node` (the address of a held slot's `next`) at the front.
 ///
 /// # Safety
-/// - `head` comes from [`head`] on this thread;
 /// - `node` is `&slot.next` of a slot this thread just acquired, in a
 ///   mapping that stays mapped until [`unlink`], and not linked yet.
 #[inline]
-unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize) {
+unsafe fn enqueue(head: RobustHead, next: &AtomicUsize, prev: &AtomicUsize) {
     let node = next.as_ptr() as usize;
-    let h = head as *mut Head;
-    // SAFETY: this thread's head (see `set_pending`).
-    let first = unsafe { core::ptr::read_volatile(&raw const (*h).list) };
+    let first = head.list();
     let first_node = first & !1;
-    if first_node == head {
+    if first_node == head.addr() {
         LOCAL.with(|l| l.bottom.set(node));
     } else {
         // SAFETY: forwarded.
-        unsafe { link_in_front(head, node, first_node) };
+        unsafe { link_in_front(head.addr(), node, first_node) };
     }
     // Relaxed: the links are read by this thread and by the kernel in this
     // thread's context only; the compiler fence orders them before the
     // publication below.
     next.store(first, Relaxed);
-    prev.store(head, Relaxed);
+    prev.store(head.addr(), Relaxed);
     compiler_fence(Ordering::SeqCst);
-    // SAFETY: as above.
-    unsafe { core::ptr::write_volatile(&raw mut (*h).list, node) };
+    head.set_list(node);
 }
 
 /// The part of [`enqueue`] for a list that is not empty: the old first
@@ -759,7 +827,8 @@ unsafe fn enqueue(head: usize, next: &AtomicUsize, prev: &AtomicUsize) {
 /// what follows it.
 ///
 /// # Safety
-/// As for [`enqueue`]; `first_node` is the head's first entry.
+/// As for [`enqueue`]; `head` is this thread's head's address and
+/// `first_node` its first entry.
 #[cold]
 #[inline(never)]
 unsafe fn link_in_front(head: usize, node: usize, first_node: usize) {
@@ -795,25 +864,21 @@ unsafe fn link_in_front(head: usize, node: usize, first_node: usize) {
 /// link a peer could have forged.
 ///
 /// # Safety
-/// - `head` comes from [`head`] on this thread;
 /// - the slot was linked by [`note_acquire`] on this thread, and is still
 ///   mapped; `recorded` is what [`note_release`] returned for it.
 #[inline]
-pub(crate) unsafe fn unlink(head: usize, next: &AtomicUsize, recorded: usize) {
+pub(crate) unsafe fn unlink(head: RobustHead, next: &AtomicUsize, recorded: usize) {
     if recorded == UNLINKED {
         // Never linked (a hold through a second mapping).
         return;
     }
     let node = next.as_ptr() as usize;
-    let h = head as *mut Head;
-    // SAFETY: this thread's head.
-    let first = unsafe { core::ptr::read_volatile(&raw const (*h).list) };
+    let first = head.list();
     if first & !1 == node && LOCAL.with(|l| l.bottom.get()) == node {
         // Alone on the list, where `enqueue` put it: nothing is ever linked
         // behind the bottom node, so its successor is the head, whatever
         // its `next` in the page says now.
-        // SAFETY: this thread's head.
-        unsafe { core::ptr::write_volatile(&raw mut (*h).list, head) };
+        head.set_list(head.addr());
         LOCAL.with(|l| l.bottom.set(0));
         return;
     }
@@ -836,12 +901,13 @@ pub(crate) unsafe fn unlink(head: usize, next: &AtomicUsize, recorded: usize) {
 #[cold]
 #[inline(never)]
 unsafe fn unlink_general(
-    head: usize,
+    rh: RobustHead,
     node: usize,
     first: usize,
     recorded: usize,
     next: &AtomicUsize,
 ) {
+    let head = rh.addr();
     let me = crate::sys::thread::tid().get();
     let bottom = LOCAL.with(|l| l.bottom.get());
     // Relaxed: read by this thread only; peers may have written it.
@@ -880,7 +946,7 @@ unsafe fn unlink_general(
     } else {
         LOCAL
             .with(|l| held_pred(l, head, node, me))
-            .or_else(|| walk_to_pred(head, node, me))
+            .or_else(|| walk_to_pred(rh, node, me))
     };
 
     if let Some(p) = pred {
@@ -952,11 +1018,10 @@ fn held_pred(l: &Local, head: usize, node: usize, me: u32) -> Option<usize> {
 /// thread as its owner. Foreign entries are read without risking a fault.
 /// `None` if `node` is not reachable that way (the list was cut in front
 /// of it): nothing is then written.
-fn walk_to_pred(head: usize, node: usize, me: u32) -> Option<usize> {
+fn walk_to_pred(rh: RobustHead, node: usize, me: u32) -> Option<usize> {
+    let head = rh.addr();
     let mut pred = head;
-    // SAFETY: this thread's head.
-    let mut cur =
-        unsafe { core::ptr::read_volatile(&raw const (*(head as *const Head)).list) } & !1;
+    let mut cur = rh.list() & !1;
     for _ in 0..WALK_LIMIT {
         if cur == head || cur == 0 {
             return None;

@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // `pthread_atfork` through libc
 //! Thread identity: the kernel TID, cached per thread and forgotten in a
 //! forked child.
 //!

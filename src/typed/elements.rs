@@ -1,9 +1,6 @@
+#![allow(unsafe_code)] // elements in the mapping, through `shm::access`
 //! The element store shared by every typed object: a validated object and
 //! bounds-checked atomic access to its elements.
-
-// Reads and writes elements through pointers into the mapping
-// (`shm::access`), and asserts `Send`/`Sync` for the store holding them.
-#![allow(unsafe_code)]
 
 use crate::shared::Contents;
 use crate::shm::access;

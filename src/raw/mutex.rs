@@ -211,18 +211,32 @@ impl<W: FutexWord> RawMutex<W> {
         held: &mut Holds,
         recursive: bool,
     ) -> Result<Acquired, Refused> {
-        if held.0 != 0 {
-            return self.relock(held, recursive);
+        match self.first_attempt(me, held, recursive) {
+            Ok(r) => r,
+            Err(cur) => self.try_lock_slow(me.get(), cur, held),
         }
-        let me = me.get();
+    }
+
+    /// What every acquire tries first: a relock decided by `held` alone,
+    /// or the `0 → me` CAS. `Err` carries the busy word it found.
+    #[inline(always)]
+    fn first_attempt(
+        &self,
+        me: NonZeroU32,
+        held: &mut Holds,
+        recursive: bool,
+    ) -> Result<Result<Acquired, Refused>, u32> {
+        if held.0 != 0 {
+            return Ok(self.relock(held, recursive));
+        }
         // Acquire: pairs with the Release swap in `unlock`, so the previous
         // owner's writes to the protected data happen before ours.
-        match self.w().compare_exchange(0, me, Acquire, Relaxed) {
+        match self.w().compare_exchange(0, me.get(), Acquire, Relaxed) {
             Ok(_) => {
                 held.0 = 1;
-                Ok(Acquired::Locked)
+                Ok(Ok(Acquired::Locked))
             }
-            Err(cur) => self.try_lock_slow(me, cur, held),
+            Err(cur) => Err(cur),
         }
     }
 
@@ -269,17 +283,9 @@ impl<W: FutexWord> RawMutex<W> {
         deadline: Option<&mut dyn Deadline>,
         liveness: Option<&mut dyn Liveness>,
     ) -> Result<Acquired, Refused> {
-        if held.0 != 0 {
-            return self.relock(held, recursive);
-        }
-        let me = me.get();
-        // Acquire: pairs with the Release swap in `unlock`.
-        match self.w().compare_exchange(0, me, Acquire, Relaxed) {
-            Ok(_) => {
-                held.0 = 1;
-                Ok(Acquired::Locked)
-            }
-            Err(cur) => self.lock_contended(me, cur, held, deadline, liveness),
+        match self.first_attempt(me, held, recursive) {
+            Ok(r) => r,
+            Err(cur) => self.lock_contended(me.get(), cur, held, deadline, liveness),
         }
     }
 

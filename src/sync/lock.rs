@@ -326,58 +326,19 @@ impl LockHandle {
             Released::Last { succ } => {
                 // Holds through other mappings of the same file may remain.
                 let others = robust::holds_of(&self.key);
-                if others == 0 {
-                    // SAFETY: the node's last hold, recorded by this thread.
-                    unsafe { self.release_last(me, head, succ, 0) };
-                } else {
-                    // SAFETY: as above.
-                    unsafe { self.hand_over_link(me, head, succ, others) };
-                }
+                // SAFETY: the node's last hold, recorded by this thread.
+                unsafe { self.release_last(me, head, succ, others) };
             }
         }
-    }
-
-    /// The last hold through this mapping went, but holds through another
-    /// mapping of the same slot remain: the word stays held, and if this
-    /// node was the one on the robust list, another mapping's node takes
-    /// its place (two mappings share the slot's link fields, so only one
-    /// of them is ever linked).
-    ///
-    /// # Safety
-    /// As for `release_last`, with `others > 0`.
-    #[cold]
-    #[inline(never)]
-    unsafe fn hand_over_link(
-        &self,
-        me: NonZeroU32,
-        head: Option<RobustHead>,
-        succ: usize,
-        others: u32,
-    ) {
-        let slot = self.slot();
-        if let (Some(h), true) = (head, succ != robust::UNLINKED) {
-            // SAFETY: this node was linked by `acquire_raw` on this thread
-            // (`self` keeps its mapping alive); the node taken over is held
-            // through its own guard, whose handle keeps its mapping alive.
-            unsafe {
-                robust::set_pending(h, slot.next.as_ptr() as usize);
-                robust::unlink(h, &slot.next, succ);
-                if let Some(n) = robust::take_over_link(&self.key) {
-                    robust::set_pending(h, n);
-                    robust::relink(h, n);
-                }
-                robust::set_pending(h, 0);
-            }
-        }
-        let mut held = Holds::new(others.saturating_add(1));
-        // SAFETY: this thread holds the lock `others + 1` times.
-        unsafe { self.raw().unlock(me, &mut held) };
     }
 
     /// Unlinks the node of a hold that was its last (its record is gone;
     /// `succ` is its recorded successor), then gives up one of the
     /// thread's `others + 1` holds of the word: the word itself when
-    /// `others` is 0.
+    /// `others` is 0. With holds through another mapping of the same slot
+    /// left (`others > 0`), that mapping's node takes this one's place on
+    /// the list (two mappings share the slot's link fields, so only one of
+    /// them is ever linked).
     ///
     /// # Safety
     /// - the node was linked by this thread, which holds the lock
@@ -398,6 +359,9 @@ impl LockHandle {
                 robust::set_pending(h, slot.next.as_ptr() as usize);
                 robust::unlink(h, &slot.next, succ);
             }
+            if others > 0 && succ != robust::UNLINKED {
+                self.hand_over_link(h);
+            }
         }
         let mut held = Holds::new(others.saturating_add(1));
         // SAFETY: per the caller.
@@ -405,6 +369,22 @@ impl LockHandle {
         if let Some(h) = head {
             // SAFETY: clears it.
             unsafe { robust::set_pending(h, 0) };
+        }
+    }
+
+    /// Links the node of another mapping of this slot held by this thread,
+    /// in place of this one's, just unlinked (`release_last`).
+    #[cold]
+    #[inline(never)]
+    fn hand_over_link(&self, h: RobustHead) {
+        if let Some(n) = robust::take_over_link(&self.key) {
+            // SAFETY: the node taken over is held through its own guard,
+            // whose handle keeps its mapping alive; pending names it while
+            // it is linked.
+            unsafe {
+                robust::set_pending(h, n);
+                robust::relink(h, n);
+            }
         }
     }
 

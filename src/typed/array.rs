@@ -71,46 +71,59 @@ shared_object! {
     with_lock: "with_lock(&[7, 8], &lock)", "create_with_lock(&name, &[7, 8], &lock)";
 }
 
+/// `zeroed`, `open_len`, `len` and `is_empty`, the same for both array
+/// kinds.
+macro_rules! array_common {
+    ($($ty:ident, $what:literal, $to_vec:literal;)*) => {$(
+        impl<T: Element> $ty<T> {
+            #[doc = concat!("A new anonymous array of `len` zeroed elements", $what, "; as")]
+            #[doc = concat!("[`from_slice`](", stringify!($ty), "::from_slice) otherwise.")]
+            ///
+            /// ```
+            /// # fn main() -> Result<(), shmsync::Error> {
+            #[doc = concat!("let a = shmsync::", stringify!($ty), "::<u32>::zeroed(3)?;")]
+            #[doc = concat!("assert_eq!(a.to_vec()", $to_vec, ", [0, 0, 0]);")]
+            /// # Ok(()) }
+            /// ```
+            ///
+            /// # Errors
+            #[doc = concat!("As for [`from_slice`](", stringify!($ty), "::from_slice).")]
+            pub fn zeroed(len: usize) -> Result<Self> {
+                Self::create_object(None, Contents::Zeroed(len), None)
+            }
+
+            /// Opens an array and checks that it has `len` elements; see
+            #[doc = concat!("[`open`](", stringify!($ty), "::open), and its `SIGBUS` limit.")]
+            ///
+            /// # Errors
+            /// [`Error::SizeMismatch`] (in elements) if it has another length;
+            #[doc = concat!("otherwise as [`open`](", stringify!($ty), "::open).")]
+            pub fn open_len(name: &str, len: usize) -> Result<Self> {
+                let a = Self::open(name)?;
+                check_count(a.len(), len)?;
+                Ok(a)
+            }
+
+            /// Number of elements.
+            #[inline]
+            pub fn len(&self) -> usize {
+                self.elems.len()
+            }
+
+            /// Whether the array has no elements.
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+        }
+    )*};
+}
+
+array_common! {
+    Array, ", with its own lock", ".unwrap()";
+    RawArray, "", "";
+}
+
 impl<T: Element> Array<T> {
-    /// A new anonymous array of `len` zeroed elements, with its own lock;
-    /// as [`from_slice`](Array::from_slice) otherwise.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), shmsync::Error> {
-    /// let a = shmsync::Array::<u32>::zeroed(3)?;
-    /// assert_eq!(a.to_vec().unwrap(), [0, 0, 0]);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// As for [`from_slice`](Array::from_slice).
-    pub fn zeroed(len: usize) -> Result<Self> {
-        Self::create_object(None, Contents::Zeroed(len), None)
-    }
-
-    /// Opens an array and checks that it has `len` elements; see
-    /// [`open`](Array::open), and its `SIGBUS` limit.
-    ///
-    /// # Errors
-    /// [`Error::SizeMismatch`] (in elements) if it has another length;
-    /// otherwise as [`open`](Array::open).
-    pub fn open_len(name: &str, len: usize) -> Result<Self> {
-        let a = Self::open(name)?;
-        check_count(a.len(), len)?;
-        Ok(a)
-    }
-
-    /// Number of elements.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.elems.len()
-    }
-
-    /// Whether the array has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Locks and reads element `i`.
     ///
     /// # Panics
@@ -301,11 +314,7 @@ impl<T: Element> ArrayGuard<'_, T> {
 impl ArrayGuard<'_, CChar> {
     /// The bytes up to the first NUL.
     pub fn value(&self) -> Vec<u8> {
-        let mut v = self.raw();
-        if let Some(n) = v.iter().position(|&b| b == 0) {
-            v.truncate(n);
-        }
-        v
+        until_nul(self.raw())
     }
 
     /// All bytes.
@@ -393,44 +402,6 @@ shared_object! {
 }
 
 impl<T: Element> RawArray<T> {
-    /// A new anonymous array of `len` zeroed elements; as
-    /// [`from_slice`](RawArray::from_slice) otherwise.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), shmsync::Error> {
-    /// let a = shmsync::RawArray::<u32>::zeroed(3)?;
-    /// assert_eq!(a.to_vec(), [0, 0, 0]);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// As for [`from_slice`](RawArray::from_slice).
-    pub fn zeroed(len: usize) -> Result<Self> {
-        Self::create_object(None, Contents::Zeroed(len), None)
-    }
-
-    /// Opens a named array and checks its length; see
-    /// [`Array::open_len`].
-    ///
-    /// # Errors
-    /// As for [`Array::open_len`].
-    pub fn open_len(name: &str, len: usize) -> Result<Self> {
-        let a = Self::open(name)?;
-        check_count(a.len(), len)?;
-        Ok(a)
-    }
-
-    /// Number of elements.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.elems.len()
-    }
-
-    /// Whether the array has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Element `i` (relaxed). Panics if out of bounds.
     #[inline]
     pub fn get(&self, i: usize) -> T {
@@ -469,11 +440,7 @@ impl<T: Element> RawArray<T> {
 impl RawArray<CChar> {
     /// The bytes up to the first NUL.
     pub fn value(&self) -> Vec<u8> {
-        let mut v = self.raw();
-        if let Some(n) = v.iter().position(|&b| b == 0) {
-            v.truncate(n);
-        }
-        v
+        until_nul(self.raw())
     }
 
     /// All bytes.
@@ -489,4 +456,12 @@ impl<T: Element> fmt::Debug for RawArray<T> {
             .field("len", &self.len())
             .finish()
     }
+}
+
+/// The bytes of a C string: up to the first NUL, if any.
+fn until_nul(mut v: Vec<u8>) -> Vec<u8> {
+    if let Some(n) = v.iter().position(|&b| b == 0) {
+        v.truncate(n);
+    }
+    v
 }

@@ -1,8 +1,8 @@
 //! Locks: [`Lock`] and [`RLock`], their guards and errors.
 
-mod error;
 mod lock;
+mod lock_result;
 
-pub use error::{LockError, TryLockError};
 pub(crate) use lock::{HasLock, HeldLock, LockHandle};
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
+pub use lock_result::{LockError, TryLockError};

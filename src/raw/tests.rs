@@ -32,6 +32,8 @@ use std::thread;
 
 use super::*;
 
+mod event;
+
 fn id(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).expect("test ids are non-zero")
 }

@@ -1,8 +1,8 @@
 //! Typed shared memory between processes, done right.
 //!
 //! shmsync gives Rust the API of Python's `multiprocessing` shared objects
-//! — [`Value`], [`RawValue`], [`Array`], [`RawArray`], [`Lock`], [`RLock`]
-//! and raw [`SharedMemory`] — plus a lock-free mode ([`AtomicValue`],
+//! — [`Value`], [`RawValue`], [`Array`], [`RawArray`], [`Lock`], [`RLock`],
+//! [`Event`] and raw [`SharedMemory`] — plus a lock-free mode ([`AtomicValue`],
 //! [`AtomicArray`]), without Python's weak points:
 //!
 //! - the locks are futex mutexes **inside the mapped page**: no semaphore,
@@ -147,7 +147,7 @@ pub use atomic::{
 pub use bytemuck;
 pub use error::{Error, Result};
 pub use shm::segment::SharedMemory;
-pub use sync::{Lock, LockError, LockGuard, RLock, RLockGuard, TryLockError};
+pub use sync::{Event, Lock, LockError, LockGuard, RLock, RLockGuard, TryLockError};
 pub use sys::robust::Robustness;
 pub use typed::{
     Array, ArrayGuard, CChar, CLong, CULong, Element, RawArray, RawValue, Value, ValueGuard, WChar,

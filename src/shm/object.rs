@@ -36,11 +36,12 @@ pub(crate) enum Kind {
     RLock = 6,
     AtomicValue = 7,
     AtomicArray = 8,
+    Event = 9,
 }
 
 impl Kind {
     /// Every kind, to read the header's number back.
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 9] = [
         Kind::Value,
         Kind::RawValue,
         Kind::Array,
@@ -49,6 +50,7 @@ impl Kind {
         Kind::RLock,
         Kind::AtomicValue,
         Kind::AtomicArray,
+        Kind::Event,
     ];
 
     fn from_u32(v: u32) -> Option<Kind> {

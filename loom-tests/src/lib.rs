@@ -54,6 +54,7 @@
 //! | `bug-acquire-drops-waiters` | an acquiring CAS (on a word with no owner) drops `WAITERS`          |
 //! | `bug-no-owner-died-bit`     | the `OWNER_DIED` bit is stripped from every CAS's new value         |
 //! | `bug-keeps-owner-died`      | a CAS that writes an owner keeps the `OWNER_DIED` bit it replaces   |
+//! | `bug-event-no-generation`   | a CAS that raises an event's flag (bit 0) keeps the generation (bits 2–31) instead of advancing it |
 //! | `bug-liveness-relaxed`      | [`DeadTable`] reads the death flag `Relaxed` instead of `Acquire`   |
 
 use core::marker::PhantomData;
@@ -284,6 +285,21 @@ impl Bug for KeepsOwnerDied {
     }
 }
 
+/// `bug-event-no-generation`: `set` raises the flag without advancing
+/// the generation, so a waiter that sleeps through a `set` undone by a
+/// `clear` cannot tell that it happened.
+#[derive(Debug)]
+pub struct EventNoGeneration;
+impl Bug for EventNoGeneration {
+    fn cas_new(current: u32, new: u32) -> u32 {
+        if current & raw::event::SET == 0 && new & raw::event::SET != 0 {
+            (current & raw::event::GEN_MASK) | raw::event::SET
+        } else {
+            new
+        }
+    }
+}
+
 thread_local! {
     /// Failed exchanges of any [`Loom`] word on this test's thread (loom
     /// runs a model's threads as coroutines of the test thread):
@@ -507,7 +523,8 @@ const WORD_BUGS: usize = cfg!(feature = "bug-lost-wake") as usize
     + cfg!(feature = "bug-no-waiters-bit") as usize
     + cfg!(feature = "bug-acquire-drops-waiters") as usize
     + cfg!(feature = "bug-no-owner-died-bit") as usize
-    + cfg!(feature = "bug-keeps-owner-died") as usize;
+    + cfg!(feature = "bug-keeps-owner-died") as usize
+    + cfg!(feature = "bug-event-no-generation") as usize;
 // The count is a constant that is usually 0, which clippy finds absurd.
 #[allow(clippy::absurd_extreme_comparisons)]
 const _: () = assert!(WORD_BUGS <= 1, "enable at most one word bug-* feature");
@@ -537,8 +554,12 @@ pub type ActiveBug = NoOwnerDiedBit;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-keeps-owner-died")]
 pub type ActiveBug = KeepsOwnerDied;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-event-no-generation")]
+pub type ActiveBug = EventNoGeneration;
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
 #[cfg(not(any(
+    feature = "bug-event-no-generation",
     feature = "bug-lost-wake",
     feature = "bug-weak-release",
     feature = "bug-weak-acquire",

@@ -10,6 +10,20 @@ use std::thread;
 use super::{until, Budget, Spy};
 use crate::raw::event::{RawEvent, GEN_MASK, GEN_ONE, SET, WAITERS};
 
+/// Joins `h`, failing (instead of hanging) if it has not ended within a
+/// generous watchdog: a waiter that is never released.
+fn join_watched<T>(h: thread::JoinHandle<T>) -> T {
+    let start = std::time::Instant::now();
+    while !h.is_finished() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "a waiter was never released"
+        );
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+    h.join().unwrap()
+}
+
 /// Until `n` waits have been entered on `e`'s word and it shows `WAITERS`.
 fn until_waiting(e: &RawEvent<Spy>, n: u32) {
     until(|| e.word().waits.load(Relaxed) >= n && e.word().load(Relaxed) & WAITERS != 0);
@@ -53,7 +67,7 @@ fn set_wakes_every_sleeper_once() {
     assert!(e.set());
     assert!(!e.set(), "the second set makes no system call");
     for h in hs {
-        assert!(h.join().unwrap());
+        assert!(join_watched(h));
     }
     assert_eq!(e.word().wakes.load(Relaxed), 1, "one wake for all");
     assert_eq!(e.word().load(Relaxed) & WAITERS, 0, "set takes WAITERS off");
@@ -67,10 +81,7 @@ fn a_set_undone_by_clear_still_releases_the_sleeper() {
     until_waiting(&e, 1);
     e.set();
     e.clear();
-    assert!(
-        h.join().unwrap(),
-        "a waiter present at the set returns true"
-    );
+    assert!(join_watched(h), "a waiter present at the set returns true");
     assert!(!e.is_set());
 }
 
@@ -84,7 +95,7 @@ fn a_lost_wake_delays_the_sleeper_but_does_not_strand_it() {
     until_waiting(&e, 1);
     let cur = e.word().load(Relaxed);
     e.word().store(((cur & GEN_MASK) + GEN_ONE) | SET, Relaxed);
-    assert!(h.join().unwrap());
+    assert!(join_watched(h));
     assert_eq!(e.word().wakes.load(Relaxed), 0);
 }
 
@@ -105,7 +116,7 @@ fn timed_wait_returns_true_when_set_in_time() {
     let h = thread::spawn(move || e2.wait(Some(&mut Budget::new(u32::MAX))));
     until_waiting(&e, 1);
     e.set();
-    assert!(h.join().unwrap());
+    assert!(join_watched(h));
 }
 
 /// What the setter wrote before `set` is visible to the waiter after

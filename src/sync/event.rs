@@ -6,13 +6,13 @@ use core::fmt;
 use core::sync::atomic::AtomicU32;
 use core::time::Duration;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::error::Result;
-use crate::raw::{Deadline, RawEvent};
+use crate::raw::RawEvent;
 use crate::shared::SharedObject;
 use crate::shm::object::{ElemDesc, Kind, LockMode, Object, Shape};
 use crate::shm::segment::Segment;
+use crate::sync::deadline::Until;
 use crate::sync::RLock;
 
 /// A flag that threads of every process sharing it can wait for: Python's
@@ -90,17 +90,6 @@ impl SharedObject for Event {
 crate::shared::shared_object! {
     impl[] Event: "event", "shmsync::Event";
     new() => (); " (clear)", "new()", "create(&name)";
-}
-
-/// A deadline on the monotonic clock.
-struct Until(Instant);
-
-impl Deadline for Until {
-    fn remaining(&mut self) -> Option<Duration> {
-        self.0
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-    }
 }
 
 impl Event {
@@ -190,8 +179,8 @@ impl Event {
     /// # Ok(()) }
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        match Instant::now().checked_add(timeout) {
-            Some(t) => self.raw().wait(Some(&mut Until(t))),
+        match Until::after(timeout) {
+            Some(mut t) => self.raw().wait(Some(&mut t)),
             None => self.raw().wait(None),
         }
     }

@@ -8,14 +8,14 @@ use core::sync::atomic::AtomicU32;
 use core::sync::atomic::Ordering::Relaxed;
 use core::time::Duration;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::raw::{Acquired, Deadline, Holds, Liveness, RawMutex, Refused, TID_MASK};
+use crate::raw::{Acquired, Holds, Liveness, RawMutex, Refused, TID_MASK};
 use crate::shared::SharedObject;
 use crate::shm::header::LockSlot;
 use crate::shm::object::{ElemDesc, Kind, LockMode, LockRef, Object, Shape};
 use crate::shm::segment::Segment;
+use crate::sync::deadline::Until;
 use crate::sync::{LockError, TryLockError};
 use crate::sys;
 use crate::sys::robust::{self, Released, RobustHead, SlotKey};
@@ -72,16 +72,6 @@ impl Liveness for Probe<'_> {
         }
         let seg = &self.handle.seg;
         seg.liveness.owner_dead(seg.fd(), tid)
-    }
-}
-
-struct Until(Instant);
-
-impl Deadline for Until {
-    fn remaining(&mut self) -> Option<Duration> {
-        self.0
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
     }
 }
 
@@ -263,12 +253,11 @@ impl LockHandle {
             interval: PROBE_FIRST,
         };
         // A timeout too long to represent waits like the untimed call.
-        match timeout.and_then(|t| Instant::now().checked_add(t)) {
+        match timeout.and_then(Until::after) {
             None => self
                 .raw()
                 .lock(me, held, self.recursive, None, Some(&mut probe)),
-            Some(t) => {
-                let mut until = Until(t);
+            Some(mut until) => {
                 self.raw()
                     .lock(me, held, self.recursive, Some(&mut until), Some(&mut probe))
             }

@@ -1,0 +1,25 @@
+//! [`Until`]: the monotonic-clock deadline of every timed wait.
+
+use core::time::Duration;
+use std::time::Instant;
+
+use crate::raw::Deadline;
+
+/// A deadline on the monotonic clock.
+pub(crate) struct Until(Instant);
+
+impl Until {
+    /// `timeout` from now; `None` when that instant cannot be represented
+    /// (a huge timeout), which callers treat as no deadline at all.
+    pub(crate) fn after(timeout: Duration) -> Option<Until> {
+        Instant::now().checked_add(timeout).map(Until)
+    }
+}
+
+impl Deadline for Until {
+    fn remaining(&mut self) -> Option<Duration> {
+        self.0
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    }
+}

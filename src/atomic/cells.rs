@@ -45,6 +45,7 @@ impl<T: AtomicElement> AtomicCells<T> {
             lock: LockMode::None,
             shares_lock: false,
             single: !array,
+            liveness: false,
         }
     }
 

@@ -110,9 +110,20 @@ pub(crate) struct Shape {
     pub(crate) shares_lock: bool,
     /// Exactly one element (a single value).
     pub(crate) single: bool,
+    /// Whether the object judges peers by their liveness bytes
+    /// (`sys::liveness`) although it has no lock slot of its own (a
+    /// semaphore's holders, a barrier's parties): its handles attach this
+    /// process's liveness description as a locking object's do.
+    pub(crate) liveness: bool,
 }
 
 impl Shape {
+    /// Whether handles of an object with this shape and lock mode attach
+    /// this process's liveness description.
+    fn needs_liveness(&self, mode: LockMode) -> bool {
+        mode == LockMode::Own || self.liveness
+    }
+
     /// The lock modes a segment of this shape may record.
     fn allows(&self, mode: LockMode) -> bool {
         mode == self.lock || (self.shares_lock && mode == LockMode::External)
@@ -217,7 +228,7 @@ impl Object {
             })?,
             None => Segment::create_anonymous(total as u64)?,
         };
-        if spec.lock == LockMode::Own {
+        if spec.shape.needs_liveness(spec.lock) {
             // This process's owner-liveness description (`sys::liveness`),
             // now: a failure is an error here, not a lock that no waiter
             // can judge. (A named segment's drop unlinks the name.)
@@ -309,7 +320,7 @@ impl Object {
     fn attach(fd: OwnedFd, name: Option<String>, shape: &Shape) -> Result<Object> {
         let (mut obj, len) = Self::await_published(fd, name)?;
         obj.layout = obj.validate(len, shape)?;
-        if obj.layout.lock == LockMode::Own {
+        if shape.needs_liveness(obj.layout.lock) {
             // As in `create`.
             obj.seg.liveness.attach(obj.seg.fd())?;
         }

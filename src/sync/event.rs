@@ -67,6 +67,7 @@ impl SharedObject for Event {
         lock: LockMode::None,
         shares_lock: false,
         single: true,
+        liveness: false,
     };
     type Init<'a> = ();
 

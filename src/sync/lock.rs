@@ -512,6 +512,7 @@ macro_rules! lock_type {
                 lock: LockMode::Own,
                 shares_lock: false,
                 single: false,
+                liveness: false,
             };
             type Init<'a> = ();
 

@@ -36,6 +36,7 @@ impl<T: Element> Elements<T> {
             lock,
             shares_lock: matches!(lock, LockMode::Own),
             single,
+            liveness: false,
         }
     }
 

@@ -323,11 +323,19 @@ impl<'a, W: FutexWord> RawBarrier<'a, W> {
 
     /// Sleeps one slice on `cur` (announcing `WAITERS` first); `false`,
     /// without sleeping, if the deadline has expired.
-    fn nap(&self, cur: u32, slice: &mut Duration, deadline: &mut Option<&mut dyn Deadline>) -> bool {
+    fn nap(
+        &self,
+        cur: u32,
+        slice: &mut Duration,
+        deadline: &mut Option<&mut dyn Deadline>,
+    ) -> bool {
         let mut cur = cur;
         if cur & WAITERS == 0 {
             // Relaxed: the value is only slept on, never returned on.
-            match self.w().compare_exchange(cur, cur | WAITERS, Relaxed, Relaxed) {
+            match self
+                .w()
+                .compare_exchange(cur, cur | WAITERS, Relaxed, Relaxed)
+            {
                 Ok(_) => cur |= WAITERS,
                 // Changed meanwhile: the caller re-reads it.
                 Err(_) => return true,

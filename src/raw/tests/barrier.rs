@@ -118,7 +118,11 @@ fn two_parties_indices_and_leader() {
     let t = thread::spawn(move || h2.b().wait(id(1), None, None));
     until_waiting(&h, 1, 1);
     assert_eq!(h.b().n_waiting(), 1);
-    assert_eq!(h.b().wait(id(2), None, None), Ok(1), "the last arrival leads");
+    assert_eq!(
+        h.b().wait(id(2), None, None),
+        Ok(1),
+        "the last arrival leads"
+    );
     assert_eq!(join_watched(t), Ok(0));
     assert_eq!(h.word.wakes.load(Relaxed), 1, "one wake for the sleeper");
     assert_eq!(h.load(), GEN_ONE, "round 1, empty, nobody asleep");
@@ -170,7 +174,11 @@ fn abort_breaks_waiters_and_arrivals_until_reset() {
     assert_eq!(join_watched(t), Err(Broken));
     assert!(h.b().is_broken());
     assert_eq!(h.b().n_waiting(), 0);
-    assert_eq!(h.b().wait(id(2), None, None), Err(Broken), "an arrival at a broken barrier");
+    assert_eq!(
+        h.b().wait(id(2), None, None),
+        Err(Broken),
+        "an arrival at a broken barrier"
+    );
     h.b().abort(); // again: nothing
     h.b().reset();
     assert!(!h.b().is_broken());
@@ -222,7 +230,10 @@ fn a_timeout_breaks_the_round_for_everybody() {
     assert!(h.b().is_broken());
     // An expired deadline at arrival: arrives, then breaks.
     h.b().reset();
-    assert_eq!(h.b().wait(id(2), Some(&mut Budget::new(0)), None), Err(Broken));
+    assert_eq!(
+        h.b().wait(id(2), Some(&mut Budget::new(0)), None),
+        Err(Broken)
+    );
     assert!(h.b().is_broken());
     // ... unless the arrival completes the round.
     let h1 = Heap::<Spy>::new(1);
@@ -284,10 +295,14 @@ fn a_dead_party_of_the_last_round_breaks_the_next() {
         asked: vec![],
     };
     assert_eq!(
-        h.b().wait(id(5), Some(&mut Budget::new(3)), Some(&mut live)),
+        h.b()
+            .wait(id(5), Some(&mut Budget::new(3)), Some(&mut live)),
         Err(Broken)
     );
-    assert!(!live.asked.contains(&77), "the reset round's parties are not probed");
+    assert!(
+        !live.asked.contains(&77),
+        "the reset round's parties are not probed"
+    );
 }
 
 #[test]
@@ -334,7 +349,10 @@ fn a_full_bank_makes_the_arrival_wait_for_the_next_round() {
     // A deadline ends such a wait (breaking the round).
     h.recs[0].store(rec(70, 2 * GEN_ONE), Relaxed);
     h.recs[1].store(rec(71, 2 * GEN_ONE), Relaxed);
-    assert_eq!(h.b().wait(id(5), Some(&mut Budget::new(2)), None), Err(Broken));
+    assert_eq!(
+        h.b().wait(id(5), Some(&mut Budget::new(2)), None),
+        Err(Broken)
+    );
     assert!(h.b().is_broken());
 }
 
@@ -396,7 +414,9 @@ fn scribbled_words_and_records_never_hang_or_panic() {
             dead: vec![],
             asked: vec![],
         };
-        let r = h.b().wait(id(9), Some(&mut Budget::new(2)), Some(&mut live));
+        let r = h
+            .b()
+            .wait(id(9), Some(&mut Budget::new(2)), Some(&mut live));
         if v & BROKEN != 0 || v & COUNT_MASK >= 3 {
             assert_eq!(r, Err(Broken), "word {v:#x}");
         }

@@ -204,7 +204,7 @@ impl<'a, W: FutexWord> RawBarrier<'a, W> {
         // Relaxed: only a guess for the CAS.
         let mut cur = w.load(Relaxed);
         loop {
-            let hist = ((cur & HIST_MASK) << 1 | 1 << HIST_SHIFT) & HIST_MASK;
+            let hist = (((cur & HIST_MASK) << 1) | (1 << HIST_SHIFT)) & HIST_MASK;
             let new = (cur & GEN_MASK).wrapping_add(GEN_ONE) | hist;
             // Relaxed: a reset publishes nothing (module docs).
             match w.compare_exchange(cur, new, Relaxed, Relaxed) {
@@ -249,7 +249,7 @@ impl<'a, W: FutexWord> RawBarrier<'a, W> {
             return (cur & BROKEN != 0).then_some(Err(Broken));
         }
         let d = cur.wrapping_sub(gen) >> GEN_SHIFT;
-        let reset = d <= HIST_LEN && cur >> (HIST_SHIFT + d - 1) & 1 != 0;
+        let reset = d <= HIST_LEN && (cur >> (HIST_SHIFT + d - 1)) & 1 != 0;
         Some(if reset { Err(Broken) } else { Ok(index) })
     }
 

@@ -369,11 +369,11 @@ fn history_tells_a_late_waiter_how_its_round_ended() {
         join_watched(t)
     };
     // Round 0 completed, then round 1 was reset: d = 2, bit 1 = 0.
-    assert_eq!(run(2 * GEN_ONE | 1 << HIST_SHIFT), Ok(0));
+    assert_eq!(run((2 * GEN_ONE) | (1 << HIST_SHIFT)), Ok(0));
     // Round 0 was reset, then round 1 completed: bit 1 = 1.
-    assert_eq!(run(2 * GEN_ONE | 2 << HIST_SHIFT), Err(Broken));
+    assert_eq!(run((2 * GEN_ONE) | (2 << HIST_SHIFT)), Err(Broken));
     // Forgotten (d = 5): passed.
-    assert_eq!(run(5 * GEN_ONE | 0xf << HIST_SHIFT), Ok(0));
+    assert_eq!(run((5 * GEN_ONE) | (0xf << HIST_SHIFT)), Ok(0));
 }
 
 #[test]

@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use common::owner_death::{mode_tests, Mode, Rng};
-use common::{arg, block_until_killed, run_child, spawn, take_fd, tell, wait_until, ShmName};
+use common::{
+    arg, block_until_killed, run_child, spawn, take_fd, tell, wait_until, ShmName, HANG_LIMIT,
+};
 use shmsync::{AtomicArray, Barrier, BarrierError, Error, Event, RawArray};
 
 /// Where a barrier's word lies in its file; its records follow
@@ -29,6 +31,16 @@ fn word(name: &str) -> u32 {
         .read_exact_at(&mut b, WORD_OFFSET)
         .expect("read the barrier word");
     u32::from_ne_bytes(b)
+}
+
+/// Waits on `b`, which must end broken, with a watchdog: a wait that
+/// only ends by its (generous) timeout fails the test as hung instead of
+/// blocking it.
+fn broken_watched(b: &Barrier, what: &str) {
+    let start = Instant::now();
+    let r = b.wait_timeout(HANG_LIMIT);
+    assert!(start.elapsed() < HANG_LIMIT, "{what}: hung in wait");
+    assert_eq!(r, Err(BarrierError::Broken), "{what}");
 }
 
 /// Until `n` parties are counted in the named barrier's current round.
@@ -224,20 +236,25 @@ fn death_roles(role: &str) {
         }
         "waiter" => {
             tell("ready");
-            assert_eq!(b.wait(), Err(BarrierError::Broken));
-            assert!(b.is_broken());
+            broken_watched(&b, "waiter");
         }
         "between" => {
             tell("ready");
             b.wait().expect("the first round passes");
             tell("passed");
             common::await_msg("go");
-            assert_eq!(b.wait(), Err(BarrierError::Broken));
+            broken_watched(&b, "the other party");
         }
         "looper" => {
             tell("ready");
             let mut rounds = 0u64;
-            while b.wait().is_ok() {
+            loop {
+                let start = Instant::now();
+                let r = b.wait_timeout(HANG_LIMIT);
+                assert!(start.elapsed() < HANG_LIMIT, "looper hung in wait");
+                if r.is_err() {
+                    break;
+                }
                 rounds += 1;
             }
             tell(&format!("broken after {rounds}"));
@@ -262,7 +279,7 @@ fn killed_while_waiting(test: &str, mode: Mode) {
     until_counted(&name, 2);
     victim.kill();
     waiter.wait();
-    assert_eq!(b.wait(), Err(BarrierError::Broken));
+    broken_watched(&b, "parent");
     // reset makes it usable (the dead party's round is forgotten).
     b.reset();
     let b2 = b.clone();
@@ -295,7 +312,7 @@ fn killed_between_rounds(test: &str, mode: Mode) {
     other.expect("passed");
     victim.kill();
     other.send("go");
-    assert_eq!(b.wait(), Err(BarrierError::Broken));
+    broken_watched(&b, "parent");
     other.wait();
     drop(b);
 }
@@ -390,6 +407,41 @@ fn soak_barrier() {
         2 * n,
         start.elapsed()
     );
+}
+
+fn leave_roles(_role: &str) {
+    let b = Barrier::open(&arg("b")).unwrap();
+    tell("ready");
+    b.wait().expect("a round with the parent");
+    // Dropping the handle (here: at the end of the process) leaves the
+    // barrier.
+}
+
+/// A party that passes a round and then leaves (drops its handle and
+/// exits) is not expected in the next round: a new process takes its
+/// place, after the parent has waited (and probed) for a while.
+#[test]
+fn a_party_that_leaves_does_not_break_the_next_round() {
+    let test = "a_party_that_leaves_does_not_break_the_next_round";
+    if run_child(test, leave_roles) {
+        return;
+    }
+    let name = ShmName::new("bar_lv");
+    let b = Barrier::create(&name, 2).unwrap();
+    let mut first = spawn(test, "first").arg("b", &*name).start();
+    first.expect("ready");
+    b.wait().unwrap();
+    first.wait();
+    let b2 = b.clone();
+    let here = std::thread::spawn(move || b2.wait_timeout(HANG_LIMIT));
+    until_counted(&name, 1);
+    // Several probing slices (1 + 2 + 4 + ... ms) before the newcomer.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut second = spawn(test, "second").arg("b", &*name).start();
+    second.expect("ready");
+    assert!(here.join().unwrap().is_ok(), "the next round passes");
+    second.wait();
+    drop(b);
 }
 
 #[test]

@@ -62,6 +62,17 @@ impl Liveness for Dead {
     }
 }
 
+/// A watchdog deadline for a wait that must end by itself: many slices
+/// (each at most 1 ms); check [`ended_by_itself`] afterwards.
+fn watchdog() -> Budget {
+    Budget::new(20_000)
+}
+
+/// Whether a wait with a [`watchdog`] ended before its deadline.
+fn ended_by_itself(b: &Budget) -> bool {
+    b.left > 0
+}
+
 /// Joins `h`, failing (instead of hanging) if it has not ended within a
 /// generous watchdog.
 fn join_watched<T>(h: thread::JoinHandle<T>) -> T {
@@ -267,7 +278,9 @@ fn a_dead_waiting_party_breaks_the_round() {
         dead: vec![77],
         asked: vec![],
     };
-    assert_eq!(h.b().wait(id(5), None, Some(&mut live)), Err(Broken));
+    let mut dog = watchdog();
+    assert_eq!(h.b().wait(id(5), Some(&mut dog), Some(&mut live)), Err(Broken));
+    assert!(ended_by_itself(&dog), "broken by the probe, not the deadline");
     assert!(live.asked.contains(&77));
     assert!(!live.asked.contains(&5), "never probes itself");
     assert!(h.b().is_broken());
@@ -285,7 +298,9 @@ fn a_dead_party_of_the_last_round_breaks_the_next() {
         dead: vec![77],
         asked: vec![],
     };
-    assert_eq!(h.b().wait(id(5), None, Some(&mut live)), Err(Broken));
+    let mut dog = watchdog();
+    assert_eq!(h.b().wait(id(5), Some(&mut dog), Some(&mut live)), Err(Broken));
+    assert!(ended_by_itself(&dog), "broken by the probe, not the deadline");
     assert!(h.b().is_broken());
     // After a reset, the last round's parties are not expected: a waiter
     // is not broken by 77 (its deadline ends its wait).
@@ -313,7 +328,9 @@ fn a_party_dead_between_claim_and_count_breaks_the_round() {
         dead: vec![77],
         asked: vec![],
     };
-    assert_eq!(h.b().wait(id(5), None, Some(&mut live)), Err(Broken));
+    let mut dog = watchdog();
+    assert_eq!(h.b().wait(id(5), Some(&mut dog), Some(&mut live)), Err(Broken));
+    assert!(ended_by_itself(&dog), "broken by the probe, not the deadline");
 }
 
 #[test]

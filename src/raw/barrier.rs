@@ -17,7 +17,7 @@
 //!   the party's index in the round is `c`;
 //! - *complete* (count `parties − 1`, the last arrival: the *leader*,
 //!   index `parties − 1`): `→ (gen + 1) | hist·0`, count 0, no `BROKEN`, no
-//!   `WAITERS` (one `AcqRel` CAS), then a shared wake of everybody if
+//!   `WAITERS` (one `Release` CAS), then a shared wake of everybody if
 //!   `WAITERS` was set;
 //! - *break* (`abort`, a waiter whose deadline expired, a waiter that found
 //!   a dead party, a count no arrival can make): `→ | BROKEN`, then the
@@ -71,16 +71,17 @@
 //!
 //! # Ordering
 //!
-//! Every arrival's CAS is `Release` and the leader's completing CAS is
-//! `AcqRel`, so the leader's CAS reads the end of a release sequence
-//! holding every arrival (read-modify-writes continue it) and its own
-//! write publishes all of them: a waiter whose `Acquire` load sees the
-//! round completed sees what every party wrote before its `wait`. Breaks,
+//! Every arrival's CAS is `Release`, and every load of the word (and
+//! failed CAS) is `Acquire`. The leader read the word it replaces with such
+//! a load, at the end of release sequences headed by every arrival's CAS
+//! (read-modify-writes continue them), so it has acquired every arrival;
+//! its completing CAS is `Release`, so a waiter whose `Acquire` load sees
+//! the round completed sees what every party wrote before its `wait`. Breaks,
 //! resets and records publish nothing (`Relaxed`): a [`Broken`] result
 //! promises nothing about the other parties.
 
 use core::num::NonZeroU32;
-use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::time::Duration;
 
 use super::word::{AtomicWord, Deadline, FutexWord, Liveness};
@@ -371,8 +372,9 @@ impl<'a, W: FutexWord> RawBarrier<'a, W> {
         let me = me.get() & REC_TID;
         let w = self.w();
         let mut slice = SLICE_FIRST;
-        // Acquire: pairs with the leader's AcqRel CAS (module docs); the
-        // same for every load and failed CAS below.
+        // Acquire: pairs with the leader's Release CAS (a waiter) and the
+        // arrivals' Release CASes (the leader, module docs); the same for
+        // every load and failed CAS below.
         let mut cur = w.load(Acquire);
         'arrive: loop {
             // Claim a record of the round.
@@ -421,10 +423,13 @@ impl<'a, W: FutexWord> RawBarrier<'a, W> {
                 if c + 1 == self.parties {
                     let hist = ((cur & HIST_MASK) << 1) & HIST_MASK;
                     let new = gen.wrapping_add(GEN_ONE) | hist;
-                    // AcqRel: acquires every arrival of the round (their
-                    // Release CASes) and publishes them to the waiters'
-                    // Acquire loads.
-                    match w.compare_exchange(cur, new, AcqRel, Acquire) {
+                    // Release: publishes the round to the waiters' Acquire
+                    // loads. Every arrival of the round is already acquired:
+                    // `cur`, which this CAS replaces, was read by an Acquire
+                    // load (or failed CAS), and the arrivals' Release CASes
+                    // head release sequences that every later CAS on the
+                    // word continues (module docs).
+                    match w.compare_exchange(cur, new, Release, Acquire) {
                         Ok(_) => {
                             if cur & WAITERS != 0 {
                                 self.word.wake_all();
@@ -435,7 +440,8 @@ impl<'a, W: FutexWord> RawBarrier<'a, W> {
                     }
                     continue;
                 }
-                // Release: pairs with the leader's AcqRel CAS.
+                // Release: pairs with the leader's Acquire load of a later
+                // value (module docs).
                 match w.compare_exchange(cur, cur + 1, Release, Acquire) {
                     Ok(_) => {
                         cur += 1;

@@ -81,6 +81,7 @@
 //! promises nothing about the other parties.
 
 use core::num::NonZeroU32;
+use core::sync::atomic::AtomicU32;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::time::Duration;
 
@@ -114,12 +115,53 @@ pub const REC_TID: u32 = (1 << 22) - 1;
 pub const REC_TAG_SHIFT: u32 = 22;
 
 /// The first sleep of a waiter before it re-reads the word and probes the
-/// parties.
-pub const SLICE_FIRST: Duration = Duration::from_millis(1);
+/// parties (short slices cost wake-ups and probes when the partner is
+/// merely slow, which matters most on a loaded machine).
+pub const SLICE_FIRST: Duration = Duration::from_millis(10);
 /// The longest sleep of a waiter before it re-reads the word and probes:
 /// about the time it takes to notice a dead party, and the extra latency
 /// of a waiter whose wake was lost (a leader killed before waking).
 pub const SLICE_MAX: Duration = Duration::from_millis(50);
+
+/// The most re-reads of the word a waiter spends spinning before it
+/// sleeps (adaptive: [`RawBarrier::wait_spinning`]).
+pub const SPIN_MAX: u32 = 1000;
+/// Spin hints between two re-reads of the word while spinning.
+pub const SPIN_PAUSES: u32 = 8;
+/// The spinning budget a new handle starts with.
+pub const SPIN_START: u32 = 100;
+/// A waiter whose budget fell to 0 spins this much again after every
+/// [`SPIN_RETRY`] sleeps, so that the budget can grow back.
+pub const SPIN_FLOOR: u32 = 10;
+/// See [`SPIN_FLOOR`] (a power of two).
+pub const SPIN_RETRY: u32 = 32;
+
+/// The spinning budget in the hint: bits 0–15 the budget, bits 16–31 the
+/// sleeps since it fell to 0.
+fn spin_limit(hint: u32) -> u32 {
+    let limit = (hint & 0xffff).min(SPIN_MAX);
+    if limit == 0 && (hint >> 16) % SPIN_RETRY == SPIN_RETRY - 1 {
+        SPIN_FLOOR
+    } else {
+        limit
+    }
+}
+
+/// The next hint: a budget of at least twice what it took when the round
+/// ended while spinning (so that a partner arriving at a steady pace is
+/// caught without sleeping), half the budget when the waiter had to sleep
+/// (a partner that is not running: spinning only takes CPU time it may
+/// need), counting the sleeps.
+fn next_hint(hint: u32, spins: u32, slept: bool) -> u32 {
+    let limit = spin_limit(hint);
+    if slept {
+        ((hint >> 16).wrapping_add(1) << 16) | (limit / 2)
+    } else {
+        limit
+            .max(spins.saturating_mul(2).saturating_add(16))
+            .min(SPIN_MAX)
+    }
+}
 
 /// The round is broken (`abort`, a timeout, a dead party) or was reset
 /// while the caller waited.
@@ -366,8 +408,30 @@ impl<'a, W: FutexWord> RawBarrier<'a, W> {
     pub fn wait(
         &self,
         me: NonZeroU32,
+        deadline: Option<&mut dyn Deadline>,
+        live: Option<&mut dyn Liveness>,
+    ) -> Result<u32, Broken> {
+        self.wait_spinning(me, deadline, live, None)
+    }
+
+    /// [`wait`](Self::wait), spinning before it sleeps for as many
+    /// re-reads of the word as the hint `spin` allows (at most
+    /// [`SPIN_MAX`]; each after [`SPIN_PAUSES`] spin hints), and adapting
+    /// it afterwards: raised when the round ended while spinning, halved
+    /// when the waiter had to sleep (at 0, [`SPIN_FLOOR`] again every
+    /// [`SPIN_RETRY`] sleeps). `spin` is the caller's private hint (never
+    /// in the page; any value is valid), starting at [`SPIN_START`];
+    /// without it a waiter re-reads [`FutexWord::SPIN_LIMIT`] times. No
+    /// spinning where `SPIN_LIMIT` is 0 (loom).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_spinning(
+        &self,
+        me: NonZeroU32,
         mut deadline: Option<&mut dyn Deadline>,
         mut live: Option<&mut dyn Liveness>,
+        spin: Option<&AtomicU32>,
     ) -> Result<u32, Broken> {
         let me = me.get() & REC_TID;
         let w = self.w();
@@ -450,20 +514,33 @@ impl<'a, W: FutexWord> RawBarrier<'a, W> {
                     Err(found) => cur = found,
                 }
             };
-            // Wait for the round to end.
+            // Wait for the round to end: spin (up to the adaptive
+            // budget), then sleep in slices.
+            // Relaxed: a private hint, ordering nothing.
+            let hint = spin.map_or(0, |s| s.load(Relaxed));
+            let limit = match spin {
+                Some(_) if W::SPIN_LIMIT > 0 => spin_limit(hint),
+                _ => W::SPIN_LIMIT,
+            };
             let mut spins = 0;
+            let mut slept = false;
             loop {
                 if let Some(r) = self.outcome(cur, gen, index) {
+                    if let Some(s) = spin.filter(|_| W::SPIN_LIMIT > 0) {
+                        // Relaxed: a private hint, ordering nothing.
+                        s.store(next_hint(hint, spins, slept), Relaxed);
+                    }
                     return r;
                 }
-                if spins < W::SPIN_LIMIT {
-                    for _ in 0..1u32 << spins.min(7) {
+                if spins < limit {
+                    for _ in 0..SPIN_PAUSES {
                         W::spin_hint();
                     }
                     spins += 1;
                     cur = w.load(Acquire);
                     continue;
                 }
+                slept = true;
                 if !self.nap(cur, &mut slice, &mut deadline) {
                     return self.give_up(gen, index);
                 }

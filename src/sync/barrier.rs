@@ -8,7 +8,7 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::raw::barrier::{Broken, RawBarrier, MAX_PARTIES};
+use crate::raw::barrier::{Broken, RawBarrier, MAX_PARTIES, SPIN_START};
 use crate::raw::{Deadline, Liveness};
 use crate::shared::SharedObject;
 use crate::shm::object::{ElemDesc, Kind, LockMode, Object, Shape};
@@ -46,14 +46,16 @@ use crate::sys;
 /// thread in the page before it is counted, and waiters probe the recorded
 /// parties (their per-thread liveness locks on the segment file, the
 /// fallback mechanism of the lock) each time they wake, sleeping at most
-/// 50 ms at a time (1 ms doubling to 50 ms). A party killed anywhere in
+/// 50 ms at a time (10 ms doubling to 50 ms). A party killed anywhere in
 /// `wait`, or after a round it passed and before its next arrival, is
 /// found dead within about 50 ms of a waiter's slice and breaks the
 /// round. The cost: while waiting, each waiter wakes at most every 50 ms
 /// and asks the kernel about each recorded party (up to `2 × parties`
 /// records, a few system calls each); the first arrival of a thread on a
 /// barrier takes its liveness lock (`fcntl`), later ones make no system
-/// call beyond the sleeps and the round's wake.
+/// call beyond the sleeps and the round's wake. Before sleeping, a waiter
+/// spins for a while that adapts to how long it last had to wait (longer
+/// while the others arrive within it, none while they do not).
 ///
 /// What counts as a party for this check: a thread that took part in the
 /// last round (completed, not reset) is expected in the current one, so a
@@ -92,6 +94,9 @@ pub struct Barrier {
     word: *const AtomicU32,
     records: *const AtomicU32,
     parties: u32,
+    /// The adaptive spinning budget of the handle and its clones
+    /// (process-private: `RawBarrier::wait_spinning`).
+    spin: Arc<AtomicU32>,
 }
 
 // SAFETY: `word` and `records` point at atomics in a shared mapping that
@@ -214,6 +219,7 @@ impl SharedObject for Barrier {
             word: word.cast(),
             records: records.cast(),
             parties: parties as u32,
+            spin: Arc::new(AtomicU32::new(SPIN_START)),
         })
     }
 
@@ -260,7 +266,10 @@ impl Barrier {
         // The liveness byte is held before the record names this thread.
         self.seg.liveness.ensure(self.seg.fd(), me.get());
         let mut probe = Parties(&self.seg);
-        match self.raw().wait(me, deadline, Some(&mut probe)) {
+        match self
+            .raw()
+            .wait_spinning(me, deadline, Some(&mut probe), Some(&self.spin))
+        {
             Ok(i) => Ok(BarrierWaitResult {
                 index: i as usize,
                 leader: i + 1 == self.parties,

@@ -279,8 +279,14 @@ fn a_dead_waiting_party_breaks_the_round() {
         asked: vec![],
     };
     let mut dog = watchdog();
-    assert_eq!(h.b().wait(id(5), Some(&mut dog), Some(&mut live)), Err(Broken));
-    assert!(ended_by_itself(&dog), "broken by the probe, not the deadline");
+    assert_eq!(
+        h.b().wait(id(5), Some(&mut dog), Some(&mut live)),
+        Err(Broken)
+    );
+    assert!(
+        ended_by_itself(&dog),
+        "broken by the probe, not the deadline"
+    );
     assert!(live.asked.contains(&77));
     assert!(!live.asked.contains(&5), "never probes itself");
     assert!(h.b().is_broken());
@@ -299,8 +305,14 @@ fn a_dead_party_of_the_last_round_breaks_the_next() {
         asked: vec![],
     };
     let mut dog = watchdog();
-    assert_eq!(h.b().wait(id(5), Some(&mut dog), Some(&mut live)), Err(Broken));
-    assert!(ended_by_itself(&dog), "broken by the probe, not the deadline");
+    assert_eq!(
+        h.b().wait(id(5), Some(&mut dog), Some(&mut live)),
+        Err(Broken)
+    );
+    assert!(
+        ended_by_itself(&dog),
+        "broken by the probe, not the deadline"
+    );
     assert!(h.b().is_broken());
     // After a reset, the last round's parties are not expected: a waiter
     // is not broken by 77 (its deadline ends its wait).
@@ -329,8 +341,14 @@ fn a_party_dead_between_claim_and_count_breaks_the_round() {
         asked: vec![],
     };
     let mut dog = watchdog();
-    assert_eq!(h.b().wait(id(5), Some(&mut dog), Some(&mut live)), Err(Broken));
-    assert!(ended_by_itself(&dog), "broken by the probe, not the deadline");
+    assert_eq!(
+        h.b().wait(id(5), Some(&mut dog), Some(&mut live)),
+        Err(Broken)
+    );
+    assert!(
+        ended_by_itself(&dog),
+        "broken by the probe, not the deadline"
+    );
 }
 
 #[test]
@@ -443,4 +461,28 @@ fn scribbled_words_and_records_never_hang_or_panic() {
         assert!(!h.b().is_broken());
         assert!(h.b().n_waiting() < 3);
     }
+}
+
+#[test]
+fn the_spinning_hint_halves_when_the_waiter_sleeps() {
+    use crate::raw::barrier::SPIN_START;
+    let h = Heap::<Spy>::new(2);
+    let hint = Arc::new(AtomicU32::new(SPIN_START));
+    let (h2, hint2) = (h.clone(), hint.clone());
+    let t = thread::spawn(move || h2.b().wait_spinning(id(1), None, None, Some(&hint2)));
+    until_waiting(&h, 1, 1);
+    assert_eq!(h.b().wait(id(2), None, None), Ok(1));
+    assert_eq!(join_watched(t), Ok(0));
+    assert_eq!(
+        hint.load(Relaxed),
+        (1 << 16) | (SPIN_START / 2),
+        "halved, one sleep counted"
+    );
+    // Any hint is valid: a huge one is capped.
+    hint.store(u32::MAX, Relaxed);
+    let (h2, hint2) = (h.clone(), hint.clone());
+    let t = thread::spawn(move || h2.b().wait_spinning(id(1), None, None, Some(&hint2)));
+    until_waiting(&h, 1, 2);
+    assert_eq!(h.b().wait(id(2), None, None), Ok(1));
+    assert_eq!(join_watched(t), Ok(0));
 }

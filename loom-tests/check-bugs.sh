@@ -10,7 +10,7 @@
 # Two kinds of bugs (README.md, "Seeded bugs"):
 # - `bug-*` features of this crate: the models' word misbehaves (the
 #   production code is untouched). Checked against the lock models (and
-#   the event's, on the same futex stand-in), and
+#   the event's and the barrier's, on the same futex stand-in), and
 #   those that concern the atomic cells' words too against atomic_ops.
 # - logic bugs of the atomic cells, compiled into src/raw/rmw.rs with
 #   `--cfg shmsync_atomic_bug="NAME"` (a rebuild of every dependency each,
@@ -26,10 +26,11 @@ BASE_FLAGS="--cfg loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 export RUST_BACKTRACE=0
 
-LOCK_MODELS=(mutex recursion timed wakeup owner_death event)
+LOCK_MODELS=(mutex recursion timed wakeup owner_death event barrier)
 FEATURE_BUGS=(lost-wake weak-release weak-acquire split-cas no-waiters-bit
               acquire-drops-waiters no-owner-died-bit keeps-owner-died
-              liveness-relaxed event-no-generation)
+              liveness-relaxed event-no-generation barrier-keeps-count
+              barrier-drops-broken)
 CFG_BUGS=(stale_new no_retry bool_bytes)
 
 # The model files a bug is checked against.
@@ -38,6 +39,7 @@ models_of() {
         weak-release | weak-acquire | split-cas) echo "${LOCK_MODELS[*]} atomic_ops" ;;
         stale_new | no_retry | bool_bytes) echo atomic_ops ;;
         event-no-generation) echo event ;;
+        barrier-keeps-count | barrier-drops-broken) echo barrier ;;
         *) echo "${LOCK_MODELS[*]}" ;;
     esac
 }

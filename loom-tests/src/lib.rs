@@ -55,6 +55,8 @@
 //! | `bug-no-owner-died-bit`     | the `OWNER_DIED` bit is stripped from every CAS's new value         |
 //! | `bug-keeps-owner-died`      | a CAS that writes an owner keeps the `OWNER_DIED` bit it replaces   |
 //! | `bug-event-no-generation`   | a CAS that raises an event's flag (bit 0) keeps the generation (bits 2–31) instead of advancing it |
+//! | `bug-barrier-keeps-count`   | a CAS that moves a barrier word to its next round (bits 18–31) with count 0 keeps the count it replaces (bits 0–11) |
+//! | `bug-barrier-drops-broken`  | a CAS that sets a barrier word's `BROKEN` (bit 13) leaves it clear |
 //! | `bug-liveness-relaxed`      | [`DeadTable`] reads the death flag `Relaxed` instead of `Acquire`   |
 
 use core::marker::PhantomData;
@@ -300,6 +302,35 @@ impl Bug for EventNoGeneration {
     }
 }
 
+/// `bug-barrier-keeps-count`: a barrier's next round starts with the
+/// count of the one before, so a fast party completes it alone.
+#[derive(Debug)]
+pub struct BarrierKeepsCount;
+impl Bug for BarrierKeepsCount {
+    fn cas_new(current: u32, new: u32) -> u32 {
+        use raw::barrier::{COUNT_MASK, GEN_MASK};
+        if (current ^ new) & GEN_MASK != 0 && new & COUNT_MASK == 0 {
+            new | (current & COUNT_MASK)
+        } else {
+            new
+        }
+    }
+}
+
+/// `bug-barrier-drops-broken`: breaking a barrier does not stick.
+#[derive(Debug)]
+pub struct BarrierDropsBroken;
+impl Bug for BarrierDropsBroken {
+    fn cas_new(current: u32, new: u32) -> u32 {
+        use raw::barrier::BROKEN;
+        if current & BROKEN == 0 && new & BROKEN != 0 {
+            new & !BROKEN
+        } else {
+            new
+        }
+    }
+}
+
 thread_local! {
     /// Failed exchanges of any [`Loom`] word on this test's thread (loom
     /// runs a model's threads as coroutines of the test thread):
@@ -524,7 +555,9 @@ const WORD_BUGS: usize = cfg!(feature = "bug-lost-wake") as usize
     + cfg!(feature = "bug-acquire-drops-waiters") as usize
     + cfg!(feature = "bug-no-owner-died-bit") as usize
     + cfg!(feature = "bug-keeps-owner-died") as usize
-    + cfg!(feature = "bug-event-no-generation") as usize;
+    + cfg!(feature = "bug-event-no-generation") as usize
+    + cfg!(feature = "bug-barrier-keeps-count") as usize
+    + cfg!(feature = "bug-barrier-drops-broken") as usize;
 // The count is a constant that is usually 0, which clippy finds absurd.
 #[allow(clippy::absurd_extreme_comparisons)]
 const _: () = assert!(WORD_BUGS <= 1, "enable at most one word bug-* feature");
@@ -557,8 +590,16 @@ pub type ActiveBug = KeepsOwnerDied;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-event-no-generation")]
 pub type ActiveBug = EventNoGeneration;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-barrier-keeps-count")]
+pub type ActiveBug = BarrierKeepsCount;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-barrier-drops-broken")]
+pub type ActiveBug = BarrierDropsBroken;
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
 #[cfg(not(any(
+    feature = "bug-barrier-keeps-count",
+    feature = "bug-barrier-drops-broken",
     feature = "bug-event-no-generation",
     feature = "bug-lost-wake",
     feature = "bug-weak-release",

@@ -32,6 +32,7 @@ use std::thread;
 
 use super::*;
 
+mod barrier;
 mod event;
 
 fn id(n: u32) -> NonZeroU32 {

@@ -47,11 +47,12 @@ pub enum Kind {
     AtomicArray = 8,
     /// [`Event`](crate::Event) (9).
     Event = 9,
+    Barrier = 13,
 }
 
 impl Kind {
     /// Every kind, to read the header's number back.
-    const ALL: [Kind; 9] = [
+    const ALL: [Kind; 10] = [
         Kind::Value,
         Kind::RawValue,
         Kind::Array,
@@ -61,6 +62,7 @@ impl Kind {
         Kind::AtomicValue,
         Kind::AtomicArray,
         Kind::Event,
+        Kind::Barrier,
     ];
 
     /// The kind with header number `v`, if this build knows it.

@@ -11,11 +11,13 @@
 //! benches) only: it is hidden from the documentation and **not** covered
 //! by semver. Use [`crate::Lock`] and [`crate::RLock`].
 
+pub mod condvar;
 pub mod event;
 pub mod mutex;
 pub mod rmw;
 pub mod word;
 
+pub use condvar::RawCondvar;
 pub use event::RawEvent;
 pub use mutex::{
     Acquired, Holds, RawMutex, Refused, NOT_RECOVERABLE, OWNER_DIED, TID_MASK, WAITERS,

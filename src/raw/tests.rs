@@ -32,6 +32,7 @@ use std::thread;
 
 use super::*;
 
+mod condvar;
 mod event;
 
 fn id(n: u32) -> NonZeroU32 {

@@ -147,7 +147,10 @@ pub use atomic::{
 pub use bytemuck;
 pub use error::{Error, Result};
 pub use shm::segment::SharedMemory;
-pub use sync::{Event, Lock, LockError, LockGuard, RLock, RLockGuard, TryLockError};
+pub use sync::{
+    Condition, ConditionLock, Event, Lock, LockError, LockGuard, RLock, RLockGuard, TryLockError,
+    WaitTimeoutLockResult, WaitTimeoutResult,
+};
 pub use sys::robust::Robustness;
 pub use typed::{
     Array, ArrayGuard, CChar, CLong, CULong, Element, RawArray, RawValue, Value, ValueGuard, WChar,

@@ -1,10 +1,13 @@
-//! Locks: [`Lock`] and [`RLock`], their guards and errors; [`Event`].
+//! Locks: [`Lock`] and [`RLock`], their guards and errors; [`Event`];
+//! [`Condition`].
 
+mod condition;
 mod deadline;
 mod event;
 mod lock;
 mod lock_result;
 
+pub use condition::{Condition, ConditionLock, WaitTimeoutLockResult, WaitTimeoutResult};
 pub use event::Event;
 pub(crate) use lock::{HasLock, HeldLock, LockHandle};
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};

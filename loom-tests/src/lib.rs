@@ -56,6 +56,8 @@
 //! | `bug-keeps-owner-died`      | a CAS that writes an owner keeps the `OWNER_DIED` bit it replaces   |
 //! | `bug-event-no-generation`   | a CAS that raises an event's flag (bit 0) keeps the generation (bits 2–31) instead of advancing it |
 //! | `bug-liveness-relaxed`      | [`DeadTable`] reads the death flag `Relaxed` instead of `Acquire`   |
+//! | `bug-cond-no-advance`       | a `fetch_add` adds nothing (a condition's sequence never moves)    |
+//! | `bug-cond-no-register`      | a CAS that adds one to a word writes the old value (a condition's waiter count never rises; models use owner ids ≥ 10 so that no lock CAS is a `+ 1`) |
 
 use core::marker::PhantomData;
 use core::num::NonZeroU32;
@@ -183,6 +185,8 @@ pub trait Bug {
     const WAKES: bool = true;
     /// Whether a CAS is split into a load and a store (not atomic).
     const SPLIT_CAS: bool = false;
+    /// Whether `fetch_add` adds (`false`: it adds zero).
+    const ADDS: bool = true;
 }
 
 /// No bug: the words behave exactly as loom's atomics.
@@ -243,6 +247,28 @@ pub struct NoWaitersBit;
 impl Bug for NoWaitersBit {
     fn cas_new(_current: u32, new: u32) -> u32 {
         new & !raw::WAITERS
+    }
+}
+
+/// `bug-cond-no-advance`: `notify` does not move the sequence, so a
+/// woken waiter goes back to sleep.
+#[derive(Debug)]
+pub struct CondNoAdvance;
+impl Bug for CondNoAdvance {
+    const ADDS: bool = false;
+}
+
+/// `bug-cond-no-register`: a waiter's `waiters + 1` is lost, so `notify`
+/// believes nobody waits.
+#[derive(Debug)]
+pub struct CondNoRegister;
+impl Bug for CondNoRegister {
+    fn cas_new(current: u32, new: u32) -> u32 {
+        if new == current.wrapping_add(1) {
+            current
+        } else {
+            new
+        }
     }
 }
 
@@ -449,6 +475,7 @@ macro_rules! loom_word {
                 })
             }
             fn fetch_add(&self, v: $int, o: Ordering) -> $int {
+                let v = if ActiveBug::ADDS { v } else { 0 };
                 self.0.fetch_add(v, ActiveBug::write_order(o))
             }
             fn fetch_sub(&self, v: $int, o: Ordering) -> $int {
@@ -524,7 +551,9 @@ const WORD_BUGS: usize = cfg!(feature = "bug-lost-wake") as usize
     + cfg!(feature = "bug-acquire-drops-waiters") as usize
     + cfg!(feature = "bug-no-owner-died-bit") as usize
     + cfg!(feature = "bug-keeps-owner-died") as usize
-    + cfg!(feature = "bug-event-no-generation") as usize;
+    + cfg!(feature = "bug-event-no-generation") as usize
+    + cfg!(feature = "bug-cond-no-advance") as usize
+    + cfg!(feature = "bug-cond-no-register") as usize;
 // The count is a constant that is usually 0, which clippy finds absurd.
 #[allow(clippy::absurd_extreme_comparisons)]
 const _: () = assert!(WORD_BUGS <= 1, "enable at most one word bug-* feature");
@@ -557,8 +586,16 @@ pub type ActiveBug = KeepsOwnerDied;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-event-no-generation")]
 pub type ActiveBug = EventNoGeneration;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-cond-no-advance")]
+pub type ActiveBug = CondNoAdvance;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-cond-no-register")]
+pub type ActiveBug = CondNoRegister;
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
 #[cfg(not(any(
+    feature = "bug-cond-no-advance",
+    feature = "bug-cond-no-register",
     feature = "bug-event-no-generation",
     feature = "bug-lost-wake",
     feature = "bug-weak-release",

@@ -50,6 +50,9 @@ models_of() {
 # acquires in declined_fetch_update_acquires.
 MUST_FAIL_weak_release='^atomic_ops::cell_'
 MUST_FAIL_weak_acquire='^atomic_ops::(cell_|declined_fetch_update_acquires$)'
+# The condition's own bugs strand a waiter in every condition model.
+MUST_FAIL_cond_no_advance='^condition::'
+MUST_FAIL_cond_no_register='^condition::'
 
 # The first panic message of each failed test in a libtest run's output,
 # as "name<TAB>message" (message on one line).

@@ -263,6 +263,44 @@ fn a_waiter_killed_in_wait_never_blocks_notify() {
     drop((c, lock, flag));
 }
 
+/// A notifier killed between advancing the sequence and waking the
+/// sleepers, played by writing the sequence through the file (a peer's
+/// write: no wake): the waiter still returns (its sliced sleep re-reads
+/// the word).
+#[test]
+fn a_notifier_killed_before_its_wake_never_strands_the_waiter() {
+    let test = "a_notifier_killed_before_its_wake_never_strands_the_waiter";
+    if run_child(test, |_| {
+        let c = Condition::<RLock>::open(&arg("c")).unwrap();
+        let flag = AtomicValue::<u32>::open(&arg("flag")).unwrap();
+        let g = c.lock().unwrap();
+        tell("waiting");
+        drop(c.wait_while(g, |_| flag.load(Relaxed) == 0).unwrap());
+    }) {
+        return;
+    }
+    let (cn, fnm) = (ShmName::new("cv_nk"), ShmName::new("cv_nk"));
+    let c = Condition::<RLock>::create(&cn).unwrap();
+    let flag = AtomicValue::<u32>::create(&fnm, 0).unwrap();
+    let mut w = spawn(test, "waiter")
+        .arg("c", &*cn)
+        .arg("flag", &*fnm)
+        .start();
+    w.expect("waiting");
+    until_waiters(&cn, D_OWN, 1);
+    // Let it reach its longest slices.
+    std::thread::sleep(Duration::from_millis(150));
+    let g = c.lock().unwrap();
+    flag.store(1, Relaxed);
+    let seq = word(&cn, D_OWN);
+    common::shm_file(&cn)
+        .write_all_at(&seq.wrapping_add(1).to_ne_bytes(), D_OWN)
+        .unwrap();
+    drop(g);
+    w.wait();
+    drop((c, flag));
+}
+
 // ---------------------------------------------------------------------------
 // A lock owner killed while others wait (both modes)
 // ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@
 //! ```
 #![no_main]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -36,14 +36,12 @@ struct FakeWord {
     v: AtomicU32,
     waits: Cell<u32>,
     /// The `n` of every `wake_n` / `wake_one` (1) / `wake_all` (`u32::MAX`).
-    wakes: Cell<Vec<u32>>,
+    wakes: RefCell<Vec<u32>>,
 }
 
 impl FakeWord {
     fn wake(&self, n: u32) {
-        let mut w = self.wakes.take();
-        w.push(n);
-        self.wakes.set(w);
+        self.wakes.borrow_mut().push(n);
     }
 
     fn take_wakes(&self) -> Vec<u32> {
@@ -58,7 +56,7 @@ impl FutexWord for FakeWord {
         FakeWord {
             v: AtomicU32::new(v),
             waits: Cell::new(0),
-            wakes: Cell::new(Vec::new()),
+            wakes: RefCell::new(Vec::new()),
         }
     }
 

@@ -26,11 +26,11 @@ BASE_FLAGS="--cfg loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 export RUST_BACKTRACE=0
 
-LOCK_MODELS=(mutex recursion timed wakeup owner_death event barrier)
+LOCK_MODELS=(mutex recursion timed wakeup owner_death event barrier condition)
 FEATURE_BUGS=(lost-wake weak-release weak-acquire split-cas no-waiters-bit
               acquire-drops-waiters no-owner-died-bit keeps-owner-died
               liveness-relaxed event-no-generation barrier-keeps-count
-              barrier-drops-broken)
+              barrier-drops-broken cond-no-advance cond-no-register)
 CFG_BUGS=(stale_new no_retry bool_bytes)
 
 # The model files a bug is checked against.
@@ -40,6 +40,7 @@ models_of() {
         stale_new | no_retry | bool_bytes) echo atomic_ops ;;
         event-no-generation) echo event ;;
         barrier-keeps-count | barrier-drops-broken) echo barrier ;;
+        cond-no-advance | cond-no-register) echo condition ;;
         *) echo "${LOCK_MODELS[*]}" ;;
     esac
 }
@@ -51,6 +52,9 @@ models_of() {
 # acquires in declined_fetch_update_acquires.
 MUST_FAIL_weak_release='^atomic_ops::cell_'
 MUST_FAIL_weak_acquire='^atomic_ops::(cell_|declined_fetch_update_acquires$)'
+# The condition's own bugs strand a waiter in every condition model.
+MUST_FAIL_cond_no_advance='^condition::'
+MUST_FAIL_cond_no_register='^condition::'
 
 # The first panic message of each failed test in a libtest run's output,
 # as "name<TAB>message" (message on one line).

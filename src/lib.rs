@@ -2,7 +2,7 @@
 //!
 //! shmsync gives Rust the API of Python's `multiprocessing` shared objects
 //! — [`Value`], [`RawValue`], [`Array`], [`RawArray`], [`Lock`], [`RLock`],
-//! [`Event`], [`Barrier`] and raw [`SharedMemory`] — plus a lock-free mode ([`AtomicValue`],
+//! [`Event`], [`Condition`], [`Barrier`] and raw [`SharedMemory`] — plus a lock-free mode ([`AtomicValue`],
 //! [`AtomicArray`]), without Python's weak points:
 //!
 //! - the locks are futex mutexes **inside the mapped page**: no semaphore,
@@ -149,8 +149,8 @@ pub use bytemuck;
 pub use error::{Error, Result};
 pub use shm::segment::SharedMemory;
 pub use sync::{
-    Barrier, BarrierError, BarrierWaitResult, Event, Lock, LockError, LockGuard, RLock, RLockGuard,
-    TryLockError,
+    Barrier, BarrierError, BarrierWaitResult, Condition, ConditionLock, Event, Lock, LockError,
+    LockGuard, RLock, RLockGuard, TryLockError, WaitTimeoutLockResult, WaitTimeoutResult,
 };
 pub use sys::robust::Robustness;
 pub use typed::{

@@ -58,6 +58,8 @@
 //! | `bug-barrier-keeps-count`   | a CAS that moves a barrier word to its next round (bits 18–31) with count 0 keeps the count it replaces (bits 0–11) |
 //! | `bug-barrier-drops-broken`  | a CAS that sets a barrier word's `BROKEN` (bit 13) leaves it clear |
 //! | `bug-liveness-relaxed`      | [`DeadTable`] reads the death flag `Relaxed` instead of `Acquire`   |
+//! | `bug-cond-no-advance`       | a `fetch_add` adds nothing (a condition's sequence never moves)    |
+//! | `bug-cond-no-register`      | a CAS that adds one to a word writes the old value (a condition's waiter count never rises; models use owner ids ≥ 10 so that no lock CAS is a `+ 1`) |
 
 use core::marker::PhantomData;
 use core::num::NonZeroU32;
@@ -185,6 +187,8 @@ pub trait Bug {
     const WAKES: bool = true;
     /// Whether a CAS is split into a load and a store (not atomic).
     const SPLIT_CAS: bool = false;
+    /// Whether `fetch_add` adds (`false`: it adds zero).
+    const ADDS: bool = true;
 }
 
 /// No bug: the words behave exactly as loom's atomics.
@@ -245,6 +249,28 @@ pub struct NoWaitersBit;
 impl Bug for NoWaitersBit {
     fn cas_new(_current: u32, new: u32) -> u32 {
         new & !raw::WAITERS
+    }
+}
+
+/// `bug-cond-no-advance`: `notify` does not move the sequence, so a
+/// woken waiter goes back to sleep.
+#[derive(Debug)]
+pub struct CondNoAdvance;
+impl Bug for CondNoAdvance {
+    const ADDS: bool = false;
+}
+
+/// `bug-cond-no-register`: a waiter's `waiters + 1` is lost, so `notify`
+/// believes nobody waits.
+#[derive(Debug)]
+pub struct CondNoRegister;
+impl Bug for CondNoRegister {
+    fn cas_new(current: u32, new: u32) -> u32 {
+        if new == current.wrapping_add(1) {
+            current
+        } else {
+            new
+        }
     }
 }
 
@@ -480,6 +506,7 @@ macro_rules! loom_word {
                 })
             }
             fn fetch_add(&self, v: $int, o: Ordering) -> $int {
+                let v = if ActiveBug::ADDS { v } else { 0 };
                 self.0.fetch_add(v, ActiveBug::write_order(o))
             }
             fn fetch_sub(&self, v: $int, o: Ordering) -> $int {
@@ -557,7 +584,9 @@ const WORD_BUGS: usize = cfg!(feature = "bug-lost-wake") as usize
     + cfg!(feature = "bug-keeps-owner-died") as usize
     + cfg!(feature = "bug-event-no-generation") as usize
     + cfg!(feature = "bug-barrier-keeps-count") as usize
-    + cfg!(feature = "bug-barrier-drops-broken") as usize;
+    + cfg!(feature = "bug-barrier-drops-broken") as usize
+    + cfg!(feature = "bug-cond-no-advance") as usize
+    + cfg!(feature = "bug-cond-no-register") as usize;
 // The count is a constant that is usually 0, which clippy finds absurd.
 #[allow(clippy::absurd_extreme_comparisons)]
 const _: () = assert!(WORD_BUGS <= 1, "enable at most one word bug-* feature");
@@ -597,9 +626,17 @@ pub type ActiveBug = BarrierKeepsCount;
 #[cfg(feature = "bug-barrier-drops-broken")]
 pub type ActiveBug = BarrierDropsBroken;
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
+#[cfg(feature = "bug-cond-no-advance")]
+pub type ActiveBug = CondNoAdvance;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-cond-no-register")]
+pub type ActiveBug = CondNoRegister;
+/// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
 #[cfg(not(any(
     feature = "bug-barrier-keeps-count",
     feature = "bug-barrier-drops-broken",
+    feature = "bug-cond-no-advance",
+    feature = "bug-cond-no-register",
     feature = "bug-event-no-generation",
     feature = "bug-lost-wake",
     feature = "bug-weak-release",

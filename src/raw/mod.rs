@@ -12,12 +12,14 @@
 //! by semver. Use [`crate::Lock`] and [`crate::RLock`].
 
 pub mod barrier;
+pub mod condvar;
 pub mod event;
 pub mod mutex;
 pub mod rmw;
 pub mod word;
 
 pub use barrier::RawBarrier;
+pub use condvar::RawCondvar;
 pub use event::RawEvent;
 pub use mutex::{
     Acquired, Holds, RawMutex, Refused, NOT_RECOVERABLE, OWNER_DIED, TID_MASK, WAITERS,

@@ -33,6 +33,7 @@ use std::thread;
 use super::*;
 
 mod barrier;
+mod condvar;
 mod event;
 
 fn id(n: u32) -> NonZeroU32 {

@@ -98,6 +98,17 @@ pub trait FutexWord {
     fn wake_one(&self);
     /// Wakes every thread blocked in [`FutexWord::wait`].
     fn wake_all(&self);
+    /// Wakes at least `n` threads blocked in [`FutexWord::wait`] (fewer if
+    /// fewer sleep; `n = 0`: none). The provided method wakes one for
+    /// `n = 1` and everyone for more (waking more than asked is allowed:
+    /// callers re-check); the production word wakes exactly `n`.
+    fn wake_n(&self, n: u32) {
+        match n {
+            0 => {}
+            1 => self.wake_one(),
+            _ => self.wake_all(),
+        }
+    }
     /// How many times a locker re-reads a busy word before it sleeps. The
     /// `k`-th re-read is preceded by `2^min(k, 7)` calls of
     /// [`FutexWord::spin_hint`] (exponential backoff: polling the word

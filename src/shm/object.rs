@@ -47,12 +47,15 @@ pub enum Kind {
     AtomicArray = 8,
     /// [`Event`](crate::Event) (9).
     Event = 9,
+    /// [`Condition`](crate::Condition) (12).
+    Condition = 12,
+    /// [`Barrier`](crate::Barrier) (13).
     Barrier = 13,
 }
 
 impl Kind {
     /// Every kind, to read the header's number back.
-    const ALL: [Kind; 10] = [
+    const ALL: [Kind; 11] = [
         Kind::Value,
         Kind::RawValue,
         Kind::Array,
@@ -62,6 +65,7 @@ impl Kind {
         Kind::AtomicValue,
         Kind::AtomicArray,
         Kind::Event,
+        Kind::Condition,
         Kind::Barrier,
     ];
 
@@ -94,6 +98,8 @@ impl Kind {
             Kind::AtomicValue => "AtomicValue",
             Kind::AtomicArray => "AtomicArray",
             Kind::Event => "Event",
+            Kind::Condition => "Condition",
+            Kind::Barrier => "Barrier",
         }
     }
 }

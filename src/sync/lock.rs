@@ -472,6 +472,99 @@ impl<'a, O: HasLock> HeldLock<'a, O> {
     }
 }
 
+/// Every hold of a lock that the current thread gave up to wait on a
+/// condition ([`HeldLock::suspend`]), to be taken back by
+/// [`Suspended::resume`]: Python's `_release_save` / `_acquire_restore`.
+/// Process-private (the count comes from the thread's own records), and
+/// `!Send` as the hold was.
+pub(crate) struct Suspended<'a> {
+    obj: &'a LockHandle,
+    holds: u32,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> HeldLock<'a> {
+    /// Releases every hold the current thread has of this lock (all the
+    /// levels of a recursive lock, not only this guard's), so that other
+    /// threads can take it; [`Suspended::resume`] takes them all back.
+    ///
+    /// # Errors
+    /// The hold itself, unchanged, if some of the thread's holds are
+    /// through another mapping of the same lock file (the lock opened
+    /// twice by name and held through both handles): those cannot be
+    /// released through this handle, so the lock would stay held.
+    pub(crate) fn suspend(self) -> core::result::Result<Suspended<'a>, Self> {
+        let h = self.obj;
+        let me = sys::thread::tid();
+        let head = robust::head();
+        let mut released = 0u32;
+        loop {
+            let before = robust::holds_of(&h.key);
+            if before == 0 {
+                break;
+            }
+            h.release(me, head);
+            if robust::holds_of(&h.key) >= before {
+                // Not held through this handle's node.
+                break;
+            }
+            released += 1;
+        }
+        if robust::holds_of(&h.key) > 0 {
+            // Take back what went: the thread still holds the lock, so
+            // these are recursive holds that cannot block (and cannot
+            // fail: the thread held that many a moment ago).
+            for _ in 0..released {
+                let _ = h.acquire_raw(me, head, true, None);
+            }
+            return Err(self);
+        }
+        // The holds are gone (and this one's release is done): no drop.
+        core::mem::forget(self);
+        Ok(Suspended {
+            obj: h,
+            // A hold the thread has no record of (a parent's guard copied
+            // into a forked child) released nothing; the guard given back
+            // will be a real hold.
+            holds: released.max(1),
+            _not_send: PhantomData,
+        })
+    }
+}
+
+impl<'a> Suspended<'a> {
+    /// Takes the lock back, blocking, with as many holds as
+    /// [`HeldLock::suspend`] released (one guard stands for all of them
+    /// again, as before).
+    ///
+    /// # Errors
+    /// As for a blocking lock: [`LockError::OwnerDied`] (with the hold) if
+    /// an owner died holding it meanwhile, [`LockError::NotRecoverable`].
+    pub(crate) fn resume(self) -> core::result::Result<HeldLock<'a>, LockError<HeldLock<'a>>> {
+        let h = self.obj;
+        let me = sys::thread::tid();
+        let head = robust::head();
+        let died = match h.acquire_raw(me, head, true, None) {
+            Ok(Acquired::OwnerDied) => true,
+            Ok(Acquired::Locked | Acquired::Recursive) => false,
+            Err(r) => return Err(refused(r)),
+        };
+        for _ in 1..self.holds {
+            // Recursive holds of a lock the thread now holds: no blocking,
+            // and no failure (the thread held that many before).
+            if h.acquire_raw(me, head, true, None).is_err() {
+                break;
+            }
+        }
+        let held = HeldLock::new(h);
+        if died {
+            Err(LockError::OwnerDied(held))
+        } else {
+            Ok(held)
+        }
+    }
+}
+
 /// An untimed acquire that failed.
 #[cold]
 fn refused<G>(r: Refused) -> LockError<G> {
@@ -618,6 +711,64 @@ macro_rules! lock_type {
                 f.debug_struct(stringify!($guard)).finish_non_exhaustive()
             }
         }
+
+        impl<'a> $guard<'a> {
+            /// The hold itself (to give it up and take it back: a
+            /// condition's wait).
+            pub(crate) fn into_held(self) -> HeldLock<'a> {
+                self.held
+            }
+
+            /// A guard of a hold taken through `self`'s kind of lock.
+            pub(crate) fn from_held(held: HeldLock<'a>) -> Self {
+                $guard { held }
+            }
+        }
+
+        impl $name {
+            /// Opens the lock object `name` if its identity is `id`.
+            fn open_slot_of(name: &str, id: u64) -> Result<$name> {
+                let lock = $name::open_object(name)?;
+                if lock.h.id != id {
+                    return Err(Error::LockMismatch);
+                }
+                Ok(lock)
+            }
+
+            /// The lock of a validated object that `shares_lock`: its own
+            /// slot, the separate lock object it records (re-opened by
+            /// name), or `given`, checked against the recorded identity.
+            pub(crate) fn protecting(obj: &Object, given: Option<&$name>) -> Result<$name> {
+                match (obj.layout.lock, &obj.layout.lock_ref, given) {
+                    (LockMode::Own, _, None) => Ok($name {
+                        h: LockHandle::wrap(obj, $recursive),
+                    }),
+                    (LockMode::External, Some(r), Some(l)) if l.h.id == r.id => Ok(l.clone()),
+                    (LockMode::External, Some(r), None) => match &r.name {
+                        Some(n) => $name::open_slot_of(n, r.id),
+                        None => Err(Error::LockMismatch),
+                    },
+                    _ => Err(Error::LockMismatch),
+                }
+            }
+
+            /// This lock as another object records it; an object with a
+            /// name (`named`) may only depend on a named lock object, which
+            /// its `open` can re-open.
+            pub(crate) fn lock_ref(&self, named: bool) -> Result<LockRef> {
+                let h = &self.h;
+                if named && (h.name().is_none() || !h.is_lock_object()) {
+                    return Err(Error::InvalidArgument(concat!(
+                        "a named object's separate lock must be a named ",
+                        stringify!($name)
+                    )));
+                }
+                Ok(LockRef {
+                    id: h.id,
+                    name: h.name().map(str::to_owned),
+                })
+            }
+        }
     };
 }
 
@@ -668,47 +819,5 @@ lock_type! {
 impl RLock {
     pub(crate) fn handle(&self) -> &LockHandle {
         &self.h
-    }
-
-    /// Opens the `RLock` object `name` if its identity is `id`.
-    fn open_slot_of(name: &str, id: u64) -> Result<RLock> {
-        let lock = RLock::open_object(name)?;
-        if lock.h.id != id {
-            return Err(Error::LockMismatch);
-        }
-        Ok(lock)
-    }
-
-    /// The lock of a validated object that `shares_lock`: its own slot,
-    /// the separate lock object it records (re-opened by name), or
-    /// `given`, checked against the recorded identity.
-    pub(crate) fn protecting(obj: &Object, given: Option<&RLock>) -> Result<RLock> {
-        match (obj.layout.lock, &obj.layout.lock_ref, given) {
-            (LockMode::Own, _, None) => Ok(RLock {
-                h: LockHandle::wrap(obj, true),
-            }),
-            (LockMode::External, Some(r), Some(l)) if l.h.id == r.id => Ok(l.clone()),
-            (LockMode::External, Some(r), None) => match &r.name {
-                Some(n) => RLock::open_slot_of(n, r.id),
-                None => Err(Error::LockMismatch),
-            },
-            _ => Err(Error::LockMismatch),
-        }
-    }
-
-    /// This lock as another object records it; an object with a name
-    /// (`named`) may only depend on a named `RLock` object, which its
-    /// `open` can re-open.
-    pub(crate) fn lock_ref(&self, named: bool) -> Result<LockRef> {
-        let h = &self.h;
-        if named && (h.name().is_none() || !h.is_lock_object()) {
-            return Err(Error::InvalidArgument(
-                "a named object's separate lock must be a named RLock",
-            ));
-        }
-        Ok(LockRef {
-            id: h.id,
-            name: h.name().map(str::to_owned),
-        })
     }
 }

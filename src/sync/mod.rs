@@ -1,13 +1,15 @@
 //! Locks: [`Lock`] and [`RLock`], their guards and errors; [`Event`];
-//! [`Barrier`].
+//! [`Condition`]; [`Barrier`].
 
 mod barrier;
+mod condition;
 mod deadline;
 mod event;
 mod lock;
 mod lock_result;
 
 pub use barrier::{Barrier, BarrierError, BarrierWaitResult};
+pub use condition::{Condition, ConditionLock, WaitTimeoutLockResult, WaitTimeoutResult};
 pub use event::Event;
 pub(crate) use lock::{HasLock, HeldLock, LockHandle};
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};

@@ -62,6 +62,15 @@ impl FutexWord for AtomicU32 {
     fn wake_all(&self) {
         wake(self, i32::MAX as u32);
     }
+
+    #[inline]
+    fn wake_n(&self, n: u32) {
+        // The kernel takes a signed count: anything above `i32::MAX` is
+        // everybody.
+        if n > 0 {
+            wake(self, n.min(i32::MAX as u32));
+        }
+    }
 }
 
 /// Shared `FUTEX_WAKE` of up to `n` waiters.

@@ -163,7 +163,7 @@ pub type WaitTimeoutLockResult<G> =
 /// a notifier** (it leaves the waiter count one too high, which costs
 /// later notifies a wake-up system call); and a notifier killed between
 /// advancing the condition's sequence and waking the sleepers does not
-/// strand them: waiters sleep in slices (1 ms doubling to 50 ms) and
+/// strand them: waiters sleep in slices of 50 ms and
 /// return once they see the sequence moved. So every waiter present at a
 /// notify returns within 50 ms of it, even those `notify(n)` did not
 /// wake, and a long wait costs a wake-up every 50 ms.

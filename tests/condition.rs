@@ -596,7 +596,7 @@ fn generic_over_both_locks() {
 // Random kills
 // ---------------------------------------------------------------------------
 
-const PING_ROUNDS: u64 = 300;
+const PING_ROUNDS: u64 = 2000;
 
 /// The roles of a random-kill trial: two `pinger`s hand a token back and
 /// forth through the condition with untimed `wait_while` (a lost wake-up
@@ -669,8 +669,9 @@ fn random_kill_trial(test: &str, rng: &mut Rng, mode: Mode) {
     };
     let victims: Vec<_> = (0..2).map(|i| start("victim", 10 + i)).collect();
     let pingers: Vec<_> = (0..2).map(|i| start("pinger", i)).collect();
+    // Killed while the pingers run (2 000 rounds take tens of ms).
     for v in victims {
-        std::thread::sleep(Duration::from_micros(rng.below(5_000)));
+        std::thread::sleep(Duration::from_micros(rng.below(10_000)));
         v.kill();
     }
     for p in pingers {

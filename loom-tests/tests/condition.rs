@@ -23,6 +23,7 @@
 //! | `bug-weak-release`, `bug-weak-acquire`, `bug-split-cas` | every test: `Causality violation: Concurrent read and write accesses.` (the lock no longer orders the protected data) |
 //! | `bug-no-waiters-bit` | every test: `Model exceeded maximum number of branches` (the lock's sleepers spin) |
 //! | `bug-acquire-drops-waiters` | `notify_all_two_waiters`: `deadlock` (two woken waiters contend for the lock and one is forgotten); the others pass |
+//! | `bug-no-owner-died-bit`, `bug-keeps-owner-died`, `bug-liveness-relaxed` | pass (no owner dies here) |
 //!
 //! Runtime (`LOOM_MAX_PREEMPTIONS=3`, `--release`): < 2 s in all
 //! (`notify_all_two_waiters`: ≈ 5 000 executions, `ping_pong` ≈ 2 100).

@@ -155,6 +155,12 @@ pub type WaitTimeoutLockResult<G> =
 /// **spurious wake-up**, see below). With nobody waiting a notify is one
 /// atomic load: no write, no system call.
 ///
+/// Where it does not matter to the program, notify *after* dropping the
+/// guard: a waiter woken while the notifier still holds the lock finds it
+/// held and must sleep again on the lock (there is no wait morphing). A
+/// 2-process ping-pong measured 1.45x glibc's `pthread_cond_t` notifying
+/// after the unlock, 0.4-0.6x notifying before it.
+///
 /// # Spurious wake-ups, and processes that die
 ///
 /// Spurious wake-ups happen, so wait in a loop on the predicate (or use
@@ -163,7 +169,7 @@ pub type WaitTimeoutLockResult<G> =
 /// a notifier** (it leaves the waiter count one too high, which costs
 /// later notifies a wake-up system call); and a notifier killed between
 /// advancing the condition's sequence and waking the sleepers does not
-/// strand them: waiters sleep in slices (1 ms doubling to 50 ms) and
+/// strand them: waiters sleep in slices of 50 ms and
 /// return once they see the sequence moved. So every waiter present at a
 /// notify returns within 50 ms of it, even those `notify(n)` did not
 /// wake, and a long wait costs a wake-up every 50 ms.

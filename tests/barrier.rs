@@ -523,3 +523,57 @@ fn a_descriptor_passed_to_another_process() {
     b.wait().unwrap();
     c.wait();
 }
+
+// Single-threaded children (`Spawn::premain`): the role runs before
+// libtest starts, in the main thread (for `fork`).
+common::premain!(|role| match role {
+    "forker" => forker(),
+    r => panic!("unknown premain role {r}"),
+});
+
+/// Makes an anonymous barrier, forks, and does 100 rounds with the child
+/// (which inherits it); then the child is killed while waiting: the
+/// round it arrived in completes with the parent, and the next breaks.
+fn forker() {
+    let b = Barrier::new(2).unwrap();
+    // SAFETY: this process is single-threaded (a pre-main role); the child
+    // ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(|| {
+            for _ in 0..100 {
+                b.wait().expect("a round with the parent");
+            }
+            let _ = b.wait(); // killed in it
+        })
+        .is_ok();
+        // SAFETY: `_exit` ends the child.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    for _ in 0..100 {
+        b.wait().expect("a round with the child");
+    }
+    while b.n_waiting() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // SAFETY: kill(2) and waitpid(2) on our own unreaped child.
+    unsafe {
+        assert_eq!(libc::kill(pid, libc::SIGKILL), 0);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+    }
+    // The child had arrived: this round completes, the next one breaks.
+    assert!(b.wait().expect("the dead child's round").is_leader());
+    broken_watched(&b, "the forker");
+    tell("forker broken");
+}
+
+#[test]
+fn a_forked_child_shares_the_barrier() {
+    let mut p = spawn("a_forked_child_shares_the_barrier", "forker")
+        .premain()
+        .start();
+    p.expect("forker broken");
+    p.wait();
+}

@@ -42,3 +42,15 @@ class SegmentError(ShmsyncError, OSError):
     """The segment is damaged or not a shmsync segment (bad magic number,
     layout version, corrupt header, truncated file), or its creator did not
     finish initialising it in time."""
+
+
+for _c in (
+    ShmsyncError,
+    OwnerDiedError,
+    NotRecoverableError,
+    DeadlockError,
+    MismatchError,
+    SegmentError,
+):
+    _c.__module__ = "shmsync"
+del _c

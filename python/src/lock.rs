@@ -68,6 +68,17 @@ pub(crate) fn acquire(
     }
 }
 
+/// `release()` of an `RLock` (a value's or array's lock).
+pub(crate) fn release(lock: &Arc<LockObj>) -> PyResult<()> {
+    if wait::pop(lock) {
+        Ok(())
+    } else {
+        Err(pyo3::exceptions::PyAssertionError::new_err(
+            "attempt to release recursive lock not owned by thread",
+        ))
+    }
+}
+
 fn map_guard<G, H>(e: TryLockError<G>, f: impl FnOnce(G) -> H) -> TryLockError<H> {
     e.map(f)
 }

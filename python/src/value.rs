@@ -146,9 +146,8 @@ impl Synchronized {
         lock::acquire(py, &self.lock.get().lock, Wait::from_py(block, timeout)?, true)
     }
 
-    fn release(&self, py: Python<'_>) -> PyResult<()> {
-        self.lock.bind(py).call_method0("release")?;
-        Ok(())
+    fn release(&self) -> PyResult<()> {
+        lock::release(&self.lock.get().lock)
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -156,8 +155,8 @@ impl Synchronized {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.release(py)?;
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.release()?;
         Ok(false)
     }
 

@@ -81,14 +81,21 @@ impl Wait {
 }
 
 /// Acquires with `attempt`: `attempt(None)` must try once without blocking,
-/// `attempt(Some(d))` wait at most `d`. The first try keeps the GIL; the
-/// waits release it and check for signals (`KeyboardInterrupt`) between
-/// slices.
+/// `attempt(Some(d))` wait at most `d`. The first attempt keeps the GIL;
+/// the waits after it release it and check for signals
+/// (`KeyboardInterrupt`) between slices.
 pub(crate) fn block_on<G, F>(py: Python<'_>, wait: Wait, attempt: F) -> PyResult<Outcome<G>>
 where
     F: Fn(Option<Duration>) -> Result<G, TryLockError<G>> + Sync,
 {
-    let mut r = attempt(None);
+    // Not blocking: `try_lock`, which also asks whether a busy lock's
+    // owner is alive. Blocking: first a wait of zero with the GIL held (the
+    // crate's bounded spin, no system call: critical sections between
+    // processes are often shorter than a GIL hand-over).
+    let mut r = match wait {
+        Wait::Never => attempt(None),
+        Wait::Until(_) => attempt(Some(Duration::ZERO)),
+    };
     loop {
         match r {
             Ok(g) => return Ok(Outcome::Locked(g)),

@@ -1,0 +1,88 @@
+"""Worker functions for the tests' child processes (importable under spawn
+and forkserver)."""
+
+import os
+import signal
+import sys
+import time
+
+
+def locked_increments(v, n):
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+
+
+def atomic_increments(v, n):
+    for _ in range(n):
+        v.fetch_add(1)
+
+
+def pi_chunks(lo, hi, terms, chunk):
+    """The partial sums of worker slice [lo, hi) of the midpoint rule for
+    pi = integral of 4/(1+x^2) on [0, 1], chunk by chunk, each rounded to a
+    multiple of 2**-32 so that adding them is exact in any order."""
+    h = 1.0 / terms
+    for start in range(lo, hi, chunk):
+        s = 0.0
+        for i in range(start, min(start + chunk, hi)):
+            x = h * (i + 0.5)
+            s += 4.0 / (1.0 + x * x)
+        yield round(s * h * 2**32) / 2**32
+
+
+def pi_worker(pi, lo, hi, terms, chunk):
+    """The book's worker: adds each partial sum under the value's lock."""
+    for part in pi_chunks(lo, hi, terms, chunk):
+        with pi.get_lock():
+            pi.value += part
+
+
+def pi_atomic_worker(pi, lo, hi, terms, chunk):
+    for part in pi_chunks(lo, hi, terms, chunk):
+        pi.fetch_add(part)
+
+
+def hold_and_wait(lock, ready, use_with):
+    """Takes `lock` and signals `ready`, then waits to be killed."""
+    if use_with:
+        with lock:
+            ready.set()
+            time.sleep(60)
+    else:
+        lock.acquire()
+        ready.set()
+        time.sleep(60)
+
+
+def scribble_and_die(v, ready):
+    """Holds v's lock, half-updates it, and waits to be killed."""
+    with v.get_lock():
+        v.value = -1
+        ready.set()
+        time.sleep(60)
+
+
+def blocked_acquire(lock, ready, result):
+    """Blocks in lock.acquire(); reports what interrupted it."""
+    try:
+        ready.set()
+        lock.acquire()
+        result.value = 1
+    except KeyboardInterrupt:
+        result.value = 2
+
+
+def write_array(a, values):
+    for i, v in enumerate(values):
+        a[i] = v
+
+
+def read_into(src, dst):
+    """Copies src (any shmsync value/array) into dst, to check what a child
+    sees."""
+    if hasattr(src, "value") and not hasattr(src, "__len__"):
+        dst.value = src.value
+    else:
+        for i in range(len(src)):
+            dst[i] = src[i]

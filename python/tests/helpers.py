@@ -86,3 +86,75 @@ def read_into(src, dst):
     else:
         for i in range(len(src)):
             dst[i] = src[i]
+
+
+def owner_death_scenario(ctx_name="fork"):
+    """A child SIGKILLed inside `with lock:`; the parent's next acquire
+    reports it within a second (OwnerDiedError, held), the repair protocol
+    makes the lock usable again. Also run as a script under
+    SHMSYNC_ROBUST=fallback."""
+    import multiprocessing
+
+    import shmsync
+
+    ctx = multiprocessing.get_context(ctx_name)
+    for cls in (shmsync.Lock, shmsync.RLock):
+        lock, ready = cls(), shmsync.Event()
+        p = ctx.Process(target=hold_and_wait, args=(lock, ready, True))
+        p.start()
+        assert ready.wait(30)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join()
+        t = time.monotonic()
+        try:
+            lock.acquire(timeout=10)
+            raise AssertionError("no OwnerDiedError")
+        except shmsync.OwnerDiedError:
+            pass
+        assert time.monotonic() - t < 1.0
+        assert lock._is_owned()
+        lock.mark_consistent()
+        lock.release()
+        assert lock.acquire(timeout=1)
+        lock.release()
+    return True
+
+
+if __name__ == "__main__":
+    assert owner_death_scenario(sys.argv[1] if len(sys.argv) > 1 else "fork")
+    print("ok")
+
+
+def touch_all(objs, out):
+    """In a child: checks and changes each object passed (anonymous or
+    named), recording what it saw in `out` (a RawArray('d'))."""
+    v, a, rv, ra, av, aa, ev, lock, rlock, c = objs
+    out[0] = v.value
+    v.value = 10
+    out[1] = a[2]
+    a[2] = 11
+    out[2] = rv.value
+    rv.value = 12
+    out[3] = ra[1]
+    ra[1] = 13
+    out[4] = av.fetch_add(1)
+    out[5] = aa.fetch_add(0, 1)
+    out[6] = float(ev.is_set())
+    ev.set()
+    out[7] = float(lock.acquire(False))
+    out[8] = float(rlock.acquire(False))
+    out[9] = float(c.value == b"hey")
+    c.value = b"yo"
+
+
+def shared_lock_increments(v, a, n):
+    """Increments v and a[0] under their one shared lock."""
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+            a[0] += 1
+
+
+def add_to_array(a, values):
+    for i, x in enumerate(values):
+        a[i] = x

@@ -5,7 +5,9 @@
 
 use std::os::fd::AsFd;
 
-use pyo3::exceptions::{PyAttributeError, PyIndexError, PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyAttributeError, PyIndexError, PyOverflowError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PySlice, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
@@ -68,7 +70,11 @@ impl Index {
             }
             Err(_) => return Err(PyTypeError::new_err("indices must be integers")),
         };
-        let j = if i < 0 { i.checked_add_unsigned(len) } else { Some(i) };
+        let j = if i < 0 {
+            i.checked_add_unsigned(len)
+        } else {
+            Some(i)
+        };
         match j.and_then(|j| usize::try_from(j).ok()) {
             Some(j) if j < len => Ok(Index::One(j)),
             _ => Err(PyIndexError::new_err("invalid index")),
@@ -94,7 +100,10 @@ fn slice_to_py<T: PyElem + Element>(py: Python<'_>, values: &[T]) -> PyResult<Py
             PyString::new(py, &s).into_py_any(py)
         }
         _ => {
-            let items = values.iter().map(|v| v.to_py(py)).collect::<PyResult<Vec<_>>>()?;
+            let items = values
+                .iter()
+                .map(|v| v.to_py(py))
+                .collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, items)?.into_py_any(py)
         }
     }
@@ -118,7 +127,11 @@ fn slice_from_py<T: PyElem>(value: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<
 }
 
 /// What a get of `idx` needs from the store.
-fn get_at<T: PyElem + Element>(py: Python<'_>, s: &impl Store<T>, idx: &Index) -> PyResult<PyObject> {
+fn get_at<T: PyElem + Element>(
+    py: Python<'_>,
+    s: &impl Store<T>,
+    idx: &Index,
+) -> PyResult<PyObject> {
     match *idx {
         Index::One(i) => s.get(i).to_py(py),
         Index::Slice(start, step, n) => {
@@ -183,7 +196,11 @@ fn c_bytes<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
         .map_err(|_| {
             PyTypeError::new_err(format!(
                 "bytes expected instead of {} instance",
-                value.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                value
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             ))
         })
 }
@@ -215,8 +232,7 @@ fn buffer(py: Python<'_>, fd: &impl AsFd, code: char) -> PyResult<PyObject> {
         c => c,
     };
     let m = py.import("shmsync._buffer")?;
-    Ok(m
-        .getattr("view")?
+    Ok(m.getattr("view")?
         .call1((
             handle::raw_fd(fd),
             info.size,
@@ -249,10 +265,19 @@ impl SynchronizedArray {
         let shared = given.is_some();
         let lock = match given {
             Some(l) => l,
-            None => Py::new(py, PyRLock::wrap(each_typed!(AnyArray, &a, x => x.get_lock().clone())))?,
+            None => Py::new(
+                py,
+                PyRLock::wrap(each_typed!(AnyArray, &a, x => x.get_lock().clone())),
+            )?,
         };
         let len = each_typed!(AnyArray, &a, x => x.len());
-        Ok(SynchronizedArray { a, code, len, lock, shared })
+        Ok(SynchronizedArray {
+            a,
+            code,
+            len,
+            lock,
+            shared,
+        })
     }
 }
 
@@ -316,7 +341,16 @@ impl SynchronizedArray {
             _ => Err(PyValueError::new_err("a name or a descriptor is needed")),
         })?;
         let shared = name.is_none() && lock.is_some();
-        let this = Self::wrap(py, a, code, if shared { lock.map(Bound::unbind) } else { None })?;
+        let this = Self::wrap(
+            py,
+            a,
+            code,
+            if shared {
+                lock.map(Bound::unbind)
+            } else {
+                None
+            },
+        )?;
         handle::check_len(py, this.len, Some(len))?;
         Ok(this)
     }
@@ -333,7 +367,12 @@ impl SynchronizedArray {
         })
     }
 
-    fn __setitem__(&self, py: Python<'_>, idx: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn __setitem__(
+        &self,
+        py: Python<'_>,
+        idx: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let idx = Index::parse(idx, self.len)?;
         each_typed!(AnyArray, &self.a, a => {
             let put = Put::parse(idx, value)?;
@@ -412,7 +451,12 @@ impl SynchronizedArray {
 
     #[pyo3(signature = (block=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        lock::acquire(py, &self.lock.get().lock, Wait::from_py(block, timeout)?, true)
+        lock::acquire(
+            py,
+            &self.lock.get().lock,
+            Wait::from_py(block, timeout)?,
+            true,
+        )
     }
 
     fn release(&self) -> PyResult<()> {
@@ -454,7 +498,10 @@ impl SynchronizedArray {
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmsync.SynchronizedArray {:?} len={}>", self.code, self.len)
+        format!(
+            "<shmsync.SynchronizedArray {:?} len={}>",
+            self.code, self.len
+        )
     }
 }
 
@@ -477,7 +524,11 @@ impl PyRawArray {
 impl PyRawArray {
     #[new]
     #[pyo3(signature = (typecode, size_or_initializer, *, name=None))]
-    fn new(typecode: &str, size_or_initializer: &Bound<'_, PyAny>, name: Option<&str>) -> PyResult<Self> {
+    fn new(
+        typecode: &str,
+        size_or_initializer: &Bound<'_, PyAny>,
+        name: Option<&str>,
+    ) -> PyResult<Self> {
         let code = code_char(typecode)?;
         let a = make_typed!(AnyRawArray, code, T => {
             let init = init_of::<T>(size_or_initializer)?;

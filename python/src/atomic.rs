@@ -11,7 +11,9 @@ use pyo3::types::{PyList, PyTuple};
 use pyo3::IntoPyObjectExt;
 use shmsync::{AtomicArray, AtomicRef, AtomicValue, Kind};
 
-use crate::elem::{atomic_enum, code_char, each_atomic, each_bitwise, each_number, make_atomic, PyElem};
+use crate::elem::{
+    atomic_enum, code_char, each_atomic, each_bitwise, each_number, make_atomic, PyElem,
+};
 use crate::errors::ResultExt;
 use crate::handle;
 
@@ -94,7 +96,13 @@ macro_rules! cell_from {
     };
 }
 
-fn run(py: Python<'_>, cell: AnyCell<'_>, op: &str, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+fn run(
+    py: Python<'_>,
+    cell: AnyCell<'_>,
+    op: &str,
+    a: &Bound<'_, PyAny>,
+    b: &Bound<'_, PyAny>,
+) -> PyResult<PyObject> {
     cell_ops!(AnyCell, cell, py, op, a, b)
 }
 
@@ -131,7 +139,10 @@ impl PyAtomicValue {
                 Some(n) => AtomicValue::<T>::create(n, x),
             }.py()
         })?;
-        Ok(PyAtomicValue { v, code: normal(code) })
+        Ok(PyAtomicValue {
+            v,
+            code: normal(code),
+        })
     }
 
     #[staticmethod]
@@ -144,7 +155,13 @@ impl PyAtomicValue {
 
     #[staticmethod]
     #[pyo3(signature = (name, fd, code, _len, _lock))]
-    fn _attach(name: Option<&str>, fd: Option<i32>, code: &str, _len: usize, _lock: Option<PyObject>) -> PyResult<Self> {
+    fn _attach(
+        name: Option<&str>,
+        fd: Option<i32>,
+        code: &str,
+        _len: usize,
+        _lock: Option<PyObject>,
+    ) -> PyResult<Self> {
         let code = code_char(code)?;
         let v = make_atomic!(AnyAtomic, code, T => match (name, fd) {
             (Some(n), _) => AtomicValue::<T>::open(n).py(),
@@ -174,7 +191,12 @@ impl PyAtomicValue {
     }
     /// Stores `new` if the value is `expected`; returns `(True, expected)`
     /// on success, `(False, actual)` otherwise.
-    fn compare_exchange(&self, py: Python<'_>, expected: &Bound<'_, PyAny>, new: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+    fn compare_exchange(
+        &self,
+        py: Python<'_>,
+        expected: &Bound<'_, PyAny>,
+        new: &Bound<'_, PyAny>,
+    ) -> PyResult<PyObject> {
         run(py, self.cell(), "compare_exchange", expected, new)
     }
     fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
@@ -222,7 +244,11 @@ impl PyAtomicValue {
     }
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let v = self.load(py)?;
-        Ok(format!("<shmsync.AtomicValue {:?} {}>", self.code, v.bind(py).repr()?))
+        Ok(format!(
+            "<shmsync.AtomicValue {:?} {}>",
+            self.code,
+            v.bind(py).repr()?
+        ))
     }
 }
 
@@ -250,7 +276,11 @@ impl PyAtomicArray {
     }
 
     fn index(&self, i: isize) -> PyResult<usize> {
-        let j = if i < 0 { i.checked_add_unsigned(self.len) } else { Some(i) };
+        let j = if i < 0 {
+            i.checked_add_unsigned(self.len)
+        } else {
+            Some(i)
+        };
         match j.and_then(|j| usize::try_from(j).ok()) {
             Some(j) if j < self.len => Ok(j),
             _ => Err(PyIndexError::new_err("index out of range")),
@@ -280,7 +310,12 @@ fn atomic_init<T: shmsync::AtomicElement + PyElem>(init: &Bound<'_, PyAny>) -> P
 impl PyAtomicArray {
     #[new]
     #[pyo3(signature = (typecode, size_or_initializer, *, padded=false, name=None))]
-    fn new(typecode: &str, size_or_initializer: &Bound<'_, PyAny>, padded: bool, name: Option<&str>) -> PyResult<Self> {
+    fn new(
+        typecode: &str,
+        size_or_initializer: &Bound<'_, PyAny>,
+        padded: bool,
+        name: Option<&str>,
+    ) -> PyResult<Self> {
         let code = code_char(typecode)?;
         let a = make_atomic!(AnyAtomicArray, code, T => {
             let init = atomic_init::<T>(size_or_initializer)?;
@@ -304,7 +339,14 @@ impl PyAtomicArray {
 
     #[staticmethod]
     #[pyo3(signature = (name, fd, code, len, _lock))]
-    fn _attach(py: Python<'_>, name: Option<&str>, fd: Option<i32>, code: &str, len: usize, _lock: Option<PyObject>) -> PyResult<Self> {
+    fn _attach(
+        py: Python<'_>,
+        name: Option<&str>,
+        fd: Option<i32>,
+        code: &str,
+        len: usize,
+        _lock: Option<PyObject>,
+    ) -> PyResult<Self> {
         let code = code_char(code)?;
         let a = make_atomic!(AnyAtomicArray, code, T => match (name, fd) {
             (Some(n), _) => AtomicArray::<T>::open(n).py(),
@@ -328,7 +370,9 @@ impl PyAtomicArray {
         self.store(py, i, v)
     }
     fn __iter__(&self, py: Python<'_>) -> PyResult<PyObject> {
-        PyList::new(py, self.tolist(py)?)?.try_iter()?.into_py_any(py)
+        PyList::new(py, self.tolist(py)?)?
+            .try_iter()?
+            .into_py_any(py)
     }
     /// Every element (each loaded on its own: not a snapshot).
     fn tolist(&self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
@@ -343,7 +387,13 @@ impl PyAtomicArray {
     fn swap(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         self.op(py, i, "swap", v)
     }
-    fn compare_exchange(&self, py: Python<'_>, i: isize, expected: &Bound<'_, PyAny>, new: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+    fn compare_exchange(
+        &self,
+        py: Python<'_>,
+        i: isize,
+        expected: &Bound<'_, PyAny>,
+        new: &Bound<'_, PyAny>,
+    ) -> PyResult<PyObject> {
         run(py, self.cell(i)?, "compare_exchange", expected, new)
     }
     fn fetch_add(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {

@@ -165,7 +165,9 @@ impl PyElem for WChar {
                 return Ok(WChar::from(c));
             }
         }
-        Err(PyTypeError::new_err("one character unicode string expected"))
+        Err(PyTypeError::new_err(
+            "one character unicode string expected",
+        ))
     }
 }
 
@@ -245,20 +247,62 @@ pub(crate) use each_typed;
 macro_rules! make_typed {
     ($name:ident, $code:expr, $t:ident => $mk:expr) => {
         match $code {
-            'c' => { type $t = shmsync::CChar; Ok($name::C($mk?)) }
-            'u' => { type $t = shmsync::WChar; Ok($name::U($mk?)) }
-            'b' => { type $t = i8; Ok($name::B($mk?)) }
-            'B' => { type $t = u8; Ok($name::UB($mk?)) }
-            'h' => { type $t = i16; Ok($name::H($mk?)) }
-            'H' => { type $t = u16; Ok($name::UH($mk?)) }
-            'i' => { type $t = i32; Ok($name::I($mk?)) }
-            'I' => { type $t = u32; Ok($name::UI($mk?)) }
-            'l' => { type $t = shmsync::CLong; Ok($name::L($mk?)) }
-            'L' => { type $t = shmsync::CULong; Ok($name::UL($mk?)) }
-            'q' => { type $t = i64; Ok($name::Q($mk?)) }
-            'Q' => { type $t = u64; Ok($name::UQ($mk?)) }
-            'f' => { type $t = f32; Ok($name::F($mk?)) }
-            'd' => { type $t = f64; Ok($name::D($mk?)) }
+            'c' => {
+                type $t = shmsync::CChar;
+                Ok($name::C($mk?))
+            }
+            'u' => {
+                type $t = shmsync::WChar;
+                Ok($name::U($mk?))
+            }
+            'b' => {
+                type $t = i8;
+                Ok($name::B($mk?))
+            }
+            'B' => {
+                type $t = u8;
+                Ok($name::UB($mk?))
+            }
+            'h' => {
+                type $t = i16;
+                Ok($name::H($mk?))
+            }
+            'H' => {
+                type $t = u16;
+                Ok($name::UH($mk?))
+            }
+            'i' => {
+                type $t = i32;
+                Ok($name::I($mk?))
+            }
+            'I' => {
+                type $t = u32;
+                Ok($name::UI($mk?))
+            }
+            'l' => {
+                type $t = shmsync::CLong;
+                Ok($name::L($mk?))
+            }
+            'L' => {
+                type $t = shmsync::CULong;
+                Ok($name::UL($mk?))
+            }
+            'q' => {
+                type $t = i64;
+                Ok($name::Q($mk?))
+            }
+            'Q' => {
+                type $t = u64;
+                Ok($name::UQ($mk?))
+            }
+            'f' => {
+                type $t = f32;
+                Ok($name::F($mk?))
+            }
+            'd' => {
+                type $t = f64;
+                Ok($name::D($mk?))
+            }
             c => Err($crate::elem::bad_code(c, $crate::elem::CODES)),
         }
     };
@@ -356,19 +400,58 @@ pub(crate) use each_atomic;
 macro_rules! make_atomic {
     ($name:ident, $code:expr, $t:ident => $mk:expr) => {
         match $code {
-            'b' => { type $t = i8; Ok($name::B($mk?)) }
-            'B' => { type $t = u8; Ok($name::UB($mk?)) }
-            'h' => { type $t = i16; Ok($name::H($mk?)) }
-            'H' => { type $t = u16; Ok($name::UH($mk?)) }
-            'i' => { type $t = i32; Ok($name::I($mk?)) }
-            'I' => { type $t = u32; Ok($name::UI($mk?)) }
-            'q' | 'l' => { type $t = i64; Ok($name::Q($mk?)) }
-            'Q' | 'L' => { type $t = u64; Ok($name::UQ($mk?)) }
-            'n' => { type $t = isize; Ok($name::N($mk?)) }
-            'N' => { type $t = usize; Ok($name::UN($mk?)) }
-            'f' => { type $t = f32; Ok($name::F($mk?)) }
-            'd' => { type $t = f64; Ok($name::D($mk?)) }
-            '?' => { type $t = bool; Ok($name::Bool($mk?)) }
+            'b' => {
+                type $t = i8;
+                Ok($name::B($mk?))
+            }
+            'B' => {
+                type $t = u8;
+                Ok($name::UB($mk?))
+            }
+            'h' => {
+                type $t = i16;
+                Ok($name::H($mk?))
+            }
+            'H' => {
+                type $t = u16;
+                Ok($name::UH($mk?))
+            }
+            'i' => {
+                type $t = i32;
+                Ok($name::I($mk?))
+            }
+            'I' => {
+                type $t = u32;
+                Ok($name::UI($mk?))
+            }
+            'q' | 'l' => {
+                type $t = i64;
+                Ok($name::Q($mk?))
+            }
+            'Q' | 'L' => {
+                type $t = u64;
+                Ok($name::UQ($mk?))
+            }
+            'n' => {
+                type $t = isize;
+                Ok($name::N($mk?))
+            }
+            'N' => {
+                type $t = usize;
+                Ok($name::UN($mk?))
+            }
+            'f' => {
+                type $t = f32;
+                Ok($name::F($mk?))
+            }
+            'd' => {
+                type $t = f64;
+                Ok($name::D($mk?))
+            }
+            '?' => {
+                type $t = bool;
+                Ok($name::Bool($mk?))
+            }
             c => Err($crate::elem::bad_code(c, $crate::elem::ATOMIC_CODES)),
         }
     };

@@ -16,9 +16,7 @@ static ERRORS: GILOnceCell<Py<PyModule>> = GILOnceCell::new();
 pub(crate) fn exc(py: Python<'_>, class: &str, msg: impl Into<String>) -> PyErr {
     let msg = msg.into();
     let ty = ERRORS
-        .get_or_try_init(py, || {
-            py.import("shmsync._errors").map(Bound::unbind)
-        })
+        .get_or_try_init(py, || py.import("shmsync._errors").map(Bound::unbind))
         .and_then(|m| m.bind(py).getattr(class))
         .and_then(|t| t.downcast_into::<PyType>().map_err(PyErr::from));
     match ty {

@@ -116,7 +116,15 @@ impl PyEvent {
     }
 
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        handle::reduce(py, "Event", self.e.name(), handle::raw_fd(&self.e), None, 0, None)
+        handle::reduce(
+            py,
+            "Event",
+            self.e.name(),
+            handle::raw_fd(&self.e),
+            None,
+            0,
+            None,
+        )
     }
 
     fn __repr__(&self) -> String {

@@ -43,7 +43,9 @@ pub(crate) fn reduce<'py>(
     lock: Option<PyObject>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let m = py.import("shmsync._reduce")?;
-    let r = m.getattr("reduce")?.call1((class, name, fd, code, len, lock))?;
+    let r = m
+        .getattr("reduce")?
+        .call1((class, name, fd, code, len, lock))?;
     Ok(r.downcast_into::<PyTuple>()?)
 }
 

@@ -307,8 +307,6 @@ where
             Err(owner_died(py, false))
         }
         // An RLock without deadline: neither happens.
-        Outcome::NotRecoverable | Outcome::Deadlock | Outcome::TimedOut => {
-            Err(not_recoverable(py))
-        }
+        Outcome::NotRecoverable | Outcome::Deadlock | Outcome::TimedOut => Err(not_recoverable(py)),
     }
 }

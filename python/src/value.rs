@@ -49,7 +49,12 @@ impl Synchronized {
                 PyRLock::wrap(each_typed!(AnyValue, &v, x => x.get_lock().clone())),
             )?,
         };
-        Ok(Synchronized { v, code, lock, shared })
+        Ok(Synchronized {
+            v,
+            code,
+            lock,
+            shared,
+        })
     }
 
     fn given_lock<'a>(lock: &'a Option<Bound<'_, PyRLock>>) -> Option<&'a shmsync::RLock> {
@@ -114,7 +119,16 @@ impl Synchronized {
             _ => Err(PyValueError::new_err("a name or a descriptor is needed")),
         })?;
         let shared = name.is_none() && lock.is_some();
-        Self::wrap(py, v, code, if shared { lock.map(Bound::unbind) } else { None })
+        Self::wrap(
+            py,
+            v,
+            code,
+            if shared {
+                lock.map(Bound::unbind)
+            } else {
+                None
+            },
+        )
     }
 
     /// The value, read under its lock.
@@ -143,7 +157,12 @@ impl Synchronized {
 
     #[pyo3(signature = (block=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        lock::acquire(py, &self.lock.get().lock, Wait::from_py(block, timeout)?, true)
+        lock::acquire(
+            py,
+            &self.lock.get().lock,
+            Wait::from_py(block, timeout)?,
+            true,
+        )
     }
 
     fn release(&self) -> PyResult<()> {
@@ -188,7 +207,11 @@ impl Synchronized {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let v = self.get_value(py)?;
-        Ok(format!("<shmsync.Synchronized {:?} {}>", self.code, v.bind(py).repr()?))
+        Ok(format!(
+            "<shmsync.Synchronized {:?} {}>",
+            self.code,
+            v.bind(py).repr()?
+        ))
     }
 }
 
@@ -277,7 +300,11 @@ impl PyRawValue {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let v = self.get_value(py)?;
-        Ok(format!("<shmsync.RawValue {:?} {}>", self.code, v.bind(py).repr()?))
+        Ok(format!(
+            "<shmsync.RawValue {:?} {}>",
+            self.code,
+            v.bind(py).repr()?
+        ))
     }
 }
 

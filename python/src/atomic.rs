@@ -20,36 +20,71 @@ use crate::handle;
 atomic_enum!(AnyAtomic, AtomicValue);
 atomic_enum!(AnyAtomicArray, AtomicArray);
 
-fn not_for(op: &str, what: &str) -> PyErr {
-    PyTypeError::new_err(format!("{op}() is not defined for {what} cells"))
+/// An operation on one cell.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Load,
+    Store,
+    Swap,
+    CompareExchange,
+    Add,
+    Sub,
+    Max,
+    Min,
+    And,
+    Or,
+    Xor,
+    Nand,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Load => "load",
+            Op::Store => "store",
+            Op::Swap => "swap",
+            Op::CompareExchange => "compare_exchange",
+            Op::Add => "fetch_add",
+            Op::Sub => "fetch_sub",
+            Op::Max => "fetch_max",
+            Op::Min => "fetch_min",
+            Op::And => "fetch_and",
+            Op::Or => "fetch_or",
+            Op::Xor => "fetch_xor",
+            Op::Nand => "fetch_nand",
+        }
+    }
+}
+
+fn not_for(op: Op, what: &str) -> PyErr {
+    PyTypeError::new_err(format!("{}() is not defined for {what} cells", op.name()))
 }
 
 /// The operations on one cell, whatever the object.
 macro_rules! cell_ops {
     ($Enum:ident, $cell:expr, $py:expr, $op:expr, $arg:expr, $arg2:expr) => {{
         let py = $py;
-        let op: &str = $op;
+        let op: Op = $op;
         match op {
-            "load" => each_atomic!($Enum, $cell, c => cell_of(c).load(SeqCst).to_py(py)),
-            "store" => each_atomic!($Enum, $cell, c => {
+            Op::Load => each_atomic!($Enum, $cell, c => cell_of(c).load(SeqCst).to_py(py)),
+            Op::Store => each_atomic!($Enum, $cell, c => {
                 cell_of(c).store(PyElem::from_py($arg)?, SeqCst);
                 Ok(py.None())
             }),
-            "swap" => each_atomic!($Enum, $cell, c => cell_of(c).swap(PyElem::from_py($arg)?, SeqCst).to_py(py)),
-            "compare_exchange" => each_atomic!($Enum, $cell, c => {
+            Op::Swap => each_atomic!($Enum, $cell, c => cell_of(c).swap(PyElem::from_py($arg)?, SeqCst).to_py(py)),
+            Op::CompareExchange => each_atomic!($Enum, $cell, c => {
                 let r = cell_of(c).compare_exchange(PyElem::from_py($arg)?, PyElem::from_py($arg2)?, SeqCst, SeqCst);
                 let (ok, v) = match r { Ok(v) => (true, v), Err(v) => (false, v) };
                 (ok, v.to_py(py)?).into_py_any(py)
             }),
-            "fetch_add" => each_number!($Enum, $cell, c => cell_of(c).fetch_add(PyElem::from_py($arg)?, SeqCst).to_py(py), bool => Err(not_for(op, "bool"))),
-            "fetch_sub" => each_number!($Enum, $cell, c => cell_of(c).fetch_sub(PyElem::from_py($arg)?, SeqCst).to_py(py), bool => Err(not_for(op, "bool"))),
-            "fetch_max" => each_number!($Enum, $cell, c => cell_of(c).fetch_max(PyElem::from_py($arg)?, SeqCst).to_py(py), bool => Err(not_for(op, "bool"))),
-            "fetch_min" => each_number!($Enum, $cell, c => cell_of(c).fetch_min(PyElem::from_py($arg)?, SeqCst).to_py(py), bool => Err(not_for(op, "bool"))),
-            "fetch_and" => each_bitwise!($Enum, $cell, c => cell_of(c).fetch_and(PyElem::from_py($arg)?, SeqCst).to_py(py), float => Err(not_for(op, "float"))),
-            "fetch_or" => each_bitwise!($Enum, $cell, c => cell_of(c).fetch_or(PyElem::from_py($arg)?, SeqCst).to_py(py), float => Err(not_for(op, "float"))),
-            "fetch_xor" => each_bitwise!($Enum, $cell, c => cell_of(c).fetch_xor(PyElem::from_py($arg)?, SeqCst).to_py(py), float => Err(not_for(op, "float"))),
-            "fetch_nand" => each_bitwise!($Enum, $cell, c => cell_of(c).fetch_nand(PyElem::from_py($arg)?, SeqCst).to_py(py), float => Err(not_for(op, "float"))),
-            _ => Err(PyValueError::new_err(format!("unknown operation {op:?}"))),
+            Op::Add => each_number!($Enum, $cell, c => cell_of(c).fetch_add(PyElem::from_py($arg)?, SeqCst).to_py(py), bool => Err(not_for(op, "bool"))),
+            Op::Sub => each_number!($Enum, $cell, c => cell_of(c).fetch_sub(PyElem::from_py($arg)?, SeqCst).to_py(py), bool => Err(not_for(op, "bool"))),
+            Op::Max => each_number!($Enum, $cell, c => cell_of(c).fetch_max(PyElem::from_py($arg)?, SeqCst).to_py(py), bool => Err(not_for(op, "bool"))),
+            Op::Min => each_number!($Enum, $cell, c => cell_of(c).fetch_min(PyElem::from_py($arg)?, SeqCst).to_py(py), bool => Err(not_for(op, "bool"))),
+            Op::And => each_bitwise!($Enum, $cell, c => cell_of(c).fetch_and(PyElem::from_py($arg)?, SeqCst).to_py(py), float => Err(not_for(op, "float"))),
+            Op::Or => each_bitwise!($Enum, $cell, c => cell_of(c).fetch_or(PyElem::from_py($arg)?, SeqCst).to_py(py), float => Err(not_for(op, "float"))),
+            Op::Xor => each_bitwise!($Enum, $cell, c => cell_of(c).fetch_xor(PyElem::from_py($arg)?, SeqCst).to_py(py), float => Err(not_for(op, "float"))),
+            Op::Nand => each_bitwise!($Enum, $cell, c => cell_of(c).fetch_nand(PyElem::from_py($arg)?, SeqCst).to_py(py), float => Err(not_for(op, "float"))),
         }
     }};
 }
@@ -99,7 +134,7 @@ macro_rules! cell_from {
 fn run(
     py: Python<'_>,
     cell: AnyCell<'_>,
-    op: &str,
+    op: Op,
     a: &Bound<'_, PyAny>,
     b: &Bound<'_, PyAny>,
 ) -> PyResult<PyObject> {
@@ -118,7 +153,7 @@ impl PyAtomicValue {
         cell_from!(AnyAtomic, &self.v, x => x.cell())
     }
 
-    fn op(&self, py: Python<'_>, op: &str, a: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+    fn op(&self, py: Python<'_>, op: Op, a: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         run(py, self.cell(), op, a, a)
     }
 }
@@ -172,10 +207,10 @@ impl PyAtomicValue {
     }
 
     fn load(&self, py: Python<'_>) -> PyResult<PyObject> {
-        self.op(py, "load", &py.None().into_bound(py))
+        self.op(py, Op::Load, &py.None().into_bound(py))
     }
     fn store(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.op(py, "store", v).map(drop)
+        self.op(py, Op::Store, v).map(drop)
     }
     /// `.value`: `load()` / `store()`.
     #[getter]
@@ -187,7 +222,7 @@ impl PyAtomicValue {
         self.store(py, v)
     }
     fn swap(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, "swap", v)
+        self.op(py, Op::Swap, v)
     }
     /// Stores `new` if the value is `expected`; returns `(True, expected)`
     /// on success, `(False, actual)` otherwise.
@@ -197,31 +232,31 @@ impl PyAtomicValue {
         expected: &Bound<'_, PyAny>,
         new: &Bound<'_, PyAny>,
     ) -> PyResult<PyObject> {
-        run(py, self.cell(), "compare_exchange", expected, new)
+        run(py, self.cell(), Op::CompareExchange, expected, new)
     }
     fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, "fetch_add", v)
+        self.op(py, Op::Add, v)
     }
     fn fetch_sub(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, "fetch_sub", v)
+        self.op(py, Op::Sub, v)
     }
     fn fetch_max(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, "fetch_max", v)
+        self.op(py, Op::Max, v)
     }
     fn fetch_min(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, "fetch_min", v)
+        self.op(py, Op::Min, v)
     }
     fn fetch_and(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, "fetch_and", v)
+        self.op(py, Op::And, v)
     }
     fn fetch_or(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, "fetch_or", v)
+        self.op(py, Op::Or, v)
     }
     fn fetch_xor(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, "fetch_xor", v)
+        self.op(py, Op::Xor, v)
     }
     fn fetch_nand(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, "fetch_nand", v)
+        self.op(py, Op::Nand, v)
     }
 
     #[getter]
@@ -292,7 +327,7 @@ impl PyAtomicArray {
         Ok(cell_from!(AnyAtomicArray, &self.a, x => x.at(i)))
     }
 
-    fn op(&self, py: Python<'_>, i: isize, op: &str, a: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+    fn op(&self, py: Python<'_>, i: isize, op: Op, a: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         run(py, self.cell(i)?, op, a, a)
     }
 }
@@ -379,13 +414,13 @@ impl PyAtomicArray {
         (0..self.len as isize).map(|i| self.load(py, i)).collect()
     }
     fn load(&self, py: Python<'_>, i: isize) -> PyResult<PyObject> {
-        self.op(py, i, "load", &py.None().into_bound(py))
+        self.op(py, i, Op::Load, &py.None().into_bound(py))
     }
     fn store(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.op(py, i, "store", v).map(drop)
+        self.op(py, i, Op::Store, v).map(drop)
     }
     fn swap(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, i, "swap", v)
+        self.op(py, i, Op::Swap, v)
     }
     fn compare_exchange(
         &self,
@@ -394,31 +429,31 @@ impl PyAtomicArray {
         expected: &Bound<'_, PyAny>,
         new: &Bound<'_, PyAny>,
     ) -> PyResult<PyObject> {
-        run(py, self.cell(i)?, "compare_exchange", expected, new)
+        run(py, self.cell(i)?, Op::CompareExchange, expected, new)
     }
     fn fetch_add(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, i, "fetch_add", v)
+        self.op(py, i, Op::Add, v)
     }
     fn fetch_sub(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, i, "fetch_sub", v)
+        self.op(py, i, Op::Sub, v)
     }
     fn fetch_max(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, i, "fetch_max", v)
+        self.op(py, i, Op::Max, v)
     }
     fn fetch_min(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, i, "fetch_min", v)
+        self.op(py, i, Op::Min, v)
     }
     fn fetch_and(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, i, "fetch_and", v)
+        self.op(py, i, Op::And, v)
     }
     fn fetch_or(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, i, "fetch_or", v)
+        self.op(py, i, Op::Or, v)
     }
     fn fetch_xor(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, i, "fetch_xor", v)
+        self.op(py, i, Op::Xor, v)
     }
     fn fetch_nand(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, i, "fetch_nand", v)
+        self.op(py, i, Op::Nand, v)
     }
     /// Whether each element has a cache line of its own.
     #[getter]

@@ -158,3 +158,14 @@ def shared_lock_increments(v, a, n):
 def add_to_array(a, values):
     for i, x in enumerate(values):
         a[i] = x
+
+
+def release_in_child(lock, out):
+    """In a forked child of a holder: release() must not release the
+    parent's hold (the copy of it is not the child's)."""
+    try:
+        lock.release()
+        out.value = 1
+    except (ValueError, AssertionError):
+        out.value = 2
+    out.value += 10 * int(lock.acquire(False))

@@ -11,10 +11,10 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PySlice, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
-use shmsync::bytemuck;
+use shmsync::bytemuck::{self, Zeroable};
 use shmsync::{Array, ArrayGuard, CChar, Element, Kind, RawArray};
 
-use crate::elem::{code_char, each_typed, make_typed, typed_enum, PyElem};
+use crate::elem::{code_char, each_typed, make_typed, typed_enum, Init, PyElem};
 use crate::errors::ResultExt;
 use crate::handle;
 use crate::lock::{self, PyRLock};
@@ -209,20 +209,6 @@ fn no_attr(class: &str, attr: &str) -> PyErr {
     PyAttributeError::new_err(format!("'{class}' object has no attribute '{attr}'"))
 }
 
-/// The elements of a list or bytes/str initializer, or `n` zeros.
-fn init_of<T: PyElem + Element>(init: &Bound<'_, PyAny>) -> PyResult<Vec<T>> {
-    if let Ok(n) = init.extract::<isize>() {
-        let n = usize::try_from(n)
-            .map_err(|_| PyValueError::new_err(format!("Array length must be >= 0, not {n}")))?;
-        return Ok(vec![T::zeroed(); n]);
-    }
-    let items = init
-        .try_iter()?
-        .map(|x| T::from_py(&x?))
-        .collect::<PyResult<Vec<T>>>()?;
-    Ok(items)
-}
-
 /// `memoryview` of the elements, through a mapping of the segment's file
 /// made by Python's `mmap` (which the view keeps alive).
 fn buffer(py: Python<'_>, fd: &impl AsFd, code: char) -> PyResult<PyObject> {
@@ -303,12 +289,16 @@ impl SynchronizedArray {
         let code = code_char(typecode)?;
         let l = rlock_of(&lock);
         let a = make_typed!(AnyArray, code, T => {
-            let init = init_of::<T>(size_or_initializer)?;
-            match (name, l) {
-                (None, None) => Array::<T>::from_slice(&init),
-                (Some(n), None) => Array::<T>::create(n, &init),
-                (None, Some(l)) => Array::<T>::with_lock(&init, l),
-                (Some(n), Some(l)) => Array::<T>::create_with_lock(n, &init, l),
+            let init = Init::<T>::from_py(size_or_initializer)?;
+            match (name, l, init) {
+                // A length alone: no copy of the zeros.
+                (None, None, Init::Len(n)) => Array::<T>::zeroed(n),
+                (None, None, init) => Array::<T>::from_slice(&init.into_vec(T::zeroed())?),
+                (Some(n), None, init) => Array::<T>::create(n, &init.into_vec(T::zeroed())?),
+                (None, Some(l), init) => Array::<T>::with_lock(&init.into_vec(T::zeroed())?, l),
+                (Some(n), Some(l), init) => {
+                    Array::<T>::create_with_lock(n, &init.into_vec(T::zeroed())?, l)
+                }
             }.py()
         })?;
         Self::wrap(py, a, code, lock.map(Bound::unbind))
@@ -531,10 +521,11 @@ impl PyRawArray {
     ) -> PyResult<Self> {
         let code = code_char(typecode)?;
         let a = make_typed!(AnyRawArray, code, T => {
-            let init = init_of::<T>(size_or_initializer)?;
-            match name {
-                None => RawArray::<T>::from_slice(&init),
-                Some(n) => RawArray::<T>::create(n, &init),
+            let init = Init::<T>::from_py(size_or_initializer)?;
+            match (name, init) {
+                (None, Init::Len(n)) => RawArray::<T>::zeroed(n),
+                (None, init) => RawArray::<T>::from_slice(&init.into_vec(T::zeroed())?),
+                (Some(n), init) => RawArray::<T>::create(n, &init.into_vec(T::zeroed())?),
             }.py()
         })?;
         Ok(Self::wrap(a, code))

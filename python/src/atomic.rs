@@ -12,7 +12,7 @@ use pyo3::IntoPyObjectExt;
 use shmsync::{AtomicArray, AtomicRef, AtomicValue, Kind};
 
 use crate::elem::{
-    atomic_enum, code_char, each_atomic, each_bitwise, each_number, make_atomic, PyElem,
+    atomic_enum, code_char, each_atomic, each_bitwise, each_number, make_atomic, Init, PyElem,
 };
 use crate::errors::ResultExt;
 use crate::handle;
@@ -332,15 +332,6 @@ impl PyAtomicArray {
     }
 }
 
-fn atomic_init<T: shmsync::AtomicElement + PyElem>(init: &Bound<'_, PyAny>) -> PyResult<Vec<T>> {
-    if let Ok(n) = init.extract::<isize>() {
-        let n = usize::try_from(n)
-            .map_err(|_| PyValueError::new_err(format!("Array length must be >= 0, not {n}")))?;
-        return Ok(vec![T::ZERO; n]);
-    }
-    init.try_iter()?.map(|x| T::from_py(&x?)).collect()
-}
-
 #[pymethods]
 impl PyAtomicArray {
     #[new]
@@ -353,12 +344,15 @@ impl PyAtomicArray {
     ) -> PyResult<Self> {
         let code = code_char(typecode)?;
         let a = make_atomic!(AnyAtomicArray, code, T => {
-            let init = atomic_init::<T>(size_or_initializer)?;
-            match (name, padded) {
-                (None, false) => AtomicArray::<T>::from_slice(&init),
-                (None, true) => AtomicArray::<T>::from_slice_padded(&init),
-                (Some(n), false) => AtomicArray::<T>::create(n, &init),
-                (Some(n), true) => AtomicArray::<T>::create_padded(n, &init),
+            let init = Init::<T>::from_py(size_or_initializer)?;
+            let zero = <T as shmsync::AtomicElement>::ZERO;
+            match (name, padded, init) {
+                (None, false, Init::Len(n)) => AtomicArray::<T>::zeroed(n),
+                (None, true, Init::Len(n)) => AtomicArray::<T>::zeroed_padded(n),
+                (None, false, init) => AtomicArray::<T>::from_slice(&init.into_vec(zero)?),
+                (None, true, init) => AtomicArray::<T>::from_slice_padded(&init.into_vec(zero)?),
+                (Some(n), false, init) => AtomicArray::<T>::create(n, &init.into_vec(zero)?),
+                (Some(n), true, init) => AtomicArray::<T>::create_padded(n, &init.into_vec(zero)?),
             }.py()
         })?;
         Ok(Self::wrap(a, normal(code)))

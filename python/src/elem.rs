@@ -457,3 +457,50 @@ macro_rules! make_atomic {
     };
 }
 pub(crate) use make_atomic;
+
+/// `n` copies of `zero`, or `MemoryError` when they cannot be allocated
+/// (an absurd length is an exception, not an abort).
+pub(crate) fn zeros<T: Clone>(n: usize, zero: T) -> PyResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        pyo3::exceptions::PyMemoryError::new_err(format!("cannot allocate {n} elements"))
+    })?;
+    v.resize(n, zero);
+    Ok(v)
+}
+
+/// `size_or_initializer`: a length (zeros) or the elements.
+pub(crate) enum Init<T> {
+    Len(usize),
+    Items(Vec<T>),
+}
+
+impl<T: Clone> Init<T> {
+    /// Reads `size_or_initializer`: an int is a length (negative:
+    /// `ValueError`), anything else an iterable of elements.
+    pub(crate) fn from_py(o: &Bound<'_, PyAny>) -> PyResult<Init<T>>
+    where
+        T: PyElem,
+    {
+        if let Ok(n) = o.extract::<isize>() {
+            return usize::try_from(n).map(Init::Len).map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "Array length must be >= 0, not {n}"
+                ))
+            });
+        }
+        let items = o
+            .try_iter()?
+            .map(|x| T::from_py(&x?))
+            .collect::<PyResult<Vec<T>>>()?;
+        Ok(Init::Items(items))
+    }
+
+    /// The elements, `zero` for each of a length.
+    pub(crate) fn into_vec(self, zero: T) -> PyResult<Vec<T>> {
+        match self {
+            Init::Len(n) => zeros(n, zero),
+            Init::Items(v) => Ok(v),
+        }
+    }
+}

@@ -291,8 +291,6 @@ impl SynchronizedArray {
         let a = make_typed!(AnyArray, code, T => {
             let init = Init::<T>::from_py(size_or_initializer)?;
             match (name, l, init) {
-                // A length alone: no copy of the zeros.
-                (None, None, Init::Len(n)) => Array::<T>::zeroed(n),
                 (None, None, init) => Array::<T>::from_slice(&init.into_vec(T::zeroed())?),
                 (Some(n), None, init) => Array::<T>::create(n, &init.into_vec(T::zeroed())?),
                 (None, Some(l), init) => Array::<T>::with_lock(&init.into_vec(T::zeroed())?, l),
@@ -523,7 +521,6 @@ impl PyRawArray {
         let a = make_typed!(AnyRawArray, code, T => {
             let init = Init::<T>::from_py(size_or_initializer)?;
             match (name, init) {
-                (None, Init::Len(n)) => RawArray::<T>::zeroed(n),
                 (None, init) => RawArray::<T>::from_slice(&init.into_vec(T::zeroed())?),
                 (Some(n), init) => RawArray::<T>::create(n, &init.into_vec(T::zeroed())?),
             }.py()

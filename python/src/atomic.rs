@@ -347,8 +347,6 @@ impl PyAtomicArray {
             let init = Init::<T>::from_py(size_or_initializer)?;
             let zero = <T as shmsync::AtomicElement>::ZERO;
             match (name, padded, init) {
-                (None, false, Init::Len(n)) => AtomicArray::<T>::zeroed(n),
-                (None, true, Init::Len(n)) => AtomicArray::<T>::zeroed_padded(n),
                 (None, false, init) => AtomicArray::<T>::from_slice(&init.into_vec(zero)?),
                 (None, true, init) => AtomicArray::<T>::from_slice_padded(&init.into_vec(zero)?),
                 (Some(n), false, init) => AtomicArray::<T>::create(n, &init.into_vec(zero)?),

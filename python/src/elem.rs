@@ -458,8 +458,10 @@ macro_rules! make_atomic {
 }
 pub(crate) use make_atomic;
 
-/// `n` copies of `zero`, or `MemoryError` when they cannot be allocated
-/// (an absurd length is an exception, not an abort).
+/// `n` copies of `zero`, or `MemoryError` when they cannot be allocated:
+/// an absurd length is an exception, not an abort. (The zeros are copied
+/// rather than made by the crate's `zeroed`, whose `fallocate` of an
+/// absurd size exhausts memory instead of failing.)
 pub(crate) fn zeros<T: Clone>(n: usize, zero: T) -> PyResult<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(n).map_err(|_| {

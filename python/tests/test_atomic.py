@@ -105,3 +105,15 @@ def test_named(names):
         AtomicValue("d", name=n)
     with pytest.raises(FileNotFoundError):
         AtomicValue.open(names())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: shmsync.Array("d", 10**15),
+    lambda: shmsync.RawArray("q", 10**15),
+    lambda: AtomicArray("q", 10**15),
+    lambda: AtomicArray("d", 10**15, padded=True),
+])
+def test_absurd_lengths_are_memory_errors(make):
+    # 8 PB: more than the address space, on any overcommit setting.
+    with pytest.raises(MemoryError):
+        make()

@@ -209,10 +209,25 @@ fn no_attr(class: &str, attr: &str) -> PyErr {
     PyAttributeError::new_err(format!("'{class}' object has no attribute '{attr}'"))
 }
 
-/// `memoryview` of the elements, through a mapping of the segment's file
-/// made by Python's `mmap` (which the view keeps alive).
-fn buffer(py: Python<'_>, fd: &impl AsFd, code: char) -> PyResult<PyObject> {
+/// `memoryview` of the `len` elements of `T`, through a mapping of the
+/// segment's file made by Python's `mmap` (which the view keeps alive). The
+/// data offset comes from the header, validated by `inspect_fd` against
+/// the file's size; the length is this handle's own.
+fn buffer<T: Element>(
+    py: Python<'_>,
+    fd: &impl AsFd,
+    code: char,
+    len: usize,
+) -> PyResult<PyObject> {
     let info = shmsync::inspect_fd(fd.as_fd()).py()?;
+    let nbytes = len.saturating_mul(std::mem::size_of::<T>());
+    if info.data_offset.saturating_add(nbytes) > info.size {
+        return Err(crate::errors::exc(
+            py,
+            "MismatchError",
+            "the segment's header changed",
+        ));
+    }
     let fmt = match code {
         'u' => 'I',
         c => c,
@@ -223,11 +238,26 @@ fn buffer(py: Python<'_>, fd: &impl AsFd, code: char) -> PyResult<PyObject> {
             handle::raw_fd(fd),
             info.size,
             info.data_offset,
-            info.len * info.stride,
+            nbytes,
             fmt.to_string(),
         ))?
         .unbind())
 }
+
+/// [`buffer`] of a typed array (its element type from the handle).
+fn buffer_of<A: AsFd + ElemOf<T>, T: Element>(
+    py: Python<'_>,
+    a: &A,
+    code: char,
+    len: usize,
+) -> PyResult<PyObject> {
+    buffer::<T>(py, a, code, len)
+}
+
+/// The element type of an array handle.
+trait ElemOf<T> {}
+impl<T> ElemOf<T> for Array<T> {}
+impl<T> ElemOf<T> for RawArray<T> {}
 
 /// `shmsync.Array(typecode, size_or_initializer, lock=True)`.
 #[pyclass(frozen, module = "shmsync", name = "SynchronizedArray")]
@@ -426,7 +456,7 @@ impl SynchronizedArray {
     /// `get_lock()` around them where it matters.
     #[getter]
     fn buffer(&self, py: Python<'_>) -> PyResult<PyObject> {
-        each_typed!(AnyArray, &self.a, a => buffer(py, a, self.code))
+        each_typed!(AnyArray, &self.a, a => buffer_of(py, a, self.code, self.len))
     }
 
     fn get_lock(&self, py: Python<'_>) -> Py<PyRLock> {
@@ -616,7 +646,7 @@ impl PyRawArray {
     /// A `memoryview` of the elements, without a copy.
     #[getter]
     fn buffer(&self, py: Python<'_>) -> PyResult<PyObject> {
-        each_typed!(AnyRawArray, &self.a, a => buffer(py, a, self.code))
+        each_typed!(AnyRawArray, &self.a, a => buffer_of(py, a, self.code, self.len))
     }
 
     #[getter]

@@ -12,7 +12,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PySlice, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 use shmsync::bytemuck::{self, Zeroable};
-use shmsync::{Array, ArrayGuard, CChar, Element, Kind, RawArray};
+use shmsync::inspect::Kind;
+use shmsync::{Array, ArrayGuard, CChar, Element, RawArray};
 
 use crate::elem::{code_char, each_typed, make_typed, typed_enum, Init, PyElem};
 use crate::errors::ResultExt;
@@ -219,7 +220,7 @@ fn buffer<T: Element>(
     code: char,
     len: usize,
 ) -> PyResult<PyObject> {
-    let info = shmsync::inspect_fd(fd.as_fd()).py()?;
+    let info = handle::seen_fd(py, fd.as_fd())?;
     let nbytes = len.saturating_mul(std::mem::size_of::<T>());
     if info.data_offset.saturating_add(nbytes) > info.size {
         return Err(crate::errors::exc(
@@ -334,7 +335,7 @@ impl SynchronizedArray {
 
     #[staticmethod]
     fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
-        let (kind, code) = handle::code_of(name)?;
+        let (kind, code) = handle::code_of(py, name)?;
         handle::check_kind(py, kind, Kind::Array)?;
         let a = make_typed!(AnyArray, code, T => Array::<T>::open(name).py())?;
         Self::wrap(py, a, code, None)
@@ -565,7 +566,7 @@ impl PyRawArray {
 
     #[staticmethod]
     fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
-        let (kind, code) = handle::code_of(name)?;
+        let (kind, code) = handle::code_of(py, name)?;
         handle::check_kind(py, kind, Kind::RawArray)?;
         let a = make_typed!(AnyRawArray, code, T => RawArray::<T>::open(name).py())?;
         Ok(Self::wrap(a, code))

@@ -9,7 +9,8 @@ use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use pyo3::IntoPyObjectExt;
-use shmsync::{AtomicArray, AtomicRef, AtomicValue, Kind};
+use shmsync::inspect::Kind;
+use shmsync::{AtomicArray, AtomicRef, AtomicValue};
 
 use crate::elem::{
     atomic_enum, code_char, each_atomic, each_bitwise, each_number, make_atomic, Init, PyElem,
@@ -182,7 +183,7 @@ impl PyAtomicValue {
 
     #[staticmethod]
     fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
-        let (kind, code) = handle::code_of(name)?;
+        let (kind, code) = handle::code_of(py, name)?;
         handle::check_kind(py, kind, Kind::AtomicValue)?;
         let v = make_atomic!(AnyAtomic, code, T => AtomicValue::<T>::open(name).py())?;
         Ok(PyAtomicValue { v, code })
@@ -358,7 +359,7 @@ impl PyAtomicArray {
 
     #[staticmethod]
     fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
-        let (kind, code) = handle::code_of(name)?;
+        let (kind, code) = handle::code_of(py, name)?;
         handle::check_kind(py, kind, Kind::AtomicArray)?;
         let a = make_atomic!(AnyAtomicArray, code, T => AtomicArray::<T>::open(name).py())?;
         Ok(Self::wrap(a, code))

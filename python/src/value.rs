@@ -4,7 +4,8 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use shmsync::{Kind, RawValue, Value};
+use shmsync::inspect::Kind;
+use shmsync::{RawValue, Value};
 
 use crate::elem::{code_char, each_typed, make_typed, typed_enum, PyElem};
 use crate::errors::ResultExt;
@@ -94,7 +95,7 @@ impl Synchronized {
     /// with the type its header records.
     #[staticmethod]
     fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
-        let (kind, code) = handle::code_of(name)?;
+        let (kind, code) = handle::code_of(py, name)?;
         handle::check_kind(py, kind, Kind::Value)?;
         let v = make_typed!(AnyValue, code, T => Value::<T>::open(name).py())?;
         Self::wrap(py, v, code, None)
@@ -245,7 +246,7 @@ impl PyRawValue {
 
     #[staticmethod]
     fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
-        let (kind, code) = handle::code_of(name)?;
+        let (kind, code) = handle::code_of(py, name)?;
         handle::check_kind(py, kind, Kind::RawValue)?;
         let v = make_typed!(AnyRawValue, code, T => RawValue::<T>::open(name).py())?;
         Ok(PyRawValue { v, code })

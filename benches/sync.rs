@@ -38,7 +38,9 @@ use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::Instant;
 
-use shmsync::{Event, SharedMemory};
+use std::sync::atomic::Ordering::Relaxed;
+
+use shmsync::{AtomicValue, Barrier, Condition, Event, Lock, SharedMemory};
 
 mod common;
 
@@ -384,6 +386,69 @@ impl Pair for Events {
     }
 }
 
+/// A shmsync `Condition` over a `Lock` and a turn, one condition for both
+/// directions; `notify_one` under the lock (Python's pattern) or after the
+/// unlock.
+struct Cond {
+    lock: Lock,
+    cond: Condition<Lock>,
+    turn: AtomicValue<u32>,
+    under_lock: bool,
+}
+
+impl Cond {
+    fn new(under_lock: bool) -> shmsync::Result<Cond> {
+        let lock = Lock::new()?;
+        let cond = Condition::with_lock(&lock)?;
+        Ok(Cond {
+            lock,
+            cond,
+            turn: AtomicValue::new(0)?,
+            under_lock,
+        })
+    }
+
+    /// Waits for turn `me`, then gives the turn to `next`.
+    fn hand(&self, me: u32, next: u32) {
+        let g = self.lock.lock().expect("the bench lock");
+        let g = self
+            .cond
+            .wait_while(g, |_| self.turn.load(Relaxed) != me)
+            .expect("the bench lock");
+        // Relaxed: the lock orders it.
+        self.turn.store(next, Relaxed);
+        if self.under_lock {
+            self.cond.notify_one();
+            drop(g);
+        } else {
+            drop(g);
+            self.cond.notify_one();
+        }
+    }
+}
+
+impl Pair for Cond {
+    // Turn 0: the parent's; 1: the child's.
+    fn ping(&self) {
+        self.hand(0, 1);
+    }
+    fn pong(&self) {
+        self.hand(1, 0);
+    }
+}
+
+/// A shmsync `Barrier` of two.
+struct Barrier2(Barrier);
+
+impl Pair for Barrier2 {
+    fn ping(&self) {
+        self.0.wait().expect("the bench barrier");
+    }
+    fn pong(&self) {
+        self.ping();
+    }
+}
+
 /// A row of the hand-off table.
 struct Row {
     key: &'static str,
@@ -434,6 +499,24 @@ fn pairs() -> shmsync::Result<Vec<Row>> {
             "shmsync Event pair",
             RT,
             Events([Event::new()?, Event::new()?]),
+        ),
+        row(
+            "cond",
+            "shmsync Condition, notify locked",
+            RT,
+            Cond::new(true)?,
+        ),
+        row(
+            "cond-unlocked",
+            "shmsync Condition, notify after",
+            RT,
+            Cond::new(false)?,
+        ),
+        row(
+            "barrier",
+            "shmsync Barrier(2)",
+            "cycles/s",
+            Barrier2(Barrier::new(2)?),
         ),
     ])
 }
@@ -570,6 +653,30 @@ const TARGETS: &[(&str, &str, f64, &str)] = &[
         "python-event",
         3.0,
         "Event ping-pong ≥ 3× Python's Event",
+    ),
+    (
+        "cond",
+        "glibc-cond",
+        1.0,
+        "Condition ping-pong (notify under the lock) ≥ 1.0× glibc pthread_cond_t",
+    ),
+    (
+        "cond",
+        "python-cond",
+        3.0,
+        "Condition ping-pong ≥ 3× Python's Condition",
+    ),
+    (
+        "barrier",
+        "glibc-barrier",
+        1.0,
+        "Barrier(2) cycles/s ≥ 1.0× glibc pthread_barrier_t",
+    ),
+    (
+        "barrier",
+        "python-barrier",
+        8.0,
+        "Barrier(2) ≥ 8× Python's Barrier",
     ),
 ];
 

@@ -244,14 +244,19 @@ pub(crate) fn describe(name: &str, procs: &Procs, detail: Detail) -> Result<Desc
         let kind = seen.kind;
         j.insert("kind".into(), kind.map(Kind::name).into());
         j.insert("kind_number".into(), h.kind.into());
-        let code = u8::try_from(h.type_code).ok().filter(|c| *c != 0);
+        // Synchronisation objects record an internal type code for their
+        // words: only element kinds have a user-visible element type.
+        let code = u8::try_from(h.type_code)
+            .ok()
+            .filter(|c| *c != 0 && has_elements(kind));
         j.insert(
             "type_code".into(),
             code.map(|c| (c as char).to_string()).into(),
         );
         j.insert(
             "rust_type".into(),
-            rust_type(h.type_code, h.elem_size).into(),
+            code.map_or_else(|| "-".to_owned(), |_| rust_type(h.type_code, h.elem_size))
+                .into(),
         );
         j.insert("length".into(), h.count.into());
         let header = json!({
@@ -314,6 +319,17 @@ pub(crate) fn describe(name: &str, procs: &Procs, detail: Detail) -> Result<Desc
             j.insert("values".into(), elems.clone().into());
         }
         let all = procs.all_sleepers(f.inode);
+        if seen.lock.is_none() && kind != Some(Kind::Event) && seen.status == Status::Ok {
+            // Other synchronisation objects: who sleeps on any of their
+            // words (their own state is in `inspect`'s raw data).
+            if !has_elements(kind) {
+                state = if all.is_empty() {
+                    "nobody waiting".to_owned()
+                } else {
+                    format!("{} waiting", all.len())
+                };
+            }
+        }
         j.insert(
             "sleepers".into(),
             all.iter()
@@ -494,11 +510,12 @@ pub(crate) fn print_table(rows: &[Described]) {
         .iter()
         .map(|d| {
             let h = d.seen.as_ref().and_then(|s| s.header);
+            let elems = has_elements(d.seen.as_ref().and_then(|s| s.kind));
             let f = d.seen.as_ref().map(|s| s.file);
             [
                 d.name.clone(),
                 d.kind_label(),
-                h.map_or("-".into(), |h| {
+                h.filter(|_| elems).map_or("-".into(), |h| {
                     let r = rust_type(h.type_code, h.elem_size);
                     match u8::try_from(h.type_code)
                         .ok()

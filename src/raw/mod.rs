@@ -14,6 +14,7 @@
 pub mod event;
 pub mod mutex;
 pub mod rmw;
+pub mod spsc;
 pub mod word;
 
 pub use event::RawEvent;

@@ -129,6 +129,7 @@ compile_error!("shmsync supports Linux only (futexes, memfd, /dev/shm)");
 
 mod atomic;
 mod error;
+mod queue;
 // The state machines, public for the repository's loom models, fuzzer,
 // tests and benches only: hidden from the documentation and exempt from
 // semver (a cargo feature would have to be enabled by each of them, and
@@ -146,6 +147,7 @@ pub use atomic::{
 };
 pub use bytemuck;
 pub use error::{Error, Result};
+pub use queue::{Connection, End, Pipe};
 pub use shm::segment::SharedMemory;
 pub use sync::{Event, Lock, LockError, LockGuard, RLock, RLockGuard, TryLockError};
 pub use sys::robust::Robustness;

@@ -37,11 +37,12 @@ pub(crate) enum Kind {
     AtomicValue = 7,
     AtomicArray = 8,
     Event = 9,
+    Pipe = 16,
 }
 
 impl Kind {
     /// Every kind, to read the header's number back.
-    const ALL: [Kind; 9] = [
+    const ALL: [Kind; 10] = [
         Kind::Value,
         Kind::RawValue,
         Kind::Array,
@@ -51,6 +52,7 @@ impl Kind {
         Kind::AtomicValue,
         Kind::AtomicArray,
         Kind::Event,
+        Kind::Pipe,
     ];
 
     fn from_u32(v: u32) -> Option<Kind> {

@@ -1,6 +1,6 @@
 //! Locks: [`Lock`] and [`RLock`], their guards and errors; [`Event`].
 
-mod deadline;
+pub(crate) mod deadline;
 mod event;
 mod lock;
 mod lock_result;

@@ -210,6 +210,8 @@ impl Pipe {
     /// # Errors
     /// [`Error::InvalidArgument`] for a capacity of 0 or above 256 MiB;
     /// [`Error::Io`] if the memfd or the ends' descriptors cannot be made.
+    // Python's `Pipe()` returns both ends: so does `new`.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(capacity: usize) -> Result<(Connection, Connection)> {
         Self::make(None, capacity, 2)
     }
@@ -375,6 +377,9 @@ pub struct Connection {
     /// This handle's description, read-locking the end's `HOLD` byte.
     hold: HandleClaim,
     taken: Option<Taken>,
+    /// An operation of this handle reported `Disconnected`: the later ones
+    /// do so at once (a send that finds room does not probe the peer).
+    disconnected: bool,
 }
 
 // SAFETY: `pipe.words` points at atomics in a shared mapping that
@@ -397,6 +402,7 @@ impl Connection {
             end,
             hold,
             taken: None,
+            disconnected: false,
         })
     }
 
@@ -584,6 +590,9 @@ impl Connection {
     /// this process.
     #[inline]
     fn taken(&mut self) -> Result<Taken> {
+        if self.disconnected {
+            return Err(Error::Disconnected);
+        }
         match self.taken {
             Some(t) if t.gen == liveness::fork_generation() => Ok(t),
             _ => self.take(),
@@ -648,14 +657,19 @@ impl Connection {
             peer_dead: &mut gone,
         };
         let sent = self.ring(r).send(&mut p, msg, &mut wait);
-        drop(wait);
         if let Some(t) = &mut self.taken {
             t.send = Some(p);
         }
+        self.disconnected |= sent == Err(RingError::Disconnected);
         sent.map_err(|e| ring_error(e, msg.len()))
     }
 
-    fn recv_with(&mut self, out: Out<'_>, block: bool, timeout: Option<Duration>) -> Result<Option<usize>> {
+    fn recv_with(
+        &mut self,
+        out: Out<'_>,
+        block: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Option<usize>> {
         let t = self.taken()?;
         let (Some(r), Some(mut c)) = (self.recv_ring(), t.recv) else {
             return Err(Error::InvalidArgument(
@@ -674,10 +688,10 @@ impl Connection {
             peer_dead: &mut gone,
         };
         let got = self.ring(r).recv(&mut c, out, &mut wait);
-        drop(wait);
         if let Some(t) = &mut self.taken {
             t.recv = Some(c);
         }
+        self.disconnected |= got == Err(RingError::Disconnected);
         got.map_err(|e| ring_error(e, buf_len))
     }
 
@@ -856,6 +870,9 @@ impl Connection {
     /// [`Error::EndInUse`], [`Error::Corrupt`] and [`Error::Io`] as for
     /// [`recv_bytes`](Self::recv_bytes).
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
+        if self.disconnected {
+            return Ok(true);
+        }
         let t = self.taken()?;
         let (Some(r), Some(c)) = (self.recv_ring(), t.recv) else {
             return Err(Error::InvalidArgument(
@@ -869,9 +886,13 @@ impl Connection {
             deadline: until.as_mut().map(|u| u as &mut dyn crate::raw::Deadline),
             peer_dead: &mut gone,
         };
-        match self.ring(r).poll(&c, &mut wait) {
+        let ready = self.ring(r).poll(&c, &mut wait);
+        match ready {
             Ok(ready) => Ok(ready),
-            Err(RingError::Disconnected) => Ok(true),
+            Err(RingError::Disconnected) => {
+                self.disconnected = true;
+                Ok(true)
+            }
             Err(e) => Err(ring_error(e, 0)),
         }
     }

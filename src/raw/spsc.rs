@@ -220,7 +220,7 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
     /// private geometry is wrong.
     pub fn new(head: &'a F, tail: &'a F, data: &'a [D], capacity: usize) -> Option<Self> {
         let bytes = data.len().checked_mul(4)?;
-        if !bytes.is_power_of_two() || bytes > MAX_RING || bytes < 8 {
+        if !bytes.is_power_of_two() || !(8..=MAX_RING).contains(&bytes) {
             return None;
         }
         if capacity == 0 || record_len(capacity)? > bytes {
@@ -358,7 +358,12 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
     /// [`RingError::TooLarge`] for a message longer than the maximum;
     /// [`RingError::Disconnected`] once the consumer closed its end or is
     /// dead; [`RingError::Corrupt`] for positions no honest ring has.
-    pub fn send(&self, p: &mut Producer, msg: &[u8], wait: &mut Wait<'_>) -> Result<bool, RingError> {
+    pub fn send(
+        &self,
+        p: &mut Producer,
+        msg: &[u8],
+        wait: &mut Wait<'_>,
+    ) -> Result<bool, RingError> {
         if msg.len() > self.cap as usize {
             return Err(RingError::TooLarge);
         }

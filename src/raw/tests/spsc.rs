@@ -81,7 +81,10 @@ fn geometry() {
     let w = (Spy::new_word(), Spy::new_word());
     let d: Vec<AtomicU32> = (0..3).map(|_| AtomicU32::new(0)).collect();
     assert!(Ring::new(&w.0, &w.1, &d, 4).is_none(), "not a power of two");
-    assert!(Ring::new(&w.0, &w.1, &d[..2], 5).is_none(), "record too large");
+    assert!(
+        Ring::new(&w.0, &w.1, &d[..2], 5).is_none(),
+        "record too large"
+    );
     assert!(Ring::new(&w.0, &w.1, &d[..2], 0).is_none(), "zero capacity");
     assert!(Ring::new(&w.0, &w.1, &d[..1], 0).is_none(), "too small");
 }
@@ -102,8 +105,15 @@ fn sizes_zero_to_max_and_wrap_around_without_syscalls() {
         for i in 0..300 {
             let len = i % (cap + 1);
             let m = msg(i, len);
-            assert_eq!(r.send(&mut p, &m, &mut now()), Ok(true), "cap {cap} msg {i}");
-            assert_eq!(r.recv(&mut c, Out::Vec(&mut got), &mut now()), Ok(Some(len)));
+            assert_eq!(
+                r.send(&mut p, &m, &mut now()),
+                Ok(true),
+                "cap {cap} msg {i}"
+            );
+            assert_eq!(
+                r.recv(&mut c, Out::Vec(&mut got), &mut now()),
+                Ok(Some(len))
+            );
             assert_eq!(got, m);
         }
         assert_eq!(r.recv(&mut c, Out::Vec(&mut got), &mut now()), Ok(None));
@@ -119,14 +129,20 @@ fn full_ring_refuses_then_accepts() {
     let (mut p, mut c) = (r.producer().unwrap(), r.consumer().unwrap());
     assert_eq!(r.send(&mut p, &[1; 12], &mut now()), Ok(true));
     assert_eq!(r.send(&mut p, &[], &mut now()), Ok(false), "full");
-    assert_eq!(r.send(&mut p, &[1; 13], &mut now()), Err(RingError::TooLarge));
+    assert_eq!(
+        r.send(&mut p, &[1; 13], &mut now()),
+        Err(RingError::TooLarge)
+    );
     let mut small = [0u8; 11];
     assert_eq!(
         r.recv(&mut c, Out::Slice(&mut small), &mut now()),
         Err(RingError::BufferTooSmall { needed: 12 })
     );
     let mut big = [0u8; 20];
-    assert_eq!(r.recv(&mut c, Out::Slice(&mut big), &mut now()), Ok(Some(12)));
+    assert_eq!(
+        r.recv(&mut c, Out::Slice(&mut big), &mut now()),
+        Ok(Some(12))
+    );
     assert_eq!(&big[..12], &[1; 12]);
     // Two small messages fit at once.
     assert_eq!(r.send(&mut p, &[2; 4], &mut now()), Ok(true));
@@ -179,7 +195,10 @@ fn close_drains_then_disconnects() {
     let r = h.ring();
     let mut p = r.producer().unwrap();
     r.close_consumer();
-    assert_eq!(r.send(&mut p, b"x", &mut now()), Err(RingError::Disconnected));
+    assert_eq!(
+        r.send(&mut p, b"x", &mut now()),
+        Err(RingError::Disconnected)
+    );
 }
 
 #[test]
@@ -251,7 +270,17 @@ fn scribbled_words_and_lengths_never_panic_or_hang() {
     let r = h.ring();
     let mut v = Vec::new();
     let mut small = [0u8; 3];
-    for x in [1u32, 3, 12, 17, POS_MASK, CLOSED | 5, WAITING | 9, u32::MAX, 0x1234_5678] {
+    for x in [
+        1u32,
+        3,
+        12,
+        17,
+        POS_MASK,
+        CLOSED | 5,
+        WAITING | 9,
+        u32::MAX,
+        0x1234_5678,
+    ] {
         for (hv, tv) in [(x, 0), (0, x), (x, x), (x, x.wrapping_add(4))] {
             h.head.store(hv, Relaxed);
             h.tail.store(tv, Relaxed);
@@ -328,7 +357,8 @@ fn a_sleeping_consumer_is_woken_by_a_send() {
         let mut c = r.consumer().unwrap();
         let mut live = alive;
         let mut v = Vec::new();
-        r.recv(&mut c, Out::Vec(&mut v), &mut block(&mut live)).unwrap();
+        r.recv(&mut c, Out::Vec(&mut v), &mut block(&mut live))
+            .unwrap();
         v
     });
     until(|| h.head.waits.load(Relaxed) >= 1 && h.head.load(Relaxed) & WAITING != 0);
@@ -337,5 +367,9 @@ fn a_sleeping_consumer_is_woken_by_a_send() {
     r.send(&mut p, b"wake", &mut now()).unwrap();
     assert_eq!(t.join().unwrap(), b"wake");
     assert!(h.head.wakes.load(Relaxed) >= 1);
-    assert_eq!(h.head.load(Relaxed) & WAITING, 0, "the swap takes WAITING off");
+    assert_eq!(
+        h.head.load(Relaxed) & WAITING,
+        0,
+        "the swap takes WAITING off"
+    );
 }

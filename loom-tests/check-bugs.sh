@@ -26,10 +26,10 @@ BASE_FLAGS="--cfg loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 export RUST_BACKTRACE=0
 
-LOCK_MODELS=(mutex recursion timed wakeup owner_death event)
+LOCK_MODELS=(mutex recursion timed wakeup owner_death event pipe)
 FEATURE_BUGS=(lost-wake weak-release weak-acquire split-cas no-waiters-bit
               acquire-drops-waiters no-owner-died-bit keeps-owner-died
-              liveness-relaxed event-no-generation)
+              liveness-relaxed event-no-generation pipe-close-lost)
 CFG_BUGS=(stale_new no_retry bool_bytes)
 
 # The model files a bug is checked against.
@@ -38,6 +38,7 @@ models_of() {
         weak-release | weak-acquire | split-cas) echo "${LOCK_MODELS[*]} atomic_ops" ;;
         stale_new | no_retry | bool_bytes) echo atomic_ops ;;
         event-no-generation) echo event ;;
+        pipe-close-lost) echo pipe ;;
         *) echo "${LOCK_MODELS[*]}" ;;
     esac
 }

@@ -541,17 +541,22 @@ fn fork_child_dies() {
     if pid == 0 {
         drop(a);
         let _keep = b;
-        // Dies at once, without using its end (SIGKILL by itself).
+        // Holds its end unused for a while, then dies without using it
+        // (SIGKILL by itself).
+        std::thread::sleep(Duration::from_millis(200));
         // SAFETY: raising a signal in our own process.
         unsafe { libc::raise(libc::SIGKILL) };
         // SAFETY: not reached.
         unsafe { libc::_exit(1) };
     }
     drop(b);
+    // The child holds end B (unused): not gone.
+    assert_eq!(a.try_recv_bytes(), Ok(None));
     assert_eq!(recv_watched(&mut a), Err(Error::Disconnected));
     let mut status = 0;
     // SAFETY: waits for our own child.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFSIGNALED(status), "the child died of its SIGKILL");
     tell("disconnected");
 }
 

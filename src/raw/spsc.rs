@@ -86,6 +86,13 @@ pub const MAX_RING: usize = 1 << 29;
 /// The largest maximum message: one always fits a ring of [`MAX_RING`].
 pub const MAX_CAPACITY: usize = MAX_RING / 2;
 
+/// Re-reads of the other side's word before a waiter sleeps (with
+/// exponential backoff, as the lock's spin; [`FutexWord::SPIN_LIMIT`]
+/// caps it). None: a waiting side would spin while the other side, on the
+/// same or a busy core, needs the CPU to answer (measured: ping-pong round
+/// trips fell to a third with the lock's spin; `docs/BENCHMARKS.md`).
+pub const RING_SPINS: u32 = 0;
+
 /// The first sleep of a waiter before it re-reads its word and probes.
 pub const SLICE_FIRST: Duration = Duration::from_millis(1);
 /// The longest sleep of a waiter before it re-reads its word and probes
@@ -389,7 +396,7 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
                 }
                 return Ok(false);
             }
-            if spins < F::SPIN_LIMIT {
+            if spins < F::SPIN_LIMIT.min(RING_SPINS) {
                 for _ in 0..1u32 << spins.min(7) {
                     F::spin_hint();
                 }
@@ -512,7 +519,7 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
                 }
                 return Ok(None);
             }
-            if spins < F::SPIN_LIMIT {
+            if spins < F::SPIN_LIMIT.min(RING_SPINS) {
                 for _ in 0..1u32 << spins.min(7) {
                     F::spin_hint();
                 }

@@ -605,7 +605,7 @@ fn both_ends_in_one_process_and_simplex_rules() {
             found: 1
         })
     );
-    assert_eq!(a.recv_bytes().unwrap(), b"xy", "nothing lost");
+    assert_eq!(recv_watched(&mut a).unwrap(), b"xy", "nothing lost");
     drop(b);
     assert_eq!(a.recv_bytes(), Err(Error::Disconnected));
 

@@ -45,6 +45,10 @@
 //!
 //! Nothing but these swaps is a read-modify-write on the fast path, and no
 //! system call is made unless the other side has announced that it sleeps.
+//! A side that must wait sleeps at once, without the lock's spin: it would
+//! spin while the other side, on the same or a busy core, needs the CPU to
+//! answer (the lock's spin cut ping-pong round trips to about a half:
+//! `docs/BENCHMARKS.md`, "The pipe").
 //!
 //! # Death
 //!
@@ -85,13 +89,6 @@ pub const HEADER: usize = 4;
 pub const MAX_RING: usize = 1 << 29;
 /// The largest maximum message: one always fits a ring of [`MAX_RING`].
 pub const MAX_CAPACITY: usize = MAX_RING / 2;
-
-/// Re-reads of the other side's word before a waiter sleeps (with
-/// exponential backoff, as the lock's spin; [`FutexWord::SPIN_LIMIT`]
-/// caps it). None: a waiting side would spin while the other side, on the
-/// same or a busy core, needs the CPU to answer (measured: ping-pong round
-/// trips fell to a third with the lock's spin; `docs/BENCHMARKS.md`).
-pub const RING_SPINS: u32 = 0;
 
 /// The first sleep of a waiter before it re-reads its word and probes.
 pub const SLICE_FIRST: Duration = Duration::from_millis(1);
@@ -378,7 +375,6 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
         let need = record_len(msg.len()).ok_or(RingError::TooLarge)? as u32;
         let tail = self.tail.atomic();
         let mut slice = SLICE_FIRST;
-        let mut spins = 0;
         let mut dead = false;
         loop {
             // Acquire: pairs with the consumer's Release swap (module docs).
@@ -395,13 +391,6 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
                     return Err(RingError::Disconnected);
                 }
                 return Ok(false);
-            }
-            if spins < F::SPIN_LIMIT.min(RING_SPINS) {
-                for _ in 0..1u32 << spins.min(7) {
-                    F::spin_hint();
-                }
-                spins += 1;
-                continue;
             }
             if t & WAITING == 0 {
                 // Relaxed on success: the value is only slept on; Acquire
@@ -494,7 +483,6 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
     fn await_record(&self, c: &Consumer, wait: &mut Wait<'_>) -> Result<Option<u32>, RingError> {
         let head = self.head.atomic();
         let mut slice = SLICE_FIRST;
-        let mut spins = 0;
         let mut dead = false;
         loop {
             // Acquire: pairs with the producer's Release swap (module docs).
@@ -518,13 +506,6 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
                     continue;
                 }
                 return Ok(None);
-            }
-            if spins < F::SPIN_LIMIT.min(RING_SPINS) {
-                for _ in 0..1u32 << spins.min(7) {
-                    F::spin_hint();
-                }
-                spins += 1;
-                continue;
             }
             if h & WAITING == 0 {
                 // Relaxed on success: the value is only slept on; Acquire

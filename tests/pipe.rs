@@ -689,3 +689,71 @@ impl IntoFree for Connection {
         }
     }
 }
+
+/// `send(&T)` / `recv::<T>()` (feature `serde`) across processes.
+#[cfg(feature = "serde")]
+#[test]
+fn typed_messages_across_processes() {
+    let test = "typed_messages_across_processes";
+    if run_child(test, |_| {
+        let mut b = Connection::open(&arg("pipe"), End::B).unwrap();
+        let (n, s, v): (u32, String, Vec<u64>) = b.recv().unwrap();
+        b.send(&(n + 1, s.to_uppercase(), v.iter().sum::<u64>()))
+            .unwrap();
+        // A message that is not a `String`: an error, not a panic.
+        assert!(matches!(b.recv::<String>(), Err(Error::Corrupt(_))));
+    }) {
+        return;
+    }
+    let name = ShmName::new("pipe_serde");
+    let (mut a, b) = Pipe::create(&name, 256).unwrap();
+    let child = spawn(test, "typed").arg("pipe", &*name).start();
+    a.send(&(41u32, "answer", vec![1u64, 2, 3])).unwrap();
+    let got: (u32, String, u64) = a.recv().unwrap();
+    assert_eq!(got, (42, "ANSWER".to_owned(), 6));
+    a.send_bytes(&[0xff, 0xff, 0xff]).unwrap();
+    assert!(matches!(
+        a.send(&vec![0u8; 300]),
+        Err(Error::InvalidArgument(_))
+    ));
+    child.wait();
+    drop((a, b));
+}
+
+/// An end taken by a thread that has ended stays its process's: the
+/// claim is per process, not per thread.
+#[test]
+fn an_end_outlives_the_thread_that_took_it() {
+    let test = "an_end_outlives_the_thread_that_took_it";
+    if run_child(test, |_| {
+        let b = Connection::open(&arg("pipe"), End::B).unwrap();
+        let mut b = std::thread::spawn(move || {
+            let mut b = b;
+            b.send_bytes(b"from a thread").unwrap();
+            b
+        })
+        .join()
+        .unwrap();
+        tell("thread ended");
+        common::await_msg("go");
+        b.send_bytes(b"from main").unwrap();
+        common::await_msg("exit");
+    }) {
+        return;
+    }
+    let name = ShmName::new("pipe_thr");
+    let (mut a, b) = Pipe::create(&name, 64).unwrap();
+    let mut child = spawn(test, "threads").arg("pipe", &*name).start();
+    child.expect("thread ended");
+    drop(b);
+    assert_eq!(recv_watched(&mut a).unwrap(), b"from a thread");
+    // Longer than a probe slice: still connected.
+    assert_eq!(a.recv_bytes_timeout(Duration::from_millis(120)), Ok(None));
+    assert_eq!(a.try_recv_bytes(), Ok(None));
+    child.send("go");
+    assert_eq!(recv_watched(&mut a).unwrap(), b"from main");
+    child.send("exit");
+    child.wait();
+    assert_eq!(recv_watched(&mut a), Err(Error::Disconnected));
+    drop(a);
+}

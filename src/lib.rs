@@ -115,6 +115,13 @@
 //!   owner; and a dead owner whose TID is reused by a new thread sharing
 //!   the segment before any waiter looked appears alive until that thread
 //!   ends. PIDs are never used to judge liveness (PID namespaces).
+//! - A [`Pipe`] costs three descriptors in a process that has both ends
+//!   (the file, the process's liveness description, one description per
+//!   [`Connection`]); a dead peer is noticed by a waiting receive or send
+//!   within about 50 ms, but a send that finds room does not look, so a
+//!   ring's worth of messages can go to a reader that has died; an end
+//!   that was never used counts as closed once no process holds a handle
+//!   of it.
 //! - Timeouts are relative (`CLOCK_MONOTONIC`).
 //!
 //! The repository's `docs/` describe the design (`ARCHITECTURE.md`), the

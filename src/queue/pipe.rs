@@ -168,7 +168,7 @@ impl SharedObject for PipeSeg {
 /// [`Pipe::simplex`] a one-way pipe (receiving end first, as Python's
 /// `Pipe(duplex=False)`). Messages are byte strings of 0 to `capacity`
 /// bytes, kept whole and in order; typed messages go through the `serde`
-/// feature ([`Connection::send`]).
+/// feature (`Connection::send`).
 ///
 /// An anonymous pipe travels to a child by `fork` (each process then
 /// keeps one end and drops the other: see [`Connection`]) or as a

@@ -136,6 +136,7 @@ compile_error!("shmsync supports Linux only (futexes, memfd, /dev/shm)");
 
 mod atomic;
 mod error;
+pub mod inspect;
 mod queue;
 // The state machines, public for the repository's loom models, fuzzer,
 // tests and benches only: hidden from the documentation and exempt from

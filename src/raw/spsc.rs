@@ -45,10 +45,12 @@
 //!
 //! Nothing but these swaps is a read-modify-write on the fast path, and no
 //! system call is made unless the other side has announced that it sleeps.
-//! A side that must wait sleeps at once, without the lock's spin: it would
-//! spin while the other side, on the same or a busy core, needs the CPU to
-//! answer (the lock's spin cut ping-pong round trips to about a half:
-//! `docs/BENCHMARKS.md`, "The pipe").
+//! A side that must wait first gives its CPU away a few times
+//! ([`FutexWord::YIELD_LIMIT`], as the event's waiters) and re-reads the
+//! word, then sleeps; it does not spin: it would spin while the other side,
+//! on the same or a busy core, needs the CPU to answer (the lock's spin
+//! cut ping-pong round trips to about a half: `docs/BENCHMARKS.md`, "The
+//! pipe").
 //!
 //! # Death
 //!
@@ -73,7 +75,7 @@
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::time::Duration;
 
-use super::word::{AtomicWord, Deadline, FutexWord};
+use super::word::{yield_until, AtomicWord, Deadline, FutexWord};
 
 /// Bits 0–29 of either word: a position in bytes, modulo 2³⁰.
 pub const POS_MASK: u32 = (1 << 30) - 1;
@@ -376,6 +378,7 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
         let tail = self.tail.atomic();
         let mut slice = SLICE_FIRST;
         let mut dead = false;
+        let mut yielded = false;
         loop {
             // Acquire: pairs with the consumer's Release swap (module docs).
             let t = tail.load(Acquire);
@@ -391,6 +394,16 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
                     return Err(RingError::Disconnected);
                 }
                 return Ok(false);
+            }
+            if !yielded {
+                // A consumer about to free room is seen without sleeping
+                // (and then needs no wake): `FutexWord::YIELD_LIMIT`.
+                // Acquire as the load above; the loop re-checks the value.
+                yielded = true;
+                yield_until(self.tail, t, Acquire, |v| {
+                    v & CLOSED != 0 || self.used(p.pos, v).is_none_or(|u| self.size - u >= need)
+                });
+                continue;
             }
             if t & WAITING == 0 {
                 // Relaxed on success: the value is only slept on; Acquire
@@ -484,6 +497,7 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
         let head = self.head.atomic();
         let mut slice = SLICE_FIRST;
         let mut dead = false;
+        let mut yielded = false;
         loop {
             // Acquire: pairs with the producer's Release swap (module docs).
             let h = head.load(Acquire);
@@ -506,6 +520,16 @@ impl<'a, F: FutexWord, D: AtomicWord<Int = u32>> Ring<'a, F, D> {
                     continue;
                 }
                 return Ok(None);
+            }
+            if !yielded {
+                // A producer about to publish is seen without sleeping (and
+                // then needs no wake): `FutexWord::YIELD_LIMIT`. Acquire as
+                // the load above; the loop re-checks the value.
+                yielded = true;
+                yield_until(self.head, h, Acquire, |v| {
+                    v & CLOSED != 0 || v.wrapping_sub(c.pos) & POS_MASK != 0
+                });
+                continue;
             }
             if h & WAITING == 0 {
                 // Relaxed on success: the value is only slept on; Acquire

@@ -26,11 +26,11 @@ BASE_FLAGS="--cfg loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 export RUST_BACKTRACE=0
 
-LOCK_MODELS=(mutex recursion timed wakeup owner_death event barrier condition)
+LOCK_MODELS=(mutex recursion timed wakeup owner_death event barrier condition pipe)
 FEATURE_BUGS=(lost-wake weak-release weak-acquire split-cas no-waiters-bit
               acquire-drops-waiters no-owner-died-bit keeps-owner-died
               liveness-relaxed event-no-generation barrier-keeps-count
-              barrier-drops-broken cond-no-advance cond-no-register)
+              barrier-drops-broken cond-no-advance cond-no-register pipe-close-lost)
 CFG_BUGS=(stale_new no_retry bool_bytes)
 
 # The model files a bug is checked against.
@@ -41,6 +41,7 @@ models_of() {
         event-no-generation) echo event ;;
         barrier-keeps-count | barrier-drops-broken) echo barrier ;;
         cond-no-advance | cond-no-register) echo condition ;;
+        pipe-close-lost) echo pipe ;;
         *) echo "${LOCK_MODELS[*]}" ;;
     esac
 }

@@ -120,6 +120,15 @@ pub enum Error {
     Deadlock,
     /// The lock was held elsewhere (see [`crate::TryLockError::WouldBlock`]).
     WouldBlock,
+    /// The other end of a [`Pipe`](crate::Pipe) is closed, or the process
+    /// that used it died (or the end itself was closed by the process that
+    /// used it): a receive gets it once every message sent before is
+    /// received, a send at once. Final: the pipe does not reconnect.
+    Disconnected,
+    /// This end of a [`Pipe`](crate::Pipe) is used by another process (or
+    /// by another handle of this process): each end belongs to the first
+    /// process that uses it (see [`Connection`](crate::Connection)).
+    EndInUse,
     /// A system call failed.
     ///
     /// ```
@@ -221,6 +230,10 @@ impl fmt::Display for Error {
             Error::NotRecoverable => f.write_str("the lock is not recoverable"),
             Error::Deadlock => f.write_str("the calling thread already holds the lock"),
             Error::WouldBlock => f.write_str("the lock is held elsewhere"),
+            Error::Disconnected => f.write_str("the other end of the pipe is closed or dead"),
+            Error::EndInUse => {
+                f.write_str("this end of the pipe is used by another process or handle")
+            }
             Error::Io { op, errno } => write!(
                 f,
                 "{op} failed: {}",
@@ -242,6 +255,8 @@ impl From<Error> for std::io::Error {
             Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::OutOfBounds { .. } => {
                 K::InvalidInput
             }
+            Error::Disconnected => K::BrokenPipe,
+            Error::EndInUse => K::Other,
             _ => K::InvalidData,
         };
         std::io::Error::new(kind, e)

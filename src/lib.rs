@@ -115,6 +115,13 @@
 //!   owner; and a dead owner whose TID is reused by a new thread sharing
 //!   the segment before any waiter looked appears alive until that thread
 //!   ends. PIDs are never used to judge liveness (PID namespaces).
+//! - A [`Pipe`] costs three descriptors in a process that has both ends
+//!   (the file, the process's liveness description, one description per
+//!   [`Connection`]); a dead peer is noticed by a waiting receive or send
+//!   within about 50 ms, but a send that finds room does not look, so a
+//!   ring's worth of messages can go to a reader that has died; an end
+//!   that was never used counts as closed once no process holds a handle
+//!   of it.
 //! - Timeouts are relative (`CLOCK_MONOTONIC`).
 //!
 //! The repository's `docs/` describe the design (`ARCHITECTURE.md`), the
@@ -130,6 +137,7 @@ compile_error!("shmsync supports Linux only (futexes, memfd, /dev/shm)");
 mod atomic;
 mod error;
 pub mod inspect;
+mod queue;
 // The state machines, public for the repository's loom models, fuzzer,
 // tests and benches only: hidden from the documentation and exempt from
 // semver (a cargo feature would have to be enabled by each of them, and
@@ -147,6 +155,7 @@ pub use atomic::{
 };
 pub use bytemuck;
 pub use error::{Error, Result};
+pub use queue::{Connection, End, Pipe};
 pub use shm::segment::SharedMemory;
 pub use sync::{
     Barrier, BarrierError, BarrierWaitResult, Condition, ConditionLock, Event, Lock, LockError,

@@ -60,6 +60,7 @@
 //! | `bug-liveness-relaxed`      | [`DeadTable`] reads the death flag `Relaxed` instead of `Acquire`   |
 //! | `bug-cond-no-advance`       | a `fetch_add` adds nothing (a condition's sequence never moves)    |
 //! | `bug-cond-no-register`      | a CAS that adds one to a word writes the old value (a condition's waiter count never rises; models use owner ids ≥ 10 so that no lock CAS is a `+ 1`) |
+//! | `bug-pipe-close-lost`       | a `fetch_or` of the pipe ring's `CLOSED` bit writes nothing         |
 
 use core::marker::PhantomData;
 use core::num::NonZeroU32;
@@ -378,6 +379,30 @@ fn count_failure<T, E>(r: Result<T, E>) -> Result<T, E> {
     r
 }
 
+/// The pipe ring's `CLOSED` bit, for `bug-pipe-close-lost` (32-bit words
+/// only).
+trait CloseBit: Sized {
+    fn close_bit() -> Option<Self>;
+}
+
+impl CloseBit for u32 {
+    fn close_bit() -> Option<u32> {
+        Some(raw::spsc::CLOSED)
+    }
+}
+
+macro_rules! no_close_bit {
+    ($($int:ty),*) => {$(
+        impl CloseBit for $int {
+            fn close_bit() -> Option<$int> {
+                None
+            }
+        }
+    )*};
+}
+
+no_close_bit!(u8, i64, u64);
+
 /// The lock bugs' value transforms ([`Bug::cas_new`]) act on 32-bit words;
 /// other widths are left alone.
 trait CasNew: Sized {
@@ -516,6 +541,9 @@ macro_rules! loom_word {
                 self.0.fetch_and(v, ActiveBug::write_order(o))
             }
             fn fetch_or(&self, v: $int, o: Ordering) -> $int {
+                if cfg!(feature = "bug-pipe-close-lost") && <$int>::close_bit() == Some(v) {
+                    return self.0.load(ActiveBug::load_order(acquire_part(o)));
+                }
                 self.0.fetch_or(v, ActiveBug::write_order(o))
             }
             fn fetch_xor(&self, v: $int, o: Ordering) -> $int {

@@ -16,6 +16,7 @@ pub mod condvar;
 pub mod event;
 pub mod mutex;
 pub mod rmw;
+pub mod spsc;
 pub mod word;
 
 pub use barrier::RawBarrier;

@@ -51,11 +51,13 @@ pub enum Kind {
     Condition = 12,
     /// [`Barrier`](crate::Barrier) (13).
     Barrier = 13,
+    /// [`Pipe`](crate::Pipe)'s two [`Connection`](crate::Connection)s (16).
+    Pipe = 16,
 }
 
 impl Kind {
     /// Every kind, to read the header's number back.
-    const ALL: [Kind; 11] = [
+    const ALL: [Kind; 12] = [
         Kind::Value,
         Kind::RawValue,
         Kind::Array,
@@ -67,6 +69,7 @@ impl Kind {
         Kind::Event,
         Kind::Condition,
         Kind::Barrier,
+        Kind::Pipe,
     ];
 
     /// The kind with header number `v`, if this build knows it.
@@ -100,6 +103,7 @@ impl Kind {
             Kind::Event => "Event",
             Kind::Condition => "Condition",
             Kind::Barrier => "Barrier",
+            Kind::Pipe => "Pipe",
         }
     }
 }

@@ -3,7 +3,7 @@
 
 mod barrier;
 mod condition;
-mod deadline;
+pub(crate) mod deadline;
 mod event;
 mod lock;
 mod lock_result;

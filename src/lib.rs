@@ -2,7 +2,7 @@
 //!
 //! shmsync gives Rust the API of Python's `multiprocessing` shared objects
 //! — [`Value`], [`RawValue`], [`Array`], [`RawArray`], [`Lock`], [`RLock`],
-//! [`Event`] and raw [`SharedMemory`] — plus a lock-free mode ([`AtomicValue`],
+//! [`Event`], [`Semaphore`], [`BoundedSemaphore`] and raw [`SharedMemory`] — plus a lock-free mode ([`AtomicValue`],
 //! [`AtomicArray`]), without Python's weak points:
 //!
 //! - the locks are futex mutexes **inside the mapped page**: no semaphore,
@@ -147,7 +147,10 @@ pub use atomic::{
 pub use bytemuck;
 pub use error::{Error, Result};
 pub use shm::segment::SharedMemory;
-pub use sync::{Event, Lock, LockError, LockGuard, RLock, RLockGuard, TryLockError};
+pub use sync::{
+    BoundedSemaphore, Event, Lock, LockError, LockGuard, Permit, RLock, RLockGuard, Semaphore,
+    TryLockError, HOLDER_CAPACITY,
+};
 pub use sys::robust::Robustness;
 pub use typed::{
     Array, ArrayGuard, CChar, CLong, CULong, Element, RawArray, RawValue, Value, ValueGuard, WChar,

@@ -55,6 +55,7 @@
 //! | `bug-no-owner-died-bit`     | the `OWNER_DIED` bit is stripped from every CAS's new value         |
 //! | `bug-keeps-owner-died`      | a CAS that writes an owner keeps the `OWNER_DIED` bit it replaces   |
 //! | `bug-event-no-generation`   | a CAS that raises an event's flag (bit 0) keeps the generation (bits 2–31) instead of advancing it |
+//! | `bug-sem-taker-drops-waiters` | a CAS that takes a semaphore permit (value − 1) drops `WAITERS` |
 //! | `bug-liveness-relaxed`      | [`DeadTable`] reads the death flag `Relaxed` instead of `Acquire`   |
 
 use core::marker::PhantomData;
@@ -279,6 +280,22 @@ impl Bug for KeepsOwnerDied {
     fn cas_new(current: u32, new: u32) -> u32 {
         if new & TID_MASK != 0 {
             new | (current & raw::OWNER_DIED)
+        } else {
+            new
+        }
+    }
+}
+
+/// `bug-sem-taker-drops-waiters`: a CAS that takes a semaphore permit
+/// (the value in bits 0–30 goes down by one) does not keep `WAITERS`, so a
+/// woken sleeper that takes its permit forgets the sleepers behind it.
+#[derive(Debug)]
+pub struct SemTakerDropsWaiters;
+impl Bug for SemTakerDropsWaiters {
+    fn cas_new(current: u32, new: u32) -> u32 {
+        let v = raw::semaphore::VALUE;
+        if current & v != 0 && new & v == (current & v) - 1 {
+            new & !raw::semaphore::WAITERS
         } else {
             new
         }
@@ -524,7 +541,8 @@ const WORD_BUGS: usize = cfg!(feature = "bug-lost-wake") as usize
     + cfg!(feature = "bug-acquire-drops-waiters") as usize
     + cfg!(feature = "bug-no-owner-died-bit") as usize
     + cfg!(feature = "bug-keeps-owner-died") as usize
-    + cfg!(feature = "bug-event-no-generation") as usize;
+    + cfg!(feature = "bug-event-no-generation") as usize
+    + cfg!(feature = "bug-sem-taker-drops-waiters") as usize;
 // The count is a constant that is usually 0, which clippy finds absurd.
 #[allow(clippy::absurd_extreme_comparisons)]
 const _: () = assert!(WORD_BUGS <= 1, "enable at most one word bug-* feature");
@@ -557,8 +575,12 @@ pub type ActiveBug = KeepsOwnerDied;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-event-no-generation")]
 pub type ActiveBug = EventNoGeneration;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-sem-taker-drops-waiters")]
+pub type ActiveBug = SemTakerDropsWaiters;
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
 #[cfg(not(any(
+    feature = "bug-sem-taker-drops-waiters",
     feature = "bug-event-no-generation",
     feature = "bug-lost-wake",
     feature = "bug-weak-release",

@@ -16,7 +16,9 @@
 //! Transitions:
 //! - *acquire*: `v | W? → (v - 1) | W?` for `v > 0` (one `Acquire` CAS); a
 //!   thread that has slept takes its permit with `WAITERS` set (others may
-//!   still sleep: its own wake-up may have been the only one);
+//!   still sleep: its own wake-up may have been the only one), and wakes
+//!   one more sleeper if permits are left (a release made while it was
+//!   woken but not yet running found `WAITERS` clear and woke nobody);
 //! - *wait*: on `v = 0`, `0 → 0 | WAITERS` (CAS) and a futex wait on that
 //!   value, in bounded slices ([`SLICE_FIRST`] doubling to [`SLICE_MAX`]);
 //!   after each slice that finds no permit, the waiter runs the recovery
@@ -200,7 +202,15 @@ impl<W: FutexWord> RawSemaphore<W> {
                 let keep = if slept { WAITERS } else { 0 };
                 // Acquire: pairs with the releasing CAS (module docs).
                 match w.compare_exchange(cur, (cur - 1) | keep, Acquire, Relaxed) {
-                    Ok(_) => return Ok(recovered),
+                    Ok(_) => {
+                        // Permits left: another sleeper may have missed
+                        // its wake (a release while this one was woken
+                        // but not yet running found WAITERS clear).
+                        if slept && (cur - 1) & VALUE != 0 {
+                            self.word.wake_one();
+                        }
+                        return Ok(recovered);
+                    }
                     Err(found) => {
                         cur = found;
                         continue;

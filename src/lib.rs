@@ -2,8 +2,9 @@
 //!
 //! shmsync gives Rust the API of Python's `multiprocessing` shared objects
 //! — [`Value`], [`RawValue`], [`Array`], [`RawArray`], [`Lock`], [`RLock`],
-//! [`Event`], [`Semaphore`], [`BoundedSemaphore`] and raw [`SharedMemory`] — plus a lock-free mode ([`AtomicValue`],
-//! [`AtomicArray`]), without Python's weak points:
+//! [`Event`], [`Semaphore`], [`BoundedSemaphore`] and raw [`SharedMemory`]
+//! — plus a lock-free mode ([`AtomicValue`], [`AtomicArray`]), without
+//! Python's weak points:
 //!
 //! - the locks are futex mutexes **inside the mapped page**: no semaphore,
 //!   no kernel object, no server process;
@@ -115,6 +116,10 @@
 //!   owner; and a dead owner whose TID is reused by a new thread sharing
 //!   the segment before any waiter looked appears alive until that thread
 //!   ends. PIDs are never used to judge liveness (PID namespaces).
+//! - A [`Semaphore`]'s permits are recoverable for [`HOLDER_CAPACITY`]
+//!   holding threads at once (beyond, [`Permit::is_recorded`] is false and
+//!   a permit dies with its holder); a holder killed between the count and
+//!   its record loses one permit for good.
 //! - Timeouts are relative (`CLOCK_MONOTONIC`).
 //!
 //! The repository's `docs/` describe the design (`ARCHITECTURE.md`), the

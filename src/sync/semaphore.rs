@@ -599,7 +599,8 @@ macro_rules! semaphore_type {
             ///
             /// ```
             /// # fn main() -> Result<(), shmsync::Error> {
-            #[doc = concat!("let s = ", $path, "::new(0)?;")]
+            #[doc = concat!("let s = ", $path, "::new(1)?;")]
+            /// s.acquire().forget();
             /// s.release()?;
             /// assert_eq!(s.value(), 1);
             /// # Ok(()) }

@@ -531,3 +531,94 @@ fn a_thread_that_ends_with_a_leaked_permit_gives_it_back() {
     drop((a, b));
     assert_eq!(s.value(), 2);
 }
+
+#[test]
+fn past_the_holder_capacity_permits_work_unrecorded() {
+    let s = Semaphore::new(100).unwrap();
+    let n = shmsync::HOLDER_CAPACITY + 2;
+    let all_in = std::sync::Barrier::new(n + 1);
+    let release = std::sync::Barrier::new(n + 1);
+    let recorded: usize = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                sc.spawn(|| {
+                    let p = s.acquire();
+                    let r = p.is_recorded();
+                    all_in.wait();
+                    release.wait();
+                    drop(p);
+                    r
+                })
+            })
+            .collect();
+        all_in.wait();
+        assert_eq!(s.value(), 100 - n as u32);
+        release.wait();
+        hs.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+    });
+    assert_eq!(
+        recorded,
+        shmsync::HOLDER_CAPACITY,
+        "one record per holding thread"
+    );
+    assert_eq!(
+        s.value(),
+        100,
+        "unrecorded permits are returned all the same"
+    );
+}
+
+// Single-threaded children (`Spawn::premain`): the role runs before
+// libtest starts, in the main thread (for `fork`).
+common::premain!(|role| match role {
+    "fork_with_permit" => fork_with_permit(),
+    r => panic!("unknown premain role {r}"),
+});
+
+/// Holds a permit and forks: the child's copy of the guard releases
+/// nothing; then, killed, the parent's permit is recovered by the child.
+fn fork_with_permit() {
+    let s = Semaphore::new(1).unwrap();
+    let p = s.acquire();
+    // SAFETY: this process is single-threaded (a pre-main role); the child
+    // ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(p); // the parent's permit: nothing happens
+            tell(&format!("child value {}", s.value()));
+            let q = s.acquire_timeout(Duration::from_secs(30));
+            tell(&format!(
+                "child recovered={}",
+                q.as_ref().is_some_and(|q| q.recovered())
+            ));
+        }));
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        // SAFETY: ends the forked child without running the parent's
+        // destructors or exit handlers.
+        unsafe { libc::_exit(if r.is_ok() { 0 } else { 101 }) };
+    }
+    tell("parent holding");
+    let _p = p;
+    block_until_killed();
+}
+
+#[test]
+fn a_forked_childs_copy_of_a_permit_is_not_its_own() {
+    let mut p = spawn(
+        "a_forked_childs_copy_of_a_permit_is_not_its_own",
+        "fork_with_permit",
+    )
+    .premain()
+    .start();
+    let mut got = [p.recv(), p.recv()];
+    got.sort();
+    assert_eq!(got, ["child value 0", "parent holding"]);
+    // Let the child go to sleep.
+    std::thread::sleep(Duration::from_millis(50));
+    p.kill_now();
+    assert_eq!(p.recv(), "child recovered=true");
+    p.kill_any();
+}

@@ -301,6 +301,12 @@ impl Core {
 
     /// Acquire through a guard: `wait` `None` for `try_acquire`,
     /// `Some(None)` to wait forever, `Some(Some(deadline))`.
+    ///
+    /// Always inlined, as the public acquires that call it: the `Permit`
+    /// (several words) then stays in the caller's registers; returned from
+    /// a call, it travels through memory, and a caller reading it back
+    /// whole stalls on store forwarding (as `src/sync/lock.rs` found for
+    /// the lock's guards).
     #[inline(always)]
     fn acquire(&self, wait: Option<Option<Until>>) -> Option<Permit<'_>> {
         let me = sys::thread::tid().get();
@@ -545,7 +551,7 @@ macro_rules! semaphore_type {
             /// assert_eq!(s.value(), 1);
             /// # Ok(()) }
             /// ```
-            #[inline]
+            #[inline(always)]
             pub fn acquire(&self) -> Permit<'_> {
                 match self.core.acquire(Some(None)) {
                     Some(p) => p,
@@ -569,7 +575,7 @@ macro_rules! semaphore_type {
             /// assert!(s.try_acquire().is_some());
             /// # Ok(()) }
             /// ```
-            #[inline]
+            #[inline(always)]
             pub fn try_acquire(&self) -> Option<Permit<'_>> {
                 self.core.acquire(None)
             }
@@ -585,7 +591,7 @@ macro_rules! semaphore_type {
             /// assert!(s.acquire_timeout(Duration::from_millis(5)).is_none());
             /// # Ok(()) }
             /// ```
-            #[inline]
+            #[inline(always)]
             pub fn acquire_timeout(&self, timeout: Duration) -> Option<Permit<'_>> {
                 self.core.acquire(Some(Until::after(timeout)))
             }

@@ -19,7 +19,8 @@
 //!   still sleep: its own wake-up may have been the only one), and wakes
 //!   one more sleeper if permits are left (a release made while it was
 //!   woken but not yet running found `WAITERS` clear and woke nobody);
-//! - *wait*: on `v = 0`, `0 → 0 | WAITERS` (CAS) and a futex wait on that
+//! - *wait*: on `v = 0`, a bounded spin of loads with exponential backoff
+//!   (as the lock's), then `0 → 0 | WAITERS` (CAS) and a futex wait on that
 //!   value, in bounded slices ([`SLICE_FIRST`] doubling to [`SLICE_MAX`]);
 //!   after each slice that finds no permit, the waiter runs the recovery
 //!   hook (the records, below); a waiter that slept and gives up
@@ -103,7 +104,7 @@ pub const REC_HELD_SHIFT: u32 = 22;
 pub const REC_HELD_MAX: u32 = (1 << (32 - REC_HELD_SHIFT)) - 1;
 
 /// The first sleep of a waiter before it re-reads the word.
-pub const SLICE_FIRST: Duration = Duration::from_millis(1);
+pub const SLICE_FIRST: Duration = Duration::from_millis(10);
 /// The longest sleep of a waiter before it re-reads the word and probes
 /// the holders: the extra latency of a lost wake (a releaser killed
 /// between its CAS and its wake) and of noticing a dead holder.
@@ -195,6 +196,7 @@ impl<W: FutexWord> RawSemaphore<W> {
         let mut recovered = 0u32;
         let mut slice = SLICE_FIRST;
         let mut next: Option<Duration> = None;
+        let mut polls = 0u32;
         loop {
             if cur & VALUE != 0 {
                 // A sleeper takes its permit with WAITERS set: other
@@ -216,6 +218,19 @@ impl<W: FutexWord> RawSemaphore<W> {
                         continue;
                     }
                 }
+            }
+            // A bounded spin before the first sleep (as the lock's): a
+            // release from another CPU often comes within it, and a sleep
+            // costs both sides a system call and a reschedule. Exponential
+            // backoff leaves the cache line to the releaser; not while
+            // others sleep (WAITERS), whose wake comes first.
+            if !slept && polls < W::SPIN_LIMIT && cur & WAITERS == 0 {
+                for _ in 0..1u32 << polls.min(7) {
+                    W::spin_hint();
+                }
+                polls += 1;
+                cur = w.load(Relaxed);
+                continue;
             }
             if slept && !probed {
                 probed = true;

@@ -533,7 +533,7 @@ macro_rules! semaphore_type {
             /// Takes a permit, blocking while none is available (Python's
             /// `acquire()`).
             ///
-            /// While it waits it sleeps in slices (1 ms doubling to
+            /// While it waits it sleeps in slices (10 ms doubling to
             /// 50 ms) and, when it still finds no permit, probes the
             /// holder records: permits of dead holders are returned, and
             /// the permit it then takes reports
@@ -687,7 +687,7 @@ semaphore_type! {
     /// killed in the few instructions between the count and its record
     /// loses that one permit for good (`docs/ARCHITECTURE.md`, "The
     /// semaphore"); a permit is never counted twice. Waiters sleep in
-    /// slices (1 ms doubling to 50 ms), so a releaser killed before its
+    /// slices (10 ms doubling to 50 ms), so a releaser killed before its
     /// wake delays them by at most 50 ms.
     ///
     /// Handles are cheap to clone and are `Send + Sync`. What a thread

@@ -566,6 +566,45 @@ fn past_the_holder_capacity_permits_work_unrecorded() {
         100,
         "unrecorded permits are returned all the same"
     );
+    // The records of the threads that ended are taken over by new ones.
+    let again: usize = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| sc.spawn(|| usize::from(s.acquire().is_recorded())))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(again, 4);
+}
+
+#[test]
+fn a_thread_that_found_every_record_taken_looks_again_later() {
+    let s = Semaphore::new(200).unwrap();
+    let n = shmsync::HOLDER_CAPACITY;
+    let all_in = std::sync::Barrier::new(n + 1);
+    let release = std::sync::Barrier::new(n + 1);
+    std::thread::scope(|sc| {
+        for _ in 0..n {
+            sc.spawn(|| {
+                let p = s.acquire();
+                all_in.wait();
+                release.wait();
+                drop(p);
+            });
+        }
+        all_in.wait();
+        // Every record is a live holder's: this thread's permits go
+        // unrecorded ...
+        let first = s.acquire();
+        assert!(!first.is_recorded());
+        drop(first);
+        release.wait();
+    });
+    // ... for a while after the records were freed (their owners ended),
+    // then it claims one.
+    let flags: Vec<bool> = (0..100).map(|_| s.acquire().is_recorded()).collect();
+    assert!(!flags[0], "not looking at once");
+    assert!(flags[99], "looking again later");
+    assert_eq!(s.value(), 200);
 }
 
 // Single-threaded children (`Spawn::premain`): the role runs before

@@ -62,6 +62,14 @@ const UNUSED: Mine = Mine {
     held: 0,
 };
 
+/// `Mine::index` of a thread that found every record taken: its permits
+/// go unrecorded, and `Mine::held` counts down the acquires until it
+/// tries to claim one again.
+const NO_RECORD: u32 = u32::MAX;
+/// Acquires without a record before a thread that found every record
+/// taken scans them again.
+const RETRY_CLAIM: u32 = 64;
+
 /// Semaphore mappings a thread keeps records for at once; an entry whose
 /// holds are 0 is reused for another mapping when all are taken (its
 /// record in the page stays claimed, and is found again by `claim`).
@@ -256,16 +264,20 @@ impl Core {
         })?;
         // This thread's liveness byte is held before a record names it.
         seg.liveness.ensure(seg.fd(), me);
-        let i = self
+        let claimed = self
             .records()
-            .claim(me, |tid| seg.liveness.owner_dead(seg.fd(), tid))?;
-        let index = u32::try_from(i).ok()?;
+            .claim(me, |tid| seg.liveness.owner_dead(seg.fd(), tid))
+            .and_then(|i| u32::try_from(i).ok());
+        // Every record taken: remember that for the next `RETRY_CLAIM`
+        // acquires (their permits go unrecorded), rather than scanning
+        // and probing the records at every one.
+        let (index, held) = claimed.map_or((NO_RECORD, RETRY_CLAIM), |i| (i, 0));
         Some(MINE.with(|m| {
             m[pos].set(Mine {
                 id: self.id,
                 tid: me,
                 index,
-                held: 0,
+                held,
             });
             &m[pos] as *const Cell<Mine>
         }))
@@ -284,6 +296,14 @@ impl Core {
         let c = unsafe { &*entry };
         let mut e = c.get();
         if e.id != self.id || e.tid != me {
+            return false;
+        }
+        if e.index == NO_RECORD {
+            // No record: count down to the next claim (`held` counts the
+            // acquires left, and only acquires come here: an unrecorded
+            // permit has no entry).
+            e.held = e.held.saturating_sub(1);
+            c.set(if e.held == 0 { UNUSED } else { e });
             return false;
         }
         if up {
@@ -416,9 +436,11 @@ impl Permit<'_> {
 
     /// Whether the permit is recorded, so that it comes back if its holder
     /// dies. `false` only when all [`HOLDER_CAPACITY`] records of the
-    /// semaphore were owned by other live threads at the thread's first
-    /// acquire (or the thread holds 1023 guards at once): the permit then
-    /// works as any other but dies with its holder.
+    /// semaphore were owned by other live threads when the thread last
+    /// looked (it looks again after 64 unrecorded acquires), when the
+    /// thread holds permits of 8 other semaphores at once, or holds 1023
+    /// guards of this one: the permit then works as any other but dies
+    /// with its holder.
     ///
     /// ```
     /// # fn main() -> Result<(), shmsync::Error> {

@@ -19,9 +19,9 @@
 //!   still sleep: its own wake-up may have been the only one), and wakes
 //!   one more sleeper if permits are left (a release made while it was
 //!   woken but not yet running found `WAITERS` clear and woke nobody);
-//! - *wait*: on `v = 0`, a bounded spin of loads with exponential backoff
-//!   (as the lock's), then `0 → 0 | WAITERS` (CAS) and a futex wait on that
-//!   value, in bounded slices ([`SLICE_FIRST`] doubling to [`SLICE_MAX`]);
+//! - *wait*: on `v = 0`, `0 → 0 | WAITERS` (CAS) and a futex wait on that
+//!   value (no spin first: unlike the lock's holders, a semaphore's
+//!   releaser is often the very process the waiter must let run), in bounded slices ([`SLICE_FIRST`] doubling to [`SLICE_MAX`]);
 //!   after each slice that finds no permit, the waiter runs the recovery
 //!   hook (the records, below); a waiter that slept and gives up
 //!   (deadline) leaves `WAITERS` set (one that never slept never set it);
@@ -196,7 +196,6 @@ impl<W: FutexWord> RawSemaphore<W> {
         let mut recovered = 0u32;
         let mut slice = SLICE_FIRST;
         let mut next: Option<Duration> = None;
-        let mut polls = 0u32;
         loop {
             if cur & VALUE != 0 {
                 // A sleeper takes its permit with WAITERS set: other
@@ -218,19 +217,6 @@ impl<W: FutexWord> RawSemaphore<W> {
                         continue;
                     }
                 }
-            }
-            // A bounded spin before the first sleep (as the lock's): a
-            // release from another CPU often comes within it, and a sleep
-            // costs both sides a system call and a reschedule. Exponential
-            // backoff leaves the cache line to the releaser; not while
-            // others sleep (WAITERS), whose wake comes first.
-            if !slept && polls < W::SPIN_LIMIT && cur & WAITERS == 0 {
-                for _ in 0..1u32 << polls.min(7) {
-                    W::spin_hint();
-                }
-                polls += 1;
-                cur = w.load(Relaxed);
-                continue;
             }
             if slept && !probed {
                 probed = true;

@@ -134,6 +134,7 @@ compile_error!("shmsync supports Linux only (futexes, memfd, /dev/shm)");
 
 mod atomic;
 mod error;
+pub mod inspect;
 // The state machines, public for the repository's loom models, fuzzer,
 // tests and benches only: hidden from the documentation and exempt from
 // semver (a cargo feature would have to be enabled by each of them, and

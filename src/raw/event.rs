@@ -54,7 +54,7 @@
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::time::Duration;
 
-use super::word::{AtomicWord, Deadline, FutexWord};
+use super::word::{yield_until, AtomicWord, Deadline, FutexWord};
 
 /// Bit 0: the flag.
 pub const SET: u32 = 1;
@@ -158,6 +158,11 @@ impl<W: FutexWord> RawEvent<W> {
         // later load below.
         let mut cur = w.load(Acquire);
         let gen = cur & GEN_MASK;
+        // A setter about to answer is seen without sleeping (and then
+        // needs no wake): `FutexWord::YIELD_LIMIT`. Acquire as above.
+        cur = yield_until(&self.word, cur, Acquire, |v| {
+            v & SET != 0 || v & GEN_MASK != gen
+        });
         let mut slice = SLICE_FIRST;
         loop {
             if cur & SET != 0 || cur & GEN_MASK != gen {

@@ -72,9 +72,16 @@ pub(crate) struct Header {
     pub(crate) lock_id: AtomicU64,
     /// 0 while the creator initialises, [`READY`] once published.
     pub(crate) init: AtomicU32,
-    /// Reserved (zero): room for owner-detection state.
-    pub(crate) reserved_76: AtomicU32,
-    pub(crate) reserved: [AtomicU32; 12],
+    /// The creator's PID (in its PID namespace; 0 if unknown), for tools
+    /// that judge whether a segment was orphaned. Informational: nothing
+    /// in the library decides anything by it.
+    pub(crate) creator_pid: AtomicU32,
+    /// When the creator process started (clock ticks after boot, field 22
+    /// of `/proc/PID/stat`; 0 if unknown): with `creator_pid`, an identity
+    /// that PID reuse does not repeat.
+    pub(crate) creator_start: AtomicU64,
+    /// Reserved (zero).
+    pub(crate) reserved: [AtomicU32; 10],
 }
 
 const_assert_eq!(size_of::<Header>(), HEADER_SIZE);
@@ -93,7 +100,114 @@ const_assert_eq!(offset_of!(Header, lock_name_len), 52);
 const_assert_eq!(offset_of!(Header, id), 56);
 const_assert_eq!(offset_of!(Header, lock_id), 64);
 const_assert_eq!(offset_of!(Header, init), 72);
-const_assert_eq!(offset_of!(Header, reserved_76), 76);
+const_assert_eq!(offset_of!(Header, creator_pid), 76);
+const_assert_eq!(offset_of!(Header, creator_start), 80);
+const_assert_eq!(offset_of!(Header, reserved), 88);
+
+/// Every field of a segment's header, read once (from the mapping, or with
+/// `pread` by [`crate::inspect`]): plain numbers as recorded, which nothing
+/// trusts before they are checked. Offsets and meanings:
+/// `docs/ARCHITECTURE.md`, "Segment layout".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct HeaderFields {
+    /// `b"SHMSYNC\0"` as a native-endian `u64` in a shmsync segment.
+    pub magic: u64,
+    /// Layout version.
+    pub version: u32,
+    /// Object kind number ([`crate::inspect::Kind`]).
+    pub kind: u32,
+    /// Element type code (`b'i'`, `b'd'`, ..., `b'S'` for structs; 0 for
+    /// kinds without elements).
+    pub type_code: u32,
+    /// Element size in bytes.
+    pub elem_size: u32,
+    /// Element alignment in bytes.
+    pub elem_align: u32,
+    /// Bytes from one element to the next.
+    pub stride: u32,
+    /// Number of elements.
+    pub count: u64,
+    /// Offset of the first element.
+    pub data_offset: u64,
+    /// 0 no lock, 1 a lock slot of its own, 2 another object's lock.
+    pub lock_mode: u32,
+    /// Length of the other lock object's name (lock mode 2).
+    pub lock_name_len: u32,
+    /// Random identity of the object.
+    pub id: u64,
+    /// Identity of the other lock object (lock mode 2).
+    pub lock_id: u64,
+    /// `b"REDY"` once the creator has published the object.
+    pub init: u32,
+    /// The creator's PID, in its PID namespace (0: unknown).
+    pub creator_pid: u32,
+    /// When the creator process started, in clock ticks after boot
+    /// (field 22 of `/proc/PID/stat`; 0: unknown).
+    pub creator_start: u64,
+}
+
+impl HeaderFields {
+    /// Reads every field of `h` (`Relaxed`: the caller has read `init`
+    /// with `Acquire` first where it matters).
+    pub(crate) fn read(h: &Header) -> HeaderFields {
+        use core::sync::atomic::Ordering::Relaxed;
+        HeaderFields {
+            magic: h.magic.load(Relaxed),
+            version: h.version.load(Relaxed),
+            kind: h.kind.load(Relaxed),
+            type_code: h.type_code.load(Relaxed),
+            elem_size: h.elem_size.load(Relaxed),
+            elem_align: h.elem_align.load(Relaxed),
+            stride: h.stride.load(Relaxed),
+            count: h.count.load(Relaxed),
+            data_offset: h.data_offset.load(Relaxed),
+            lock_mode: h.lock_mode.load(Relaxed),
+            lock_name_len: h.lock_name_len.load(Relaxed),
+            id: h.id.load(Relaxed),
+            lock_id: h.lock_id.load(Relaxed),
+            init: h.init.load(Relaxed),
+            creator_pid: h.creator_pid.load(Relaxed),
+            creator_start: h.creator_start.load(Relaxed),
+        }
+    }
+
+    /// The fields of a header given as its bytes (native byte order, as
+    /// the mapping holds them).
+    pub(crate) fn from_bytes(b: &[u8; HEADER_SIZE]) -> HeaderFields {
+        let u32_at = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let u64_at = |o: usize| {
+            u64::from_ne_bytes([
+                b[o],
+                b[o + 1],
+                b[o + 2],
+                b[o + 3],
+                b[o + 4],
+                b[o + 5],
+                b[o + 6],
+                b[o + 7],
+            ])
+        };
+        HeaderFields {
+            magic: u64_at(offset_of!(Header, magic)),
+            version: u32_at(offset_of!(Header, version)),
+            kind: u32_at(offset_of!(Header, kind)),
+            type_code: u32_at(offset_of!(Header, type_code)),
+            elem_size: u32_at(offset_of!(Header, elem_size)),
+            elem_align: u32_at(offset_of!(Header, elem_align)),
+            stride: u32_at(offset_of!(Header, stride)),
+            count: u64_at(offset_of!(Header, count)),
+            data_offset: u64_at(offset_of!(Header, data_offset)),
+            lock_mode: u32_at(offset_of!(Header, lock_mode)),
+            lock_name_len: u32_at(offset_of!(Header, lock_name_len)),
+            id: u64_at(offset_of!(Header, id)),
+            lock_id: u64_at(offset_of!(Header, lock_id)),
+            init: u32_at(offset_of!(Header, init)),
+            creator_pid: u32_at(offset_of!(Header, creator_pid)),
+            creator_start: u64_at(offset_of!(Header, creator_start)),
+        }
+    }
+}
 
 /// The in-page lock: a node laid out like glibc's 64-bit `pthread_mutex_t`
 /// (`docs/ROBUST.md`), so the kernel's robust-list walk can find the word:

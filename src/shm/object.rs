@@ -12,8 +12,8 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::shm::access;
 use crate::shm::header::{
-    data_offset_for, Header, LockSlot, HEADER_SIZE, LOCK_NAME_MAX, LOCK_NAME_OFFSET, LOCK_OFFSET,
-    MAGIC, MAX_ALIGN, READY, VERSION,
+    data_offset_for, Header, HeaderFields, LockSlot, HEADER_SIZE, LOCK_NAME_MAX, LOCK_NAME_OFFSET,
+    LOCK_OFFSET, MAGIC, MAX_ALIGN, READY, VERSION,
 };
 use crate::shm::segment::Segment;
 use crate::sys;
@@ -21,21 +21,31 @@ use crate::sys;
 /// How long `open` waits for a creator that has not published its header.
 pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What a segment holds: the kind constant recorded in the header, which
-/// `open` checks. A new kind is one more variant here and in [`Kind::ALL`]
-/// (its number is forever: files carry it); what its segments look like is
-/// its [`Shape`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a segment holds: the kind number recorded in the header, which
+/// `open` checks ([`crate::inspect`] reports it). A new kind is one more
+/// variant here and in `Kind::ALL` (its number is forever: files carry it);
+/// what its segments look like is its `Shape`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
-pub(crate) enum Kind {
+#[non_exhaustive]
+pub enum Kind {
+    /// [`Value`](crate::Value) (1).
     Value = 1,
+    /// [`RawValue`](crate::RawValue) (2).
     RawValue = 2,
+    /// [`Array`](crate::Array) (3).
     Array = 3,
+    /// [`RawArray`](crate::RawArray) (4).
     RawArray = 4,
+    /// [`Lock`](crate::Lock) (5).
     Lock = 5,
+    /// [`RLock`](crate::RLock) (6).
     RLock = 6,
+    /// [`AtomicValue`](crate::AtomicValue) (7).
     AtomicValue = 7,
+    /// [`AtomicArray`](crate::AtomicArray) (8).
     AtomicArray = 8,
+    /// [`Event`](crate::Event) (9).
     Event = 9,
     Semaphore = 10,
     BoundedSemaphore = 11,
@@ -57,8 +67,36 @@ impl Kind {
         Kind::BoundedSemaphore,
     ];
 
-    fn from_u32(v: u32) -> Option<Kind> {
+    /// The kind with header number `v`, if this build knows it.
+    ///
+    /// ```
+    /// use shmsync::inspect::Kind;
+    /// assert_eq!(Kind::from_u32(9), Some(Kind::Event));
+    /// assert_eq!(Kind::Event.number(), 9);
+    /// assert_eq!(Kind::from_u32(0), None);
+    /// ```
+    pub fn from_u32(v: u32) -> Option<Kind> {
         Self::ALL.into_iter().find(|k| *k as u32 == v)
+    }
+
+    /// The number the header records.
+    pub fn number(self) -> u32 {
+        self as u32
+    }
+
+    /// The type's name (`"Value"`, `"AtomicArray"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Value => "Value",
+            Kind::RawValue => "RawValue",
+            Kind::Array => "Array",
+            Kind::RawArray => "RawArray",
+            Kind::Lock => "Lock",
+            Kind::RLock => "RLock",
+            Kind::AtomicValue => "AtomicValue",
+            Kind::AtomicArray => "AtomicArray",
+            Kind::Event => "Event",
+        }
     }
 }
 
@@ -183,6 +221,84 @@ impl fmt::Display for Desc {
     }
 }
 
+impl HeaderFields {
+    /// The magic and version, then the kind and element type, as
+    /// recorded (not yet compared with anything requested).
+    fn kind_elem(&self) -> Result<(Kind, ElemDesc)> {
+        if self.magic != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        if self.version != VERSION {
+            return Err(Error::VersionMismatch {
+                expected: VERSION,
+                found: self.version,
+            });
+        }
+        let kind = Kind::from_u32(self.kind).ok_or(Error::Corrupt("unknown object kind"))?;
+        let elem = ElemDesc {
+            code: u8::try_from(self.type_code)
+                .map_err(|_| Error::Corrupt("type code out of range"))?,
+            size: self.elem_size as usize,
+            align: self.elem_align as usize,
+        };
+        Ok((kind, elem))
+    }
+
+    fn lock_mode(&self) -> Result<LockMode> {
+        match self.lock_mode {
+            0 => Ok(LockMode::None),
+            1 => Ok(LockMode::Own),
+            2 => Ok(LockMode::External),
+            _ => Err(Error::Corrupt("unknown lock mode")),
+        }
+    }
+
+    /// The data offset (the one the lock mode and element alignment
+    /// imply) and the element count.
+    fn extent(&self, lock: LockMode, elem: ElemDesc) -> Result<(usize, usize)> {
+        let data_offset = data_offset_for(lock == LockMode::External, elem.align);
+        if self.data_offset != data_offset as u64 {
+            return Err(Error::Corrupt("data offset"));
+        }
+        let count = usize::try_from(self.count)
+            .map_err(|_| Error::Corrupt("element count out of range"))?;
+        Ok((data_offset, count))
+    }
+
+    /// Every check of `Object::validate` that does not need the requested
+    /// type (for [`crate::inspect`]): magic, version, a known kind and
+    /// lock mode, the data offset, and a file of exactly the recorded
+    /// size. The kind, the element description and the lock mode.
+    pub(crate) fn check(&self, file_len: u64) -> Result<(Kind, ElemDesc, LockMode)> {
+        let (kind, elem) = self.kind_elem()?;
+        let lock = self.lock_mode()?;
+        let (data_offset, count) = self.extent(lock, elem)?;
+        let total = count
+            .checked_mul(self.stride as usize)
+            .and_then(|n| n.checked_add(data_offset));
+        check_len(total, file_len)?;
+        Ok((kind, elem, lock))
+    }
+}
+
+/// A file of exactly `needed` bytes (`None`: not representable).
+fn check_len(needed: Option<usize>, file_len: u64) -> Result<()> {
+    let needed = needed.ok_or(Error::Corrupt("element count out of range"))? as u64;
+    if file_len < needed {
+        return Err(Error::Truncated {
+            needed,
+            len: file_len,
+        });
+    }
+    if file_len > needed {
+        return Err(Error::SizeMismatch {
+            expected: needed,
+            found: file_len,
+        });
+    }
+    Ok(())
+}
+
 /// An attached typed segment with its validated layout.
 #[derive(Debug)]
 pub(crate) struct Object {
@@ -273,6 +389,10 @@ impl Object {
         h.data_offset.store(l.data_offset as u64, Relaxed);
         h.lock_mode.store(l.lock as u32, Relaxed);
         h.id.store(l.id, Relaxed);
+        let pid = sys::thread::pid();
+        h.creator_pid.store(pid, Relaxed);
+        h.creator_start
+            .store(sys::thread::start_time(pid).unwrap_or(0), Relaxed);
         if let Some(r) = &l.lock_ref {
             h.lock_id.store(r.id, Relaxed);
             if let Some(n) = &r.name {
@@ -390,33 +510,15 @@ impl Object {
 
     /// Reads the header once and checks every field.
     fn validate(&self, file_len: u64, shape: &Shape) -> Result<Layout> {
-        let h = self.header();
-        if h.magic.load(Relaxed) != MAGIC {
-            return Err(Error::BadMagic);
-        }
-        let version = h.version.load(Relaxed);
-        if version != VERSION {
-            return Err(Error::VersionMismatch {
-                expected: VERSION,
-                found: version,
-            });
-        }
-        let want = Desc(shape.kind, shape.elem);
-        let raw_kind = h.kind.load(Relaxed);
-        let kind = Kind::from_u32(raw_kind).ok_or(Error::Corrupt("unknown object kind"))?;
-        let code = h.type_code.load(Relaxed);
-        let elem = ElemDesc {
-            code: u8::try_from(code).map_err(|_| Error::Corrupt("type code out of range"))?,
-            size: h.elem_size.load(Relaxed) as usize,
-            align: h.elem_align.load(Relaxed) as usize,
-        };
+        let f = HeaderFields::read(self.header());
+        let (kind, elem) = f.kind_elem()?;
         if kind != shape.kind || elem != shape.elem {
             return Err(Error::TypeMismatch {
-                expected: want.to_string(),
+                expected: Desc(shape.kind, shape.elem).to_string(),
                 found: Desc(kind, elem).to_string(),
             });
         }
-        let stride = h.stride.load(Relaxed) as usize;
+        let stride = f.stride as usize;
         if !shape.strides.contains(&stride) {
             let [a, b] = shape.strides;
             let strides = if a == b {
@@ -425,31 +527,21 @@ impl Object {
                 format!("{a} or {b}")
             };
             return Err(Error::TypeMismatch {
-                expected: format!("{want} with stride {strides}"),
+                expected: format!("{} with stride {strides}", Desc(shape.kind, shape.elem)),
                 found: format!("stride {stride}"),
             });
         }
-        let lock = match h.lock_mode.load(Relaxed) {
-            0 => LockMode::None,
-            1 => LockMode::Own,
-            2 => LockMode::External,
-            _ => return Err(Error::Corrupt("unknown lock mode")),
-        };
+        let lock = f.lock_mode()?;
         // The kind is the shape's (checked above).
         if !shape.allows(lock) {
             return Err(Error::Corrupt("lock mode not valid for this kind"));
         }
-        let data_offset = data_offset_for(lock == LockMode::External, elem.align);
-        if h.data_offset.load(Relaxed) != data_offset as u64 {
-            return Err(Error::Corrupt("data offset"));
-        }
-        let count = usize::try_from(h.count.load(Relaxed))
-            .map_err(|_| Error::Corrupt("element count out of range"))?;
+        let (data_offset, count) = f.extent(lock, elem)?;
         if shape.single && count != 1 {
             return Err(Error::Corrupt("a single value with a count other than 1"));
         }
         let lock_ref = if lock == LockMode::External {
-            Some(self.read_lock_ref(h, file_len)?)
+            Some(self.read_lock_ref(self.header(), file_len)?)
         } else {
             None
         };
@@ -461,23 +553,9 @@ impl Object {
             data_offset,
             lock,
             lock_ref,
-            id: h.id.load(Relaxed),
+            id: f.id,
         };
-        let needed = layout
-            .total()
-            .ok_or(Error::Corrupt("element count out of range"))? as u64;
-        if file_len < needed {
-            return Err(Error::Truncated {
-                needed,
-                len: file_len,
-            });
-        }
-        if file_len > needed {
-            return Err(Error::SizeMismatch {
-                expected: needed,
-                found: file_len,
-            });
-        }
+        check_len(layout.total(), file_len)?;
         Ok(layout)
     }
 

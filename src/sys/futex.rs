@@ -28,6 +28,14 @@ impl FutexWord for AtomicU32 {
         self
     }
 
+    /// Measured: `FutexWord::YIELD_LIMIT`'s docs.
+    const YIELD_LIMIT: u32 = 10;
+
+    #[inline]
+    fn yield_now() {
+        std::thread::yield_now();
+    }
+
     fn wait(&self, expected: u32, timeout: Option<Duration>) {
         let ts = timeout.map(|t| futex::Timespec {
             tv_sec: t.as_secs().try_into().unwrap_or(i64::MAX),

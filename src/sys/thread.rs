@@ -62,6 +62,18 @@ pub(crate) fn pid() -> u32 {
         .unsigned_abs()
 }
 
+/// When process `pid` started, in clock ticks after boot (field 22 of
+/// `/proc/PID/stat`): with the PID, an identity that PID reuse does not
+/// repeat. `None` if there is no such process (or no `/proc`).
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses,
+    // so the fields are counted from the last ')'; starttime is the 20th
+    // after it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Sleeps the calling thread briefly (the bounded wait for a creator).
 pub(crate) fn nap(d: core::time::Duration) {
     std::thread::sleep(d);

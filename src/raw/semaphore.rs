@@ -19,9 +19,10 @@
 //!   still sleep: its own wake-up may have been the only one), and wakes
 //!   one more sleeper if permits are left (a release made while it was
 //!   woken but not yet running found `WAITERS` clear and woke nobody);
-//! - *wait*: on `v = 0`, `0 → 0 | WAITERS` (CAS) and a futex wait on that
-//!   value (no spin first: unlike the lock's holders, a semaphore's
-//!   releaser is often the very process the waiter must let run), in bounded slices ([`SLICE_FIRST`] doubling to [`SLICE_MAX`]);
+//! - *wait*: on `v = 0`, up to `FutexWord::YIELD_LIMIT` yields of the CPU
+//!   and re-reads (no busy spin: a semaphore's releaser is often the very
+//!   process the waiter must let run), then `0 → 0 | WAITERS` (CAS) and a
+//!   futex wait on that value, in bounded slices ([`SLICE_FIRST`] doubling to [`SLICE_MAX`]);
 //!   after each slice that finds no permit, the waiter runs the recovery
 //!   hook (the records, below); a waiter that slept and gives up
 //!   (deadline) leaves `WAITERS` set (one that never slept never set it);
@@ -85,7 +86,7 @@
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::time::Duration;
 
-use super::word::{AtomicWord, Deadline, FutexWord};
+use super::word::{yield_until, AtomicWord, Deadline, FutexWord};
 
 /// Bits 0–30: the permits available.
 pub const VALUE: u32 = 0x7fff_ffff;
@@ -190,7 +191,10 @@ impl<W: FutexWord> RawSemaphore<W> {
         }
         let w = self.w();
         // Relaxed: only a guess for the CASes, which re-check it.
-        let mut cur = w.load(Relaxed);
+        let cur = w.load(Relaxed);
+        // A releaser about to answer is seen without sleeping (and then
+        // needs no wake): `FutexWord::YIELD_LIMIT`. Relaxed as above.
+        let mut cur = yield_until(&self.word, cur, Relaxed, |v| v & VALUE != 0);
         let mut slept = false;
         let mut probed = false;
         let mut recovered = 0u32;

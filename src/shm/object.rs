@@ -47,7 +47,9 @@ pub enum Kind {
     AtomicArray = 8,
     /// [`Event`](crate::Event) (9).
     Event = 9,
+    /// [`Semaphore`](crate::Semaphore) (10).
     Semaphore = 10,
+    /// [`BoundedSemaphore`](crate::BoundedSemaphore) (11).
     BoundedSemaphore = 11,
 }
 
@@ -96,6 +98,8 @@ impl Kind {
             Kind::AtomicValue => "AtomicValue",
             Kind::AtomicArray => "AtomicArray",
             Kind::Event => "Event",
+            Kind::Semaphore => "Semaphore",
+            Kind::BoundedSemaphore => "BoundedSemaphore",
         }
     }
 }

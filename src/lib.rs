@@ -2,8 +2,9 @@
 //!
 //! shmsync gives Rust the API of Python's `multiprocessing` shared objects
 //! — [`Value`], [`RawValue`], [`Array`], [`RawArray`], [`Lock`], [`RLock`],
-//! [`Event`], [`Condition`], [`Barrier`] and raw [`SharedMemory`] — plus a lock-free mode ([`AtomicValue`],
-//! [`AtomicArray`]), without Python's weak points:
+//! [`Event`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`],
+//! [`Barrier`], the [`Pipe`] and raw [`SharedMemory`] — plus a lock-free
+//! mode ([`AtomicValue`], [`AtomicArray`]), without Python's weak points:
 //!
 //! - the locks are futex mutexes **inside the mapped page**: no semaphore,
 //!   no kernel object, no server process;
@@ -122,6 +123,10 @@
 //!   ring's worth of messages can go to a reader that has died; an end
 //!   that was never used counts as closed once no process holds a handle
 //!   of it.
+//! - A [`Semaphore`]'s permits are recoverable for [`HOLDER_CAPACITY`]
+//!   holding threads at once (beyond, [`Permit::is_recorded`] is false and
+//!   a permit dies with its holder); a holder killed between the count and
+//!   its record loses one permit for good.
 //! - Timeouts are relative (`CLOCK_MONOTONIC`).
 //!
 //! The repository's `docs/` describe the design (`ARCHITECTURE.md`), the
@@ -158,8 +163,9 @@ pub use error::{Error, Result};
 pub use queue::{Connection, End, Pipe};
 pub use shm::segment::SharedMemory;
 pub use sync::{
-    Barrier, BarrierError, BarrierWaitResult, Condition, ConditionLock, Event, Lock, LockError,
-    LockGuard, RLock, RLockGuard, TryLockError, WaitTimeoutLockResult, WaitTimeoutResult,
+    Barrier, BarrierError, BarrierWaitResult, BoundedSemaphore, Condition, ConditionLock, Event,
+    Lock, LockError, LockGuard, Permit, RLock, RLockGuard, Semaphore, TryLockError,
+    WaitTimeoutLockResult, WaitTimeoutResult, HOLDER_CAPACITY,
 };
 pub use sys::robust::Robustness;
 pub use typed::{

@@ -57,6 +57,7 @@
 //! | `bug-event-no-generation`   | a CAS that raises an event's flag (bit 0) keeps the generation (bits 2–31) instead of advancing it |
 //! | `bug-barrier-keeps-count`   | a CAS that moves a barrier word to its next round (bits 18–31) with count 0 keeps the count it replaces (bits 0–11) |
 //! | `bug-barrier-drops-broken`  | a CAS that sets a barrier word's `BROKEN` (bit 13) leaves it clear |
+//! | `bug-sem-taker-drops-waiters` | a CAS that takes a semaphore permit (value − 1) drops `WAITERS` |
 //! | `bug-liveness-relaxed`      | [`DeadTable`] reads the death flag `Relaxed` instead of `Acquire`   |
 //! | `bug-cond-no-advance`       | a `fetch_add` adds nothing (a condition's sequence never moves)    |
 //! | `bug-cond-no-register`      | a CAS that adds one to a word writes the old value (a condition's waiter count never rises; models use owner ids ≥ 10 so that no lock CAS is a `+ 1`) |
@@ -308,6 +309,22 @@ impl Bug for KeepsOwnerDied {
     fn cas_new(current: u32, new: u32) -> u32 {
         if new & TID_MASK != 0 {
             new | (current & raw::OWNER_DIED)
+        } else {
+            new
+        }
+    }
+}
+
+/// `bug-sem-taker-drops-waiters`: a CAS that takes a semaphore permit
+/// (the value in bits 0–30 goes down by one) does not keep `WAITERS`, so a
+/// woken sleeper that takes its permit forgets the sleepers behind it.
+#[derive(Debug)]
+pub struct SemTakerDropsWaiters;
+impl Bug for SemTakerDropsWaiters {
+    fn cas_new(current: u32, new: u32) -> u32 {
+        let v = raw::semaphore::VALUE;
+        if current & v != 0 && new & v == (current & v) - 1 {
+            new & !raw::semaphore::WAITERS
         } else {
             new
         }
@@ -614,7 +631,8 @@ const WORD_BUGS: usize = cfg!(feature = "bug-lost-wake") as usize
     + cfg!(feature = "bug-barrier-keeps-count") as usize
     + cfg!(feature = "bug-barrier-drops-broken") as usize
     + cfg!(feature = "bug-cond-no-advance") as usize
-    + cfg!(feature = "bug-cond-no-register") as usize;
+    + cfg!(feature = "bug-cond-no-register") as usize
+    + cfg!(feature = "bug-sem-taker-drops-waiters") as usize;
 // The count is a constant that is usually 0, which clippy finds absurd.
 #[allow(clippy::absurd_extreme_comparisons)]
 const _: () = assert!(WORD_BUGS <= 1, "enable at most one word bug-* feature");
@@ -653,18 +671,22 @@ pub type ActiveBug = BarrierKeepsCount;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-barrier-drops-broken")]
 pub type ActiveBug = BarrierDropsBroken;
-/// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
+/// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-cond-no-advance")]
 pub type ActiveBug = CondNoAdvance;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-cond-no-register")]
 pub type ActiveBug = CondNoRegister;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-sem-taker-drops-waiters")]
+pub type ActiveBug = SemTakerDropsWaiters;
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
 #[cfg(not(any(
     feature = "bug-barrier-keeps-count",
     feature = "bug-barrier-drops-broken",
     feature = "bug-cond-no-advance",
     feature = "bug-cond-no-register",
+    feature = "bug-sem-taker-drops-waiters",
     feature = "bug-event-no-generation",
     feature = "bug-lost-wake",
     feature = "bug-weak-release",

@@ -35,6 +35,7 @@ use super::*;
 mod barrier;
 mod condvar;
 mod event;
+mod semaphore;
 mod spsc;
 
 fn id(n: u32) -> NonZeroU32 {

@@ -47,6 +47,10 @@ pub enum Kind {
     AtomicArray = 8,
     /// [`Event`](crate::Event) (9).
     Event = 9,
+    /// [`Semaphore`](crate::Semaphore) (10).
+    Semaphore = 10,
+    /// [`BoundedSemaphore`](crate::BoundedSemaphore) (11).
+    BoundedSemaphore = 11,
     /// [`Condition`](crate::Condition) (12).
     Condition = 12,
     /// [`Barrier`](crate::Barrier) (13).
@@ -57,7 +61,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, to read the header's number back.
-    const ALL: [Kind; 12] = [
+    const ALL: [Kind; 14] = [
         Kind::Value,
         Kind::RawValue,
         Kind::Array,
@@ -70,6 +74,8 @@ impl Kind {
         Kind::Condition,
         Kind::Barrier,
         Kind::Pipe,
+        Kind::Semaphore,
+        Kind::BoundedSemaphore,
     ];
 
     /// The kind with header number `v`, if this build knows it.
@@ -104,6 +110,8 @@ impl Kind {
             Kind::Condition => "Condition",
             Kind::Barrier => "Barrier",
             Kind::Pipe => "Pipe",
+            Kind::Semaphore => "Semaphore",
+            Kind::BoundedSemaphore => "BoundedSemaphore",
         }
     }
 }

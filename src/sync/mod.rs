@@ -1,4 +1,5 @@
 //! Locks: [`Lock`] and [`RLock`], their guards and errors; [`Event`];
+//! [`Semaphore`] and [`BoundedSemaphore`] with their [`Permit`];
 //! [`Condition`]; [`Barrier`].
 
 mod barrier;
@@ -7,6 +8,7 @@ pub(crate) mod deadline;
 mod event;
 mod lock;
 mod lock_result;
+mod semaphore;
 
 pub use barrier::{Barrier, BarrierError, BarrierWaitResult};
 pub use condition::{Condition, ConditionLock, WaitTimeoutLockResult, WaitTimeoutResult};
@@ -14,3 +16,4 @@ pub use event::Event;
 pub(crate) use lock::{HasLock, HeldLock, LockHandle};
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use lock_result::{LockError, TryLockError};
+pub use semaphore::{BoundedSemaphore, Permit, Semaphore, HOLDER_CAPACITY};

@@ -13,6 +13,7 @@
 
 pub mod event;
 pub mod mutex;
+pub mod ring;
 pub mod rmw;
 pub mod word;
 
@@ -20,6 +21,7 @@ pub use event::RawEvent;
 pub use mutex::{
     Acquired, Holds, RawMutex, Refused, NOT_RECOVERABLE, OWNER_DIED, TID_MASK, WAITERS,
 };
+pub use ring::{RawRing, RingError, RingWords};
 pub use word::{AtomicWord, Deadline, FutexWord, Liveness};
 
 #[cfg(test)]

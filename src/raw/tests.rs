@@ -33,6 +33,7 @@ use std::thread;
 use super::*;
 
 mod event;
+mod ring;
 
 fn id(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).expect("test ids are non-zero")

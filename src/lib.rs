@@ -133,6 +133,7 @@ mod error;
 // tests and benches only: hidden from the documentation and exempt from
 // semver (a cargo feature would have to be enabled by each of them, and
 // `cargo bench` would skip the bench that needs it).
+mod queue;
 #[doc(hidden)]
 pub mod raw;
 mod shared;
@@ -146,6 +147,7 @@ pub use atomic::{
 };
 pub use bytemuck;
 pub use error::{Error, Result};
+pub use queue::{MessageQueue, Queue};
 pub use shm::segment::SharedMemory;
 pub use sync::{Event, Lock, LockError, LockGuard, RLock, RLockGuard, TryLockError};
 pub use sys::robust::Robustness;

@@ -37,11 +37,13 @@ pub(crate) enum Kind {
     AtomicValue = 7,
     AtomicArray = 8,
     Event = 9,
+    Queue = 14,
+    MessageQueue = 15,
 }
 
 impl Kind {
     /// Every kind, to read the header's number back.
-    const ALL: [Kind; 9] = [
+    const ALL: [Kind; 11] = [
         Kind::Value,
         Kind::RawValue,
         Kind::Array,
@@ -51,6 +53,8 @@ impl Kind {
         Kind::AtomicValue,
         Kind::AtomicArray,
         Kind::Event,
+        Kind::Queue,
+        Kind::MessageQueue,
     ];
 
     fn from_u32(v: u32) -> Option<Kind> {

@@ -480,9 +480,10 @@ fn a_consumer_killed_inside_get_is_reaped_by_a_waiting_producer() {
 /// at a random moment. The survivors finish; then the queue is closed and
 /// drained. No item is delivered twice; every item a producer finished
 /// putting arrives, except at most one per kill; `lost()` agrees.
-fn soak_trial(test: &str, rng: &mut Rng) {
-    const N: u64 = 3_000;
-    let names: Vec<ShmName> = (0..3).map(|_| ShmName::new("q_soak")).collect();
+fn soak_trial(test: &str, rng: &mut Rng) -> (u64, u64) {
+    const N: u64 = 1 << 20;
+    let names: Vec<ShmName> = (0..4).map(|_| ShmName::new("q_soak")).collect();
+    let stop = AtomicValue::<u32>::create(&names[3], 0).unwrap();
     let q = Queue::<u64>::create(&names[0], 1 + rng.below(4) as usize).unwrap();
     let seen = AtomicArray::<u8>::create(&names[1], &vec![0; 2 * N as usize]).unwrap();
     let sent = AtomicArray::<u64>::create(&names[2], &[0, 0]).unwrap();
@@ -495,6 +496,7 @@ fn soak_trial(test: &str, rng: &mut Rng) {
                     .arg("q", &*names[0])
                     .arg("seen", &*names[1])
                     .arg("sent", &*names[2])
+                    .arg("stop", &*names[3])
                     .arg("id", i)
                     .arg("n", N)
                     .start(),
@@ -510,7 +512,7 @@ fn soak_trial(test: &str, rng: &mut Rng) {
     if rng.below(3) == 0 {
         victims.push((first + 1) % 4);
     }
-    std::thread::sleep(Duration::from_micros(rng.below(15_000)));
+    std::thread::sleep(Duration::from_micros(1_000 + rng.below(15_000)));
     let mut killed_producers = 0;
     let mut killed_consumers = 0;
     for &v in &victims {
@@ -522,6 +524,8 @@ fn soak_trial(test: &str, rng: &mut Rng) {
             killed_consumers += 1;
         }
     }
+    // Release: the producers' Acquire loads of `stop`.
+    stop.store(1, Release);
     for i in [0, 2] {
         if let Some(k) = kids[i].take() {
             k.wait();
@@ -567,25 +571,30 @@ fn soak_trial(test: &str, rng: &mut Rng) {
         "{lost} counted, {missing} missing"
     );
     assert_eq!(q.try_get(), Err(Error::Closed));
-    drop((q, seen, sent));
+    drop((q, seen, sent, stop));
+    (kills, lost)
 }
 
 fn soak_roles(role: &str) {
     let q = Queue::<u64>::open(&arg("q")).unwrap();
     let seen = AtomicArray::<u8>::open(&arg("seen")).unwrap();
     let sent = AtomicArray::<u64>::open(&arg("sent")).unwrap();
+    let stop = AtomicValue::<u32>::open(&arg("stop")).unwrap();
     let (id, n): (u64, u64) = (arg_parse("id"), arg_parse("n"));
     tell("ready");
     match role {
         "producer" => {
-            for s in 0..n {
+            // Acquire: pairs with the parent's Release store.
+            for s in (0..n).take_while(|_| stop.load(Acquire) == 0) {
                 q.put(item(id, s)).unwrap();
                 // Release: the parent's Acquire load after this exits.
                 sent.at(id as usize).store(s + 1, Release);
             }
         }
+        // One item at a time: a consumer killed after a batch returned
+        // would take several items without recording them.
         "consumer" => {
-            consume(&q, &seen, n, id == 1);
+            consume(&q, &seen, n, false);
         }
         r => panic!("unknown role {r}"),
     }
@@ -599,10 +608,13 @@ fn random_kills_never_wedge_the_queue() {
     }
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
+    let mut lost = 0;
     for trial in 0..20 {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| soak_trial(t, &mut rng)));
         assert!(r.is_ok(), "trial {trial} failed (SHMSYNC_OD_SEED={seed})");
+        lost += r.map_or(0, |(_, l)| l);
     }
+    println!("random kills: 20 trials, {lost} items lost (and counted)");
 }
 
 /// `cargo test --release --test queue -- --ignored soak_queue --nocapture`
@@ -621,12 +633,16 @@ fn soak_queue() {
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
     let start = Instant::now();
+    let (mut kills, mut lost) = (0, 0);
     for trial in 0..n {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| soak_trial(t, &mut rng)));
         assert!(r.is_ok(), "trial {trial} failed (SHMSYNC_OD_SEED={seed})");
+        let (k, l) = r.unwrap_or_default();
+        kills += k;
+        lost += l;
     }
     println!(
-        "soak_queue: {n} random-kill trials in {:?}",
+        "soak_queue: {n} random-kill trials ({kills} kills, {lost} items lost and counted) in {:?}",
         start.elapsed()
     );
 }
@@ -644,5 +660,4 @@ fn len_capacity_and_debug() {
     assert_eq!(q.get_into(&mut buf), Ok(2));
     assert_eq!(buf, [1, 2]);
     assert_eq!(q.len(), 1);
-    let _ = AtomicValue::<u32>::new(0);
 }

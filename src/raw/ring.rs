@@ -45,8 +45,9 @@
 //!
 //! A slot claimed by a process killed before its last CAS stays `WRITING`
 //! or `READING`. A waiter whose way it blocks (a consumer at `head`, a
-//! producer one lap behind it at `tail`) sleeps a slice, finds the same
-//! word again, asks its [`Liveness`] whether the TID is dead and, if so,
+//! producer one lap behind it at `tail`) asks its [`Liveness`] before each
+//! sleep whether that TID is dead (a non-blocking `try_` form asks once,
+//! after a short spin on the same word) and, if so,
 //! *reaps* the slot: one CAS to `FREE(p + one_lap)` (exactly one reaper
 //! wins), `lost += 1`. The item that claimant was moving is lost (a
 //! producer's half-written item is never delivered: consumers only take
@@ -69,26 +70,30 @@
 //! # Sleeping
 //!
 //! A waiter spins [`FutexWord::SPIN_LIMIT`] re-checks, then announces
-//! itself (sets bit 0 of its event count), re-checks once more and sleeps
-//! on the count at most one slice ([`SLICE_FIRST`] doubling to
-//! [`SLICE_MAX`], at most the liveness probe interval while a claimant is
-//! in the way). Every publish (release) loads the count and, only if bit 0
-//! is set, bumps the generation and wakes all: no system call when nobody
-//! sleeps. The slot CASes, the announcement and the re-check are `SeqCst`
-//! (a store-load pair on two words), so a wake is not lost; and since a
-//! killed notifier can still lose one, sleeps are bounded anyway.
+//! itself (sets bit 0 of its event count), re-checks once more, probes the
+//! claimant in its way if there is one, and sleeps on the count at most one
+//! slice ([`SLICE_FIRST`] doubling to [`SLICE_MAX`], at most the liveness
+//! probe interval while a claimant is in the way). Every publish (release,
+//! reap) then makes one read-modify-write of the count and, only if bit 0
+//! is set, advances the generation and wakes all: no system call when
+//! nobody sleeps. The announcement and the notification are both
+//! read-modify-writes of the count, so one is ordered after the other:
+//! either the notifier sees the waiter's bit, or the waiter's re-check
+//! sees the slot the notifier changed before it (no store-load pair on two
+//! words, which would need `SeqCst`). A notifier killed before its wake
+//! can still lose one, so sleeps are bounded anyway.
 //!
 //! # Ordering
 //!
 //! The payload is written between the claim and the publish and read
 //! between the claim and the release, with `Relaxed` atomics: the
-//! publish's `SeqCst` CAS (its release half) pairs with the consumer's
-//! `SeqCst` load and claim CAS (their acquire half), and the release's with
-//! the next producer's. `head`/`tail` are advanced with `AcqRel` and
+//! publish's `Release` CAS pairs with the consumer's `Acquire` load and
+//! claim CAS, and the release's with the next producer's. A reap
+//! (`AcqRel`) passes on what the reaper's probe acquired of the death. `head`/`tail` are advanced with `AcqRel` and
 //! loaded with `Acquire`, so that a slot read after a position is at least
 //! as new as the claim that let the position pass it.
 
-use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use core::time::Duration;
 
 use super::word::{AtomicWord, Deadline, FutexWord, Liveness};
@@ -200,8 +205,6 @@ struct Waiting {
     spins: u32,
     token: Option<u32>,
     slice: Duration,
-    /// The blocking slot word seen before the last sleep.
-    suspect: Option<(usize, u64)>,
 }
 
 impl Waiting {
@@ -210,7 +213,6 @@ impl Waiting {
             spins: 0,
             token: None,
             slice: SLICE_FIRST,
-            suspect: None,
         }
     }
 }
@@ -310,18 +312,23 @@ where
                 return Step::Fail(RingError::Corrupt);
             };
             let slot = &self.w.slots[i];
-            // SeqCst: the re-check of a waiter (module docs, "Sleeping");
-            // acquires the release of the consumer that freed it.
-            let w = slot.load(SeqCst);
+            // Acquire: pairs with the release of the consumer that freed it
+            // (the payload reads before the payload writes).
+            let w = slot.load(Acquire);
             let (s, g) = (stamp(w), tag(w));
             if s == t {
                 match g & STATE_MASK {
                     FREE if g & TID_BITS == SEALED => return Step::Fail(RingError::Closed),
                     FREE => {
-                        // SeqCst: acquires the consumer's release of the
-                        // slot before this producer writes the payload.
+                        // Acquire: as the load above (the value it checks is
+                        // the one written by the release).
                         if slot
-                            .compare_exchange(w, pack(t, WRITING | (me & TID_BITS)), SeqCst, SeqCst)
+                            .compare_exchange(
+                                w,
+                                pack(t, WRITING | (me & TID_BITS)),
+                                Acquire,
+                                Acquire,
+                            )
                             .is_ok()
                         {
                             self.advance(self.w.tail, t);
@@ -364,8 +371,8 @@ where
                 return Step::Fail(RingError::Corrupt);
             };
             let slot = &self.w.slots[i];
-            // SeqCst: the re-check of a waiter; acquires the publish.
-            let w = slot.load(SeqCst);
+            // Acquire: pairs with the publish.
+            let w = slot.load(Acquire);
             let (s, g) = (stamp(w), tag(w));
             if s == h {
                 match g & STATE_MASK {
@@ -373,10 +380,15 @@ where
                         if !accept(i) {
                             return Step::Fail(RingError::Refused);
                         }
-                        // SeqCst: acquires the publish (payload reads
+                        // Acquire: pairs with the publish (payload reads
                         // follow).
                         if slot
-                            .compare_exchange(w, pack(h, READING | (me & TID_BITS)), SeqCst, SeqCst)
+                            .compare_exchange(
+                                w,
+                                pack(h, READING | (me & TID_BITS)),
+                                Acquire,
+                                Acquire,
+                            )
                             .is_ok()
                         {
                             self.advance(self.w.head, h);
@@ -387,14 +399,15 @@ where
                     WRITING => return Step::Busy(i, w),
                     _ if g & TID_BITS == SEALED => return Step::Fail(RingError::Closed),
                     _ => {
-                        // Empty here. SeqCst: a producer that read `closed`
-                        // clear before `close` has its claim CAS ordered
-                        // against the sealing CAS below.
-                        if self.w.closed.load(SeqCst) == 0 {
+                        // Empty here. Relaxed: a producer that read
+                        // `closed` clear before `close` races the sealing
+                        // CAS below for this very slot; one of them wins.
+                        if self.w.closed.load(Relaxed) == 0 {
                             return Step::Wait;
                         }
+                        // Relaxed: sealing publishes nothing.
                         if slot
-                            .compare_exchange(w, pack(h, FREE | SEALED), SeqCst, SeqCst)
+                            .compare_exchange(w, pack(h, FREE | SEALED), Relaxed, Relaxed)
                             .is_ok()
                         {
                             return Step::Fail(RingError::Closed);
@@ -426,8 +439,10 @@ where
             return false;
         };
         let next = pack(stamp(word).wrapping_add(self.one_lap()), FREE);
-        // SeqCst: as every slot CAS (a waiter's re-check).
-        if slot.compare_exchange(word, next, SeqCst, Relaxed).is_err() {
+        // AcqRel: acquires what the caller learnt of the death (its probe
+        // acquired the dead claimant's writes) and releases it, with the
+        // slot, to the next claimant.
+        if slot.compare_exchange(word, next, AcqRel, Relaxed).is_err() {
             return false;
         }
         // Relaxed: a statistic; read after the fact (a process's exit, a
@@ -446,10 +461,9 @@ where
             return false;
         };
         let mine = pack(c.pos, WRITING | (me & TID_BITS));
-        // SeqCst: releases the payload to the consumer's acquire, and is
-        // the store half of the store-load pair with `notify`'s load.
+        // Release: the payload, to the consumer's Acquire.
         let ok = slot
-            .compare_exchange(mine, pack(c.pos, FULL), SeqCst, Relaxed)
+            .compare_exchange(mine, pack(c.pos, FULL), Release, Relaxed)
             .is_ok();
         Self::notify(self.w.readable);
         ok
@@ -463,23 +477,26 @@ where
         };
         let mine = pack(c.pos, READING | (me & TID_BITS));
         let next = pack(c.pos.wrapping_add(self.one_lap()), FREE);
-        // SeqCst: releases the payload reads to the next producer, and is
-        // the store half of the store-load pair with `notify`'s load.
-        let ok = slot.compare_exchange(mine, next, SeqCst, Relaxed).is_ok();
+        // Release: the payload reads, before the next producer's writes.
+        let ok = slot.compare_exchange(mine, next, Release, Relaxed).is_ok();
         Self::notify(self.w.writable);
         ok
     }
 
     /// Wakes the sleepers of `ev`, if its bit 0 says there may be any: one
-    /// load and nothing else when nobody sleeps.
+    /// read-modify-write and nothing else when nobody sleeps.
     #[inline]
     fn notify(ev: &F) {
         let a = ev.atomic();
-        // SeqCst: the load half of the store-load pair (module docs).
-        let mut v = a.load(SeqCst);
+        // AcqRel: an RMW of the count, so that it and a waiter's
+        // announcing RMW are ordered (module docs, "Sleeping"): either
+        // this sees the waiter's bit, or the waiter's re-check sees the
+        // slot change made before this.
+        let mut v = a.fetch_add(0, AcqRel);
         while v & SLEEPERS != 0 {
-            // Clear bit 0 and advance the generation (wrapping).
-            match a.compare_exchange(v, (v & !SLEEPERS).wrapping_add(2), SeqCst, SeqCst) {
+            // Clear bit 0 and advance the generation (wrapping), so that
+            // a waiter about to sleep on the old value does not.
+            match a.compare_exchange(v, (v & !SLEEPERS).wrapping_add(2), AcqRel, Acquire) {
                 Ok(_) => {
                     ev.wake_all();
                     return;
@@ -491,32 +508,29 @@ where
 
     /// Announces a sleeper on `ev`: the value to sleep on.
     fn announce(ev: &F) -> u32 {
-        let a = ev.atomic();
-        // SeqCst: the store half of the waiter's store-load pair (the
-        // re-check of the slot follows).
-        let mut v = a.load(SeqCst);
-        loop {
-            if v & SLEEPERS != 0 {
-                return v;
-            }
-            match a.compare_exchange(v, v | SLEEPERS, SeqCst, SeqCst) {
-                Ok(_) => return v | SLEEPERS,
-                Err(found) => v = found,
-            }
+        // AcqRel: pairs with `notify`'s RMW (module docs, "Sleeping"); the
+        // re-check of the slot follows.
+        ev.atomic().fetch_or(SLEEPERS, AcqRel) | SLEEPERS
+    }
+
+    /// Wakes every sleeper of both counts (they re-check).
+    pub fn wake_all(&self) {
+        for ev in [self.w.readable, self.w.writable] {
+            // AcqRel: as `notify`; advancing the generation makes a waiter
+            // about to sleep on the old value return at once.
+            ev.atomic().fetch_add(2, AcqRel);
+            ev.wake_all();
         }
     }
 
     /// Closes the ring: later puts fail, gets drain then fail. Wakes every
     /// sleeper. `false` if it was closed already.
     pub fn close(&self) -> bool {
-        // SeqCst: ordered against the sealing CAS of a consumer and the
-        // flag check of producers (`step_get`).
-        let was = self.w.closed.swap(1, SeqCst);
-        for ev in [self.w.readable, self.w.writable] {
-            // Wake unconditionally: a sleeper must see the flag now.
-            ev.atomic().fetch_add(2, SeqCst);
-            ev.wake_all();
-        }
+        // Relaxed: a flag with nothing to publish; a put racing the close
+        // is arbitrated by the slot (the sealing CAS of `step_get`), and
+        // the sleepers see it through `wake_all`'s RMWs.
+        let was = self.w.closed.swap(1, Relaxed);
+        self.wake_all();
         was == 0
     }
 
@@ -583,6 +597,39 @@ where
         read(c.index);
         self.release(c, me);
         Ok(c)
+    }
+
+    /// One attempt to claim a slot for a put, without spinning, probing or
+    /// sleeping: the first step of [`try_put`](Self::try_put), for models
+    /// and the fuzzer (the caller then writes the payload and calls
+    /// [`publish`](Self::publish)).
+    ///
+    /// # Errors
+    /// `Full` (also when a claimant is in the way), `Closed`, `Corrupt`.
+    pub fn claim_put(&self, me: u32) -> Result<Claim, RingError> {
+        match self.step_put(me) {
+            Step::Claimed(c) => Ok(c),
+            Step::Wait | Step::Busy(..) => Err(RingError::Full),
+            Step::Fail(e) => Err(e),
+        }
+    }
+
+    /// One attempt to claim a slot for a get, as [`claim_put`](Self::claim_put)
+    /// (then read and [`release`](Self::release)).
+    ///
+    /// # Errors
+    /// `Empty` (also when a claimant is in the way), `Closed`, `Refused`,
+    /// `Corrupt`.
+    pub fn claim_get(
+        &self,
+        me: u32,
+        accept: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<Claim, RingError> {
+        match self.step_get(me, accept) {
+            Step::Claimed(c) => Ok(c),
+            Step::Wait | Step::Busy(..) => Err(RingError::Empty),
+            Step::Fail(e) => Err(e),
+        }
     }
 
     fn step(&self, side: Side, me: u32, accept: &mut dyn FnMut(usize) -> bool) -> Step {
@@ -692,7 +739,9 @@ where
                 Step::Busy(i, w) => Some((i, w)),
             };
             if let Some((i, w)) = blocked {
-                if st.suspect == Some((i, w)) && live.owner_is_dead(tag(w)) {
+                // Probe a claimant in the way before each sleep (once
+                // announced: a live one that finishes later wakes us).
+                if st.token.is_some() && live.owner_is_dead(tag(w)) {
                     self.reap(i, w);
                     st = Waiting::new();
                     continue;
@@ -725,7 +774,6 @@ where
             ev.wait(token, Some(t));
             st.token = None;
             st.slice = st.slice.saturating_mul(2).min(SLICE_MAX);
-            st.suspect = blocked;
         }
     }
 }

@@ -145,6 +145,10 @@ pub enum Error {
         /// The buffer's length.
         len: usize,
     },
+    /// A value could not be encoded, or a message could not be decoded as
+    /// the type asked for (feature `serde`: the typed messages of
+    /// `MessageQueue::send_value` / `recv_value`); postcard's reason.
+    Serialization(String),
     /// A system call failed.
     ///
     /// ```
@@ -261,6 +265,7 @@ impl fmt::Display for Error {
                     "a {needed}-byte message does not fit a {len}-byte buffer"
                 )
             }
+            Error::Serialization(why) => write!(f, "typed message: {why}"),
             Error::Io { op, errno } => write!(
                 f,
                 "{op} failed: {}",
@@ -285,6 +290,7 @@ impl From<Error> for std::io::Error {
             Error::Full | Error::Empty => K::WouldBlock,
             Error::Closed => K::BrokenPipe,
             Error::MessageTooLarge { .. } | Error::BufferTooSmall { .. } => K::InvalidInput,
+            Error::Serialization(_) => K::InvalidData,
             _ => K::InvalidData,
         };
         std::io::Error::new(kind, e)

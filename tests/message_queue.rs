@@ -389,3 +389,45 @@ fn scribbled_lengths_are_clamped() {
     }
     drop(q);
 }
+
+/// Typed messages across processes (feature `serde`): what one process
+/// sends with `send_value`, another receives with `recv_value`.
+#[cfg(feature = "serde")]
+#[test]
+fn typed_values_across_processes() {
+    let t = "typed_values_across_processes";
+    if run_child(t, |_| {
+        let q = MessageQueue::open(&arg("q")).unwrap();
+        for i in 0..100u32 {
+            q.send_value(&(i, format!("item {i}"), vec![i as u8; i as usize]))
+                .unwrap();
+        }
+        q.send_value(&Option::<u64>::None).unwrap();
+    }) {
+        return;
+    }
+    let name = ShmName::new("mq_serde");
+    let q = MessageQueue::create(&name, 4, 256).unwrap();
+    let child = spawn(t, "sender").arg("q", &*name).start();
+    for i in 0..100u32 {
+        let (n, s, v): (u32, String, Vec<u8>) = q.recv_value().unwrap();
+        assert_eq!(
+            (n, s, v),
+            (i, format!("item {i}"), vec![i as u8; i as usize])
+        );
+    }
+    assert_eq!(q.recv_value::<Option<u64>>(), Ok(None));
+    child.wait();
+    // Too large once encoded: refused whole.
+    assert!(matches!(
+        q.send_value(&vec![0u8; 300]),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    // Not a valid value of the type asked for.
+    q.send(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap();
+    assert!(matches!(
+        q.recv_value::<u32>(),
+        Err(Error::Serialization(_))
+    ));
+    drop(q);
+}

@@ -56,6 +56,7 @@
 //! | `bug-keeps-owner-died`      | a CAS that writes an owner keeps the `OWNER_DIED` bit it replaces   |
 //! | `bug-event-no-generation`   | a CAS that raises an event's flag (bit 0) keeps the generation (bits 2–31) instead of advancing it |
 //! | `bug-liveness-relaxed`      | [`DeadTable`] reads the death flag `Relaxed` instead of `Acquire`   |
+//! | `bug-ring-anonymous-claim`  | a ring slot's claiming CAS (to `WRITING`/`READING`) drops the claimant's TID, so a dead claim names nobody |
 
 use core::marker::PhantomData;
 use core::num::NonZeroU32;
@@ -179,6 +180,11 @@ pub trait Bug {
     fn cas_new(_current: u32, new: u32) -> u32 {
         new
     }
+    /// Transforms the value a CAS of a 64-bit word writes (the ring's slot
+    /// words), given the value it expects.
+    fn cas_new64(_current: u64, new: u64) -> u64 {
+        new
+    }
     /// Whether wakes reach the sleepers.
     const WAKES: bool = true;
     /// Whether a CAS is split into a load and a store (not atomic).
@@ -300,6 +306,21 @@ impl Bug for EventNoGeneration {
     }
 }
 
+/// `bug-ring-anonymous-claim`: a slot claimed for writing or reading does
+/// not record its claimant, so a claimant that dies there cannot be judged.
+#[derive(Debug)]
+pub struct RingAnonymousClaim;
+impl Bug for RingAnonymousClaim {
+    fn cas_new64(_current: u64, new: u64) -> u64 {
+        let state = (new as u32) & raw::ring::STATE_MASK;
+        if state == raw::ring::WRITING || state == raw::ring::READING {
+            new & !u64::from(raw::ring::TID_BITS)
+        } else {
+            new
+        }
+    }
+}
+
 thread_local! {
     /// Failed exchanges of any [`Loom`] word on this test's thread (loom
     /// runs a model's threads as coroutines of the test thread):
@@ -343,7 +364,13 @@ macro_rules! other_widths {
     )*};
 }
 
-other_widths!(u8, i64, u64);
+other_widths!(u8, i64);
+
+impl CasNew for u64 {
+    fn cas_new(current: u64, new: u64) -> u64 {
+        ActiveBug::cas_new64(current, new)
+    }
+}
 
 /// A loom atomic `A` as shmsync's [`AtomicWord`], with this build's
 /// [`ActiveBug`] applied to what the code under test does with it. The
@@ -524,7 +551,8 @@ const WORD_BUGS: usize = cfg!(feature = "bug-lost-wake") as usize
     + cfg!(feature = "bug-acquire-drops-waiters") as usize
     + cfg!(feature = "bug-no-owner-died-bit") as usize
     + cfg!(feature = "bug-keeps-owner-died") as usize
-    + cfg!(feature = "bug-event-no-generation") as usize;
+    + cfg!(feature = "bug-event-no-generation") as usize
+    + cfg!(feature = "bug-ring-anonymous-claim") as usize;
 // The count is a constant that is usually 0, which clippy finds absurd.
 #[allow(clippy::absurd_extreme_comparisons)]
 const _: () = assert!(WORD_BUGS <= 1, "enable at most one word bug-* feature");
@@ -557,8 +585,12 @@ pub type ActiveBug = KeepsOwnerDied;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-event-no-generation")]
 pub type ActiveBug = EventNoGeneration;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-ring-anonymous-claim")]
+pub type ActiveBug = RingAnonymousClaim;
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
 #[cfg(not(any(
+    feature = "bug-ring-anonymous-claim",
     feature = "bug-event-no-generation",
     feature = "bug-lost-wake",
     feature = "bug-weak-release",

@@ -535,6 +535,114 @@ impl MessageQueue {
     }
 }
 
+/// Typed messages (feature `serde`): values encoded with
+/// [postcard](https://docs.rs/postcard), a compact serde format (varint
+/// integers, no schema, no padding) whose decoder treats its input as
+/// untrusted: a malformed message is an error, never a panic.
+#[cfg(feature = "serde")]
+impl MessageQueue {
+    fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+        postcard::to_allocvec(value).map_err(|e| Error::Serialization(e.to_string()))
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+        postcard::from_bytes(bytes).map_err(|e| Error::Serialization(e.to_string()))
+    }
+
+    /// Sends `value`, encoded with postcard (Python's `put(obj)`), waiting
+    /// while the queue is full.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmsync::Error> {
+    /// let q = shmsync::MessageQueue::new(4, 64)?;
+    /// q.send_value(&(7u32, "seven".to_string()))?;
+    /// let (n, s): (u32, String) = q.recv_value()?;
+    /// assert_eq!((n, s.as_str()), (7, "seven"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Serialization`] if `value` cannot be encoded;
+    /// [`Error::MessageTooLarge`] if its encoding exceeds the maximum;
+    /// otherwise as [`send`](Self::send).
+    pub fn send_value<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.send(&Self::encode(value)?)
+    }
+
+    /// [`send_value`](Self::send_value) if there is room now.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmsync::Error> {
+    /// let q = shmsync::MessageQueue::new(1, 16)?;
+    /// q.try_send_value(&1.5f64)?;
+    /// assert_eq!(q.try_send_value(&2.5f64), Err(shmsync::Error::Full));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`send_value`](Self::send_value) and [`try_send`](Self::try_send).
+    pub fn try_send_value<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.try_send(&Self::encode(value)?)
+    }
+
+    /// Receives the message at the front and decodes it as a `T` (Python's
+    /// `get()`), waiting while the queue is empty. A message that is not a
+    /// valid `T` is consumed and reported.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmsync::Error> {
+    /// let q = shmsync::MessageQueue::new(4, 64)?;
+    /// q.send_value(&vec![1u16, 2, 3])?;
+    /// assert_eq!(q.recv_value::<Vec<u16>>()?, [1, 2, 3]);
+    /// q.send(&[0xff])?; // not a bool
+    /// assert!(matches!(q.recv_value::<bool>(), Err(shmsync::Error::Serialization(_))));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Serialization`] if the message does not decode as a `T`;
+    /// otherwise as [`recv`](Self::recv).
+    pub fn recv_value<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        Self::decode(&self.recv()?)
+    }
+
+    /// [`recv_value`](Self::recv_value) if there is a message now.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmsync::Error> {
+    /// let q = shmsync::MessageQueue::new(4, 64)?;
+    /// assert_eq!(q.try_recv_value::<u8>(), Err(shmsync::Error::Empty));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`recv_value`](Self::recv_value) and [`try_recv`](Self::try_recv).
+    pub fn try_recv_value<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        Self::decode(&self.try_recv()?)
+    }
+
+    /// [`recv_value`](Self::recv_value), waiting at most `timeout`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmsync::Error> {
+    /// use std::time::Duration;
+    /// let q = shmsync::MessageQueue::new(4, 64)?;
+    /// let r = q.recv_value_timeout::<u8>(Duration::from_millis(5));
+    /// assert_eq!(r, Err(shmsync::Error::Empty));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`recv_value`](Self::recv_value) and
+    /// [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_value_timeout<T: serde::de::DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> Result<T> {
+        Self::decode(&self.recv_timeout(timeout)?)
+    }
+}
+
 impl fmt::Debug for MessageQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MessageQueue")

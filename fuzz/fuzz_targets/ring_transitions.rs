@@ -85,7 +85,7 @@ impl Liveness for Live<'_> {
     }
     fn owner_is_dead(&mut self, word: u32) -> bool {
         let tid = (word & TID_BITS) as usize;
-        tid >= 1 && tid <= PROCS && self.0[tid - 1] == Proc::Dead
+        (1..=PROCS).contains(&tid) && self.0[tid - 1] == Proc::Dead
     }
 }
 
@@ -130,14 +130,24 @@ impl Model {
     }
 
     /// A put: `reap` for a whole `try_put`.
-    fn put(&mut self, procs: &[Proc; PROCS], p: usize, claim_only: bool, v: u64) -> Result<(), RingError> {
+    fn put(
+        &mut self,
+        procs: &[Proc; PROCS],
+        p: usize,
+        claim_only: bool,
+        v: u64,
+    ) -> Result<(), RingError> {
         loop {
             if self.closed || self.sealed {
                 return Err(RingError::Closed);
             }
             match self.put_blocker() {
                 None => {
-                    self.q.push_back(if claim_only { Entry::Writing(p) } else { Entry::Ready(v) });
+                    self.q.push_back(if claim_only {
+                        Entry::Writing(p)
+                    } else {
+                        Entry::Ready(v)
+                    });
                     return Ok(());
                 }
                 Some(e) if !claim_only && Self::is_dead(procs, e) => self.reap_front(),
@@ -230,7 +240,9 @@ fuzz_target!(|input: Input| {
                     continue;
                 }
                 let v = u64::from(v);
-                let got = ring.try_put(p as u32 + 1, &mut Live(&procs), |i| data[i].store(v, Relaxed));
+                let got = ring.try_put(p as u32 + 1, &mut Live(&procs), |i| {
+                    data[i].store(v, Relaxed)
+                });
                 if trusted {
                     assert_eq!(got.map(drop), m.put(&procs, p, false, v), "{op:?}");
                 }
@@ -250,7 +262,9 @@ fuzz_target!(|input: Input| {
             }
             Op::FinishPut(p) => {
                 let p = usize::from(p) % PROCS;
-                let Proc::Putting(c, v) = procs[p] else { continue };
+                let Proc::Putting(c, v) = procs[p] else {
+                    continue;
+                };
                 data[c.index].store(v, Relaxed);
                 let ok = ring.publish(c, p as u32 + 1);
                 if trusted {
@@ -292,7 +306,9 @@ fuzz_target!(|input: Input| {
             }
             Op::FinishGet(p) => {
                 let p = usize::from(p) % PROCS;
-                let Proc::Getting(c, want) = procs[p] else { continue };
+                let Proc::Getting(c, want) = procs[p] else {
+                    continue;
+                };
                 let v = data[c.index].load(Relaxed);
                 let ok = ring.release(c, p as u32 + 1);
                 if trusted {

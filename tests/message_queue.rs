@@ -37,7 +37,10 @@ fn message(p: u64, seq: u64, max: usize) -> Vec<u8> {
         1 => max,
         _ => rng.below(max as u64 + 1) as usize,
     };
-    let body: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+    let salt = rng.next();
+    let body: Vec<u8> = (0..len as u64)
+        .map(|k| (salt.wrapping_add(k.wrapping_mul(0x9e37)) >> 7) as u8)
+        .collect();
     if len < 24 {
         return body; // too short for a header: checked by its content
     }
@@ -321,7 +324,7 @@ fn random_kills_never_wedge_or_tear() {
     let mut lost = 0;
     for _ in 0..10 {
         let names: Vec<ShmName> = (0..3).map(|_| ShmName::new("mq_soak")).collect();
-        let q = MessageQueue::create(&names[0], 1 + rng.below(3) as usize, 100).unwrap();
+        let q = MessageQueue::create(&names[0], 1 + rng.below(3) as usize, 8192).unwrap();
         let seen = AtomicArray::<u8>::create(&names[1], &vec![0; 2 * N as usize]).unwrap();
         let stop = AtomicValue::<u32>::create(&names[2], 0).unwrap();
         let mut kids: Vec<Option<Child>> = Vec::new();
@@ -342,7 +345,7 @@ fn random_kills_never_wedge_or_tear() {
         for k in kids.iter_mut().flatten() {
             k.expect("ready");
         }
-        std::thread::sleep(Duration::from_micros(1_000 + rng.below(10_000)));
+        std::thread::sleep(Duration::from_micros(5_000 + rng.below(20_000)));
         let victim = rng.below(4) as usize;
         kids[victim].take().unwrap().kill_any();
         // Release: the senders' Acquire loads.

@@ -661,3 +661,28 @@ fn len_capacity_and_debug() {
     assert_eq!(buf, [1, 2]);
     assert_eq!(q.len(), 1);
 }
+
+/// A consumer killed holding an item that no producer needs yet (room
+/// left): `lost()` finds it all the same, and only once it is dead.
+#[test]
+fn lost_counts_a_dead_consumer_nobody_waits_for() {
+    let t = "lost_counts_a_dead_consumer_nobody_waits_for";
+    if run_child(t, claim_and_die) {
+        return;
+    }
+    let name = ShmName::new("q_lostscan");
+    let q = Queue::<u64>::create(&name, 4).unwrap();
+    let mut r = spawn(t, "reader")
+        .arg("q", &*name)
+        .arg("index", 0)
+        .arg("stamp", 0)
+        .start();
+    r.expect("claimed");
+    assert_eq!(q.lost(), 0, "alive");
+    r.kill();
+    assert_eq!(q.lost(), 1);
+    assert_eq!(q.lost(), 1, "counted once");
+    q.put(3).unwrap();
+    assert_eq!(q.get(), Ok(3));
+    drop(q);
+}

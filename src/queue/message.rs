@@ -531,7 +531,9 @@ impl MessageQueue {
     /// # Ok(()) }
     /// ```
     pub fn lost(&self) -> u32 {
-        self.ring.ring().lost()
+        let ring = self.ring.ring();
+        ring.reap_dead(&mut self.ring.probe());
+        ring.lost()
     }
 }
 

@@ -55,9 +55,9 @@ use crate::typed::{elem_desc, Element};
 ///   nothing);
 /// - the items of each producer stay in its order.
 ///
-/// Limits: the loss is counted only when some process waits behind the
-/// dead claim (a consumer at it, or a producer a lap behind it), since
-/// that is when it is found; a thread that cannot take its liveness byte
+/// A dead claim is found when some thread waits behind it (a consumer at
+/// it, a producer a lap behind it) or calls [`lost`](Self::lost). Limit: a
+/// thread that cannot take its liveness byte
 /// (see [`Lock`](crate::Lock)'s owner-death notes) makes the others wait
 /// for it rather than judge it dead.
 ///
@@ -463,7 +463,10 @@ impl<T: Element> Queue<T> {
 
     /// How many items were lost to processes killed while moving them (see
     /// [the type's docs](Self#a-process-that-dies)); a shared count that
-    /// wraps at 2^32.
+    /// wraps at 2^32. It first frees every slot held by a dead thread (one
+    /// liveness probe, a system call, per slot claimed at that moment: it
+    /// looks at every slot), so that a loss nobody has run into yet is
+    /// counted too.
     ///
     /// ```
     /// # fn main() -> Result<(), shmsync::Error> {
@@ -472,7 +475,9 @@ impl<T: Element> Queue<T> {
     /// # Ok(()) }
     /// ```
     pub fn lost(&self) -> u32 {
-        self.ring.ring().lost()
+        let ring = self.ring.ring();
+        ring.reap_dead(&mut self.ring.probe());
+        ring.lost()
     }
 }
 

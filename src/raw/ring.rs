@@ -540,6 +540,23 @@ where
         self.w.closed.load(Relaxed) != 0
     }
 
+    /// Reaps every slot claimed by a thread that `live` finds dead, wherever
+    /// it is (not only in somebody's way: a consumer that died with its
+    /// item is otherwise found only when a producer needs the slot a lap
+    /// later). One probe per claimed slot. Returns how many it reaped.
+    pub fn reap_dead(&self, live: &mut dyn Liveness) -> u32 {
+        let mut n = 0;
+        for (i, slot) in self.w.slots.iter().enumerate() {
+            // Acquire: as the loads of `step_put`/`step_get`.
+            let w = slot.load(Acquire);
+            let g = tag(w) & STATE_MASK;
+            if (g == WRITING || g == READING) && live.owner_is_dead(tag(w)) && self.reap(i, w) {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Items lost to dead claimants (wrapping count).
     pub fn lost(&self) -> u32 {
         // Relaxed: a statistic.

@@ -308,6 +308,24 @@ fn a_dead_reader_is_reaped_by_a_waiting_producer() {
     assert_eq!(h.try_get(2), Ok(6));
 }
 
+/// A consumer that died holding its item is found by `reap_dead` (what
+/// `lost()` runs), though nobody waits behind it; live claims stay.
+#[test]
+fn reap_dead_finds_claims_nobody_waits_for() {
+    let h = Heap::new(3);
+    h.try_put(1, 5).unwrap();
+    h.try_put(1, 6).unwrap();
+    h.slots[0].store(pack(0, READING | 88), Relaxed);
+    h.head.store(1, Relaxed);
+    h.slots[2].store(pack(2, WRITING | 89), Relaxed);
+    let mut live = Dead(&[88], 0);
+    assert_eq!(h.ring().reap_dead(&mut live), 1);
+    assert_eq!(live.1, 2, "one probe per claimed slot");
+    assert_eq!(h.ring().lost(), 1);
+    assert_eq!(tag(h.slots[2].load(Relaxed)), WRITING | 89, "alive: kept");
+    assert_eq!(h.try_get(2), Ok(6));
+}
+
 /// Exactly one of several reapers wins.
 #[test]
 fn one_reap_per_dead_claim() {

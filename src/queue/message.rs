@@ -231,7 +231,9 @@ impl MessageQueue {
         };
         let mut n = 0;
         let read = |i: usize| {
-            n = self.len_of(i);
+            // The length `accept` checked; a peer that rewrote it since
+            // gets it cut to the buffer, never an out-of-range copy.
+            n = self.len_of(i).min(cap);
             self.copy_out(i, &mut buf[..n]);
         };
         let ring = self.ring.ring();

@@ -160,7 +160,7 @@ pub use atomic::{
 };
 pub use bytemuck;
 pub use error::{Error, Result};
-pub use queue::{Connection, End, Pipe};
+pub use queue::{Connection, End, MessageQueue, Pipe, Queue};
 pub use shm::segment::SharedMemory;
 pub use sync::{
     Barrier, BarrierError, BarrierWaitResult, BoundedSemaphore, Condition, ConditionLock, Event,

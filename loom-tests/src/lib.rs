@@ -62,6 +62,7 @@
 //! | `bug-cond-no-advance`       | a `fetch_add` adds nothing (a condition's sequence never moves)    |
 //! | `bug-cond-no-register`      | a CAS that adds one to a word writes the old value (a condition's waiter count never rises; models use owner ids ≥ 10 so that no lock CAS is a `+ 1`) |
 //! | `bug-pipe-close-lost`       | a `fetch_or` of the pipe ring's `CLOSED` bit writes nothing         |
+//! | `bug-ring-anonymous-claim`  | a ring slot's claiming CAS (to `WRITING`/`READING`) drops the claimant's TID, so a dead claim names nobody |
 
 use core::marker::PhantomData;
 use core::num::NonZeroU32;
@@ -183,6 +184,11 @@ pub trait Bug {
     }
     /// Transforms the value a CAS writes, given the value it expects.
     fn cas_new(_current: u32, new: u32) -> u32 {
+        new
+    }
+    /// Transforms the value a CAS of a 64-bit word writes (the ring's slot
+    /// words), given the value it expects.
+    fn cas_new64(_current: u64, new: u64) -> u64 {
         new
     }
     /// Whether wakes reach the sleepers.
@@ -375,6 +381,21 @@ impl Bug for BarrierDropsBroken {
     }
 }
 
+/// `bug-ring-anonymous-claim`: a slot claimed for writing or reading does
+/// not record its claimant, so a claimant that dies there cannot be judged.
+#[derive(Debug)]
+pub struct RingAnonymousClaim;
+impl Bug for RingAnonymousClaim {
+    fn cas_new64(_current: u64, new: u64) -> u64 {
+        let state = (new as u32) & raw::ring::STATE_MASK;
+        if state == raw::ring::WRITING || state == raw::ring::READING {
+            new & !u64::from(raw::ring::TID_BITS)
+        } else {
+            new
+        }
+    }
+}
+
 thread_local! {
     /// Failed exchanges of any [`Loom`] word on this test's thread (loom
     /// runs a model's threads as coroutines of the test thread):
@@ -442,7 +463,13 @@ macro_rules! other_widths {
     )*};
 }
 
-other_widths!(u8, i64, u64);
+other_widths!(u8, i64);
+
+impl CasNew for u64 {
+    fn cas_new(current: u64, new: u64) -> u64 {
+        ActiveBug::cas_new64(current, new)
+    }
+}
 
 /// A loom atomic `A` as shmsync's [`AtomicWord`], with this build's
 /// [`ActiveBug`] applied to what the code under test does with it. The
@@ -632,7 +659,8 @@ const WORD_BUGS: usize = cfg!(feature = "bug-lost-wake") as usize
     + cfg!(feature = "bug-barrier-drops-broken") as usize
     + cfg!(feature = "bug-cond-no-advance") as usize
     + cfg!(feature = "bug-cond-no-register") as usize
-    + cfg!(feature = "bug-sem-taker-drops-waiters") as usize;
+    + cfg!(feature = "bug-sem-taker-drops-waiters") as usize
+    + cfg!(feature = "bug-ring-anonymous-claim") as usize;
 // The count is a constant that is usually 0, which clippy finds absurd.
 #[allow(clippy::absurd_extreme_comparisons)]
 const _: () = assert!(WORD_BUGS <= 1, "enable at most one word bug-* feature");
@@ -680,8 +708,12 @@ pub type ActiveBug = CondNoRegister;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-sem-taker-drops-waiters")]
 pub type ActiveBug = SemTakerDropsWaiters;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-ring-anonymous-claim")]
+pub type ActiveBug = RingAnonymousClaim;
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
 #[cfg(not(any(
+    feature = "bug-ring-anonymous-claim",
     feature = "bug-barrier-keeps-count",
     feature = "bug-barrier-drops-broken",
     feature = "bug-cond-no-advance",

@@ -319,7 +319,7 @@ struct Taken {
 /// # Messages
 ///
 /// A message is 0 to [`capacity`](Self::capacity) bytes, received whole,
-/// once and in order; a longer one is an error ([`Error::InvalidArgument`]),
+/// once and in order; a longer one is an error ([`Error::MessageTooLarge`]),
 /// never truncated. In the ring each message is framed by a 4-byte length
 /// and padded to a multiple of 4 bytes. A send or receive makes no system
 /// call unless the other side sleeps (a receive on an empty ring, or a
@@ -626,7 +626,8 @@ impl Connection {
             seg.liveness.release(TAKEN + e as u32);
             return Err(Error::Disconnected);
         }
-        let ring_err = |e: RingError| ring_error(e, 0);
+        let max = self.pipe.capacity;
+        let ring_err = |e: RingError| ring_error(e, 0, max);
         let t = Taken {
             gen: liveness::fork_generation(),
             send: match self.send_ring() {
@@ -661,7 +662,7 @@ impl Connection {
             t.send = Some(p);
         }
         self.disconnected |= sent == Err(RingError::Disconnected);
-        sent.map_err(|e| ring_error(e, msg.len()))
+        sent.map_err(|e| ring_error(e, msg.len(), self.pipe.capacity))
     }
 
     fn recv_with(
@@ -692,7 +693,7 @@ impl Connection {
             t.recv = Some(c);
         }
         self.disconnected |= got == Err(RingError::Disconnected);
-        got.map_err(|e| ring_error(e, buf_len))
+        got.map_err(|e| ring_error(e, buf_len, self.pipe.capacity))
     }
 
     /// Sends `msg` as one message, waiting while the pipe is full.
@@ -707,8 +708,9 @@ impl Connection {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a message longer than
-    /// [`capacity`](Self::capacity) or the receiving end of a simplex pipe;
+    /// [`Error::MessageTooLarge`] for a message longer than
+    /// [`capacity`](Self::capacity); [`Error::InvalidArgument`] on the
+    /// receiving end of a simplex pipe;
     /// [`Error::Disconnected`] when the other end is closed or its process
     /// died; [`Error::EndInUse`] when another process uses this end;
     /// [`Error::Corrupt`] when the pipe's words were scribbled over by a
@@ -835,8 +837,8 @@ impl Connection {
     /// ```
     ///
     /// # Errors
-    /// [`Error::SizeMismatch`] (`expected`: the message's length, `found`:
-    /// the buffer's) for too short a buffer; otherwise as
+    /// [`Error::BufferTooSmall`] for too short a buffer (the message stays
+    /// in the pipe); otherwise as
     /// [`recv_bytes`](Self::recv_bytes).
     pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         match self.recv_with(Out::Slice(buf), true, None)? {
@@ -893,7 +895,7 @@ impl Connection {
                 self.disconnected = true;
                 Ok(true)
             }
-            Err(e) => Err(ring_error(e, 0)),
+            Err(e) => Err(ring_error(e, 0, self.pipe.capacity)),
         }
     }
 
@@ -935,12 +937,12 @@ impl Connection {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if the value does not serialise or its
-    /// encoding is longer than the capacity; otherwise as
-    /// [`send_bytes`](Self::send_bytes).
+    /// [`Error::Serialization`] if the value does not serialise;
+    /// otherwise as [`send_bytes`](Self::send_bytes) (an encoding longer
+    /// than the capacity: [`Error::MessageTooLarge`]).
     pub fn send<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let bytes = postcard::to_allocvec(value)
-            .map_err(|_| Error::InvalidArgument("the value does not serialise with postcard"))?;
+        let bytes =
+            postcard::to_allocvec(value).map_err(|e| Error::Serialization(e.to_string()))?;
         self.send_bytes(&bytes)
     }
 
@@ -957,25 +959,23 @@ impl Connection {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Corrupt`] if the message does not decode as a `T` (it is
-    /// consumed); otherwise as [`recv_bytes`](Self::recv_bytes).
+    /// [`Error::Serialization`] if the message does not decode as a `T`
+    /// (it is consumed); otherwise as [`recv_bytes`](Self::recv_bytes).
     pub fn recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         let bytes = self.recv_bytes()?;
-        postcard::from_bytes(&bytes)
-            .map_err(|_| Error::Corrupt("the message does not decode as the requested type"))
+        postcard::from_bytes(&bytes).map_err(|e| Error::Serialization(e.to_string()))
     }
 }
 
-/// The public error of a ring error; `len`: the caller's buffer length.
-fn ring_error(e: RingError, len: usize) -> Error {
+/// The public error of a ring error; `len`: the caller's message or
+/// buffer length, `max`: the pipe's capacity. The same errors as the
+/// queues' (`MessageTooLarge`, `BufferTooSmall`).
+fn ring_error(e: RingError, len: usize, max: usize) -> Error {
     match e {
         RingError::Disconnected => Error::Disconnected,
         RingError::Corrupt => Error::Corrupt("pipe positions or message length"),
-        RingError::TooLarge => Error::InvalidArgument("message longer than the pipe's capacity"),
-        RingError::BufferTooSmall { needed } => Error::SizeMismatch {
-            expected: needed as u64,
-            found: len as u64,
-        },
+        RingError::TooLarge => Error::MessageTooLarge { len, max },
+        RingError::BufferTooSmall { needed } => Error::BufferTooSmall { needed, len },
     }
 }
 

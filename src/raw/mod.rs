@@ -16,6 +16,7 @@ pub mod barrier;
 pub mod condvar;
 pub mod event;
 pub mod mutex;
+pub mod ring;
 pub mod rmw;
 pub mod semaphore;
 pub mod spsc;
@@ -27,6 +28,7 @@ pub use event::RawEvent;
 pub use mutex::{
     Acquired, Holds, RawMutex, Refused, NOT_RECOVERABLE, OWNER_DIED, TID_MASK, WAITERS,
 };
+pub use ring::{RawRing, RingError, RingWords};
 pub use semaphore::{RawSemaphore, Records};
 pub use word::{AtomicWord, Deadline, FutexWord, Liveness};
 

@@ -35,6 +35,7 @@ use super::*;
 mod barrier;
 mod condvar;
 mod event;
+mod ring;
 mod semaphore;
 mod spsc;
 

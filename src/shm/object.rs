@@ -57,11 +57,15 @@ pub enum Kind {
     Barrier = 13,
     /// [`Pipe`](crate::Pipe)'s two [`Connection`](crate::Connection)s (16).
     Pipe = 16,
+    /// [`Queue`](crate::Queue) (14).
+    Queue = 14,
+    /// [`MessageQueue`](crate::MessageQueue) (15).
+    MessageQueue = 15,
 }
 
 impl Kind {
     /// Every kind, to read the header's number back.
-    const ALL: [Kind; 14] = [
+    const ALL: [Kind; 16] = [
         Kind::Value,
         Kind::RawValue,
         Kind::Array,
@@ -76,6 +80,8 @@ impl Kind {
         Kind::Pipe,
         Kind::Semaphore,
         Kind::BoundedSemaphore,
+        Kind::Queue,
+        Kind::MessageQueue,
     ];
 
     /// The kind with header number `v`, if this build knows it.
@@ -110,6 +116,8 @@ impl Kind {
             Kind::Condition => "Condition",
             Kind::Barrier => "Barrier",
             Kind::Pipe => "Pipe",
+            Kind::Queue => "Queue",
+            Kind::MessageQueue => "MessageQueue",
             Kind::Semaphore => "Semaphore",
             Kind::BoundedSemaphore => "BoundedSemaphore",
         }

@@ -12,6 +12,7 @@ mod semaphore;
 
 pub use barrier::{Barrier, BarrierError, BarrierWaitResult};
 pub use condition::{Condition, ConditionLock, WaitTimeoutLockResult, WaitTimeoutResult};
+pub(crate) use deadline::Until;
 pub use event::Event;
 pub(crate) use lock::{HasLock, HeldLock, LockHandle};
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};

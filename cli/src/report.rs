@@ -258,7 +258,9 @@ pub(crate) fn describe(name: &str, procs: &Procs, detail: Detail) -> Result<Desc
             code.map_or_else(|| "-".to_owned(), |_| rust_type(h.type_code, h.elem_size))
                 .into(),
         );
-        j.insert("length".into(), h.count.into());
+        // Elements: the user's length; other kinds record internal words.
+        let length = has_elements(kind).then_some(h.count);
+        j.insert("length".into(), length.into());
         let header = json!({
             "magic": format!("{:#018x}", h.magic),
             "version": h.version,
@@ -319,6 +321,14 @@ pub(crate) fn describe(name: &str, procs: &Procs, detail: Detail) -> Result<Desc
             j.insert("values".into(), elems.clone().into());
         }
         let all = procs.all_sleepers(f.inode);
+        if kind == Some(Kind::Condition) {
+            // Its own lock's state, then who waits on the condition itself.
+            let on_cond = all
+                .iter()
+                .filter(|(off, ..)| *off != inspect::LOCK_WORD_OFFSET)
+                .count();
+            state = format!("lock {state}, {on_cond} waiting on the condition");
+        }
         if seen.lock.is_none() && kind != Some(Kind::Event) && seen.status == Status::Ok {
             // Other synchronisation objects: who sleeps on any of their
             // words (their own state is in `inspect`'s raw data).
@@ -421,6 +431,7 @@ pub(crate) fn describe(name: &str, procs: &Procs, detail: Detail) -> Result<Desc
             lines.push(format!("attached  PID {p} ({})", procs::comm(p)));
         }
     }
+    j.insert("state".into(), state.clone().into());
     Ok(Described {
         json: Json::Object(j),
         name: seen.name.clone().unwrap_or_default(),
@@ -525,7 +536,8 @@ pub(crate) fn print_table(rows: &[Described]) {
                         None => r,
                     }
                 }),
-                h.map_or("-".into(), |h| h.count.to_string()),
+                h.filter(|_| elems)
+                    .map_or("-".into(), |h| h.count.to_string()),
                 d.len.to_string(),
                 f.map_or("-".into(), |f| f.uid.to_string()),
                 f.map_or("-".into(), |f| format!("{:04o}", f.mode)),

@@ -75,13 +75,13 @@ impl Kind {
         Kind::AtomicValue,
         Kind::AtomicArray,
         Kind::Event,
-        Kind::Condition,
-        Kind::Barrier,
-        Kind::Pipe,
         Kind::Semaphore,
         Kind::BoundedSemaphore,
+        Kind::Condition,
+        Kind::Barrier,
         Kind::Queue,
         Kind::MessageQueue,
+        Kind::Pipe,
     ];
 
     /// The kind with header number `v`, if this build knows it.

@@ -40,7 +40,7 @@ use std::time::Instant;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use shmsync::{AtomicValue, Barrier, Condition, Event, Lock, SharedMemory};
+use shmsync::{AtomicValue, Barrier, Condition, Event, Lock, Semaphore, SharedMemory};
 
 mod common;
 
@@ -386,6 +386,21 @@ impl Pair for Events {
     }
 }
 
+/// Two shmsync semaphores, one per direction (the producer/consumer
+/// pattern: a permit taken and forgotten, given back by `release`).
+struct Sems([Semaphore; 2]);
+
+impl Pair for Sems {
+    fn ping(&self) {
+        self.0[0].release().expect("the bench semaphore");
+        self.0[1].acquire().forget();
+    }
+    fn pong(&self) {
+        self.0[0].acquire().forget();
+        self.0[1].release().expect("the bench semaphore");
+    }
+}
+
 /// A shmsync `Condition` over a `Lock` and a turn, one condition for both
 /// directions; `notify_one` under the lock (Python's pattern) or after the
 /// unlock.
@@ -495,6 +510,12 @@ fn pairs() -> shmsync::Result<Vec<Row>> {
             GlibcBarrier::new(),
         ),
         row(
+            "sem",
+            "shmsync Semaphore pair",
+            RT,
+            Sems([Semaphore::new(0)?, Semaphore::new(0)?]),
+        ),
+        row(
             "event",
             "shmsync Event pair",
             RT,
@@ -524,6 +545,32 @@ fn pairs() -> shmsync::Result<Vec<Row>> {
 // ---------------------------------------------------------------------------
 // Uncontended
 // ---------------------------------------------------------------------------
+
+/// ns per `f()` (one acquire + release), over `iters` calls.
+#[allow(clippy::cast_precision_loss)]
+fn ns_per(iters: u64, mut f: impl FnMut()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    t.elapsed().as_nanos() as f64 / iters as f64
+}
+
+/// ns per shmsync acquire + release: through an owned `Permit`
+/// (`permit`), or a forgotten permit given back by `release`.
+fn sem_uncontended(iters: u64, permit: bool) -> f64 {
+    let Ok(s) = Semaphore::new(1) else {
+        return f64::NAN;
+    };
+    if permit {
+        ns_per(iters, || drop(std::hint::black_box(s.acquire())))
+    } else {
+        ns_per(iters, || {
+            s.acquire().forget();
+            let _ = std::hint::black_box(s.release());
+        })
+    }
+}
 
 /// ns per glibc `sem_wait` + `sem_post` on a process-shared semaphore.
 #[allow(clippy::cast_precision_loss)]
@@ -643,6 +690,12 @@ fn python_round(trips: u64) -> Result<BTreeMap<String, f64>, String> {
 /// keys are rows (or Python keys); a higher rate is better.
 const TARGETS: &[(&str, &str, f64, &str)] = &[
     (
+        "sem",
+        "glibc-sem",
+        1.0,
+        "Semaphore ping-pong ≥ 1.0× glibc sem_t ping-pong",
+    ),
+    (
         "event",
         "glibc-sem",
         1.0,
@@ -696,7 +749,8 @@ fn main() {
         }
     };
     rows.retain(|r| keep(r.key));
-    let mut sem_ns = Samples::default();
+    // Uncontended ns per acquire + release, by key.
+    let mut unc: BTreeMap<&str, Samples> = BTreeMap::new();
     let mut python: BTreeMap<String, Samples> = BTreeMap::new();
     let mut python_note = None;
     println!(
@@ -712,8 +766,14 @@ fn main() {
                 }
             }
         }
-        if keep("glibc-sem-uncontended") {
-            sem_ns.push(glibc_sem_uncontended(cfg.iters));
+        if keep("uncontended") {
+            for (k, x) in [
+                ("glibc-sem", glibc_sem_uncontended(cfg.iters)),
+                ("sem-release", sem_uncontended(cfg.iters, false)),
+                ("sem-permit", sem_uncontended(cfg.iters, true)),
+            ] {
+                unc.entry(k).or_default().push(x);
+            }
         }
         if keep("python") && python_note.is_none() {
             match python_round(cfg.trips.min(5_000)) {
@@ -769,15 +829,36 @@ fn main() {
     if let Some(n) = python_note {
         println!("{n}");
     }
-    if let Some(best) = sem_ns.min() {
-        println!(
-            "\nuncontended acquire + release (best of {} rounds, ns):",
-            sem_ns.len()
-        );
-        println!(
-            "{:<16} {:<32} {best:>12.1}",
-            "glibc-sem-unc", "glibc sem_wait + sem_post"
-        );
+    if !unc.is_empty() {
+        println!("\nuncontended acquire + release, ns (best round):");
+    }
+    for (k, what) in [
+        ("glibc-sem", "glibc sem_wait + sem_post"),
+        ("sem-release", "acquire().forget() + release()"),
+        ("sem-permit", "drop(acquire()): a Permit"),
+    ] {
+        if let Some(best) = unc.get(k).and_then(Samples::min) {
+            println!("  {k:<14} {what:<34} {best:>8.2}");
+        }
+    }
+    for (ours, max, what) in [
+        (
+            "sem-release",
+            1.0,
+            "Semaphore release()/forgotten permit ≤ 1.0× glibc sem_wait + sem_post",
+        ),
+        (
+            "sem-permit",
+            1.5,
+            "Semaphore through a Permit ≤ 1.5× glibc sem_wait + sem_post",
+        ),
+    ] {
+        let best = |k| unc.get(k).and_then(Samples::min);
+        if let (Some(a), Some(b)) = (best(ours), best("glibc-sem")) {
+            let ratio = a / b;
+            let verdict = if ratio <= max { "ok" } else { "MISS" };
+            println!("  {verdict:<4} {ratio:>6.2}×  {what}");
+        }
     }
     println!("\ntargets (ratios of medians, per placement):");
     for (ours, base, min, what) in TARGETS {

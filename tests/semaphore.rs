@@ -243,6 +243,7 @@ fn death_roles(role: &str) {
         }
         "forgetter" => {
             s.acquire().forget();
+            assert!(!s.take()); // taken for good too, without a record
             let _kept = s.acquire();
             tell("held");
             block_until_killed();
@@ -288,11 +289,12 @@ fn holder_killed(test: &str, mode: Mode) {
     drop(s);
 }
 
-/// A holder SIGKILLed with one forgotten permit and one `Permit`: only the
-/// latter comes back, found by a `try_acquire` (no waiter asleep).
+/// A holder SIGKILLed with one forgotten permit, one taken by `take` and
+/// one `Permit`: only the latter comes back, found by a `try_acquire` (no
+/// waiter asleep).
 fn forgotten_not_recovered(test: &str, mode: Mode) {
     let name = ShmName::new("sem_forget");
-    let s = Semaphore::create(&name, 2).unwrap();
+    let s = Semaphore::create(&name, 3).unwrap();
     let mut holder = spawn(test, "forgetter")
         .mode(mode)
         .arg("sem", &*name)
@@ -304,12 +306,24 @@ fn forgotten_not_recovered(test: &str, mode: Mode) {
     assert!(p.recovered());
     assert!(
         s.acquire_timeout(Duration::from_millis(100)).is_none(),
-        "the forgotten permit stays taken"
+        "the forgotten and taken permits stay taken"
     );
     drop(p);
     assert_eq!(s.value(), 1);
-    s.release().unwrap(); // what the consumer of the forgotten one would do
+    // What the consumers of the forgotten and taken ones would do.
+    s.release_n(2).unwrap();
+    assert_eq!(s.value(), 3);
+    // `take` itself recovers a dead holder's permit.
+    let mut again = spawn(test, "holder").mode(mode).arg("sem", &*name).start();
+    again.expect_prefixed("held ");
     assert_eq!(s.value(), 2);
+    assert_eq!(s.try_take(), Some(false));
+    assert_eq!(s.try_take(), Some(false));
+    assert_eq!(s.try_take(), None, "the holder lives");
+    again.kill();
+    assert!(common::wait_until("the recovered permit", || s.try_take()));
+    s.release_n(3).unwrap();
+    assert_eq!(s.value(), 3);
     drop(s);
 }
 

@@ -349,6 +349,16 @@ impl Core {
         })
     }
 
+    /// Takes a permit that nobody owns (no record): `Some(recovered)`, or
+    /// `None` if `wait` gave up.
+    #[inline(always)]
+    fn take(&self, wait: Option<Option<Until>>) -> Option<bool> {
+        if self.raw().try_acquire() {
+            return Some(false);
+        }
+        self.acquire_slow(wait).map(|n| n > 0)
+    }
+
     /// The contended acquire: `Some(recovered)` once a permit is taken.
     #[cold]
     #[inline(never)]
@@ -616,6 +626,57 @@ macro_rules! semaphore_type {
             #[inline(always)]
             pub fn acquire_timeout(&self, timeout: Duration) -> Option<Permit<'_>> {
                 self.core.acquire(Some(Until::after(timeout)))
+            }
+
+            /// Takes a permit for good, without a guard: what
+            /// `acquire().forget()` does, minus the holder record, so an
+            /// uncontended `take` is one atomic read-modify-write (Python's
+            /// `acquire()` in the producer/consumer pattern, where another
+            /// process calls [`release`](Self::release)). Blocks as
+            /// [`acquire`](Self::acquire) does, and like it returns the
+            /// permits of dead holders; `true` if the permit taken was one.
+            ///
+            /// ```
+            /// # fn main() -> Result<(), shmsync::Error> {
+            #[doc = concat!("let s = ", $path, "::new(1)?;")]
+            /// s.take();
+            /// assert_eq!(s.value(), 0);
+            /// s.release()?; // e.g. by another process
+            /// # Ok(()) }
+            /// ```
+            #[inline(always)]
+            pub fn take(&self) -> bool {
+                self.core.take(Some(None)).unwrap_or(false)
+            }
+
+            /// [`take`](Self::take) if a permit is available now (or a dead
+            /// holder's can be recovered): `Some(recovered)`, else `None`.
+            ///
+            /// ```
+            /// # fn main() -> Result<(), shmsync::Error> {
+            #[doc = concat!("let s = ", $path, "::new(1)?;")]
+            /// assert_eq!(s.try_take(), Some(false));
+            /// assert_eq!(s.try_take(), None);
+            /// # Ok(()) }
+            /// ```
+            #[inline(always)]
+            pub fn try_take(&self) -> Option<bool> {
+                self.core.take(None)
+            }
+
+            /// [`take`](Self::take), blocking at most `timeout`:
+            /// `Some(recovered)`, or `None` if no permit came in time.
+            ///
+            /// ```
+            /// # fn main() -> Result<(), shmsync::Error> {
+            /// use std::time::Duration;
+            #[doc = concat!("let s = ", $path, "::new(0)?;")]
+            /// assert_eq!(s.take_timeout(Duration::from_millis(5)), None);
+            /// # Ok(()) }
+            /// ```
+            #[inline(always)]
+            pub fn take_timeout(&self, timeout: Duration) -> Option<bool> {
+                self.core.take(Some(Until::after(timeout)))
             }
 
             /// Returns one permit (Python's `release()`), waking a waiter

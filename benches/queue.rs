@@ -15,7 +15,9 @@
 //!   spins, so that it survives sharing a CPU). shmsync: `Queue<u64>`
 //!   (capacity 1024 and 64; one item per call, and the batch form
 //!   `put_slice` / `get_into` of 256), `Queue<u64>` with 2 producer and 2
-//!   consumer processes, `MessageQueue` and `Pipe` with 4 KiB messages.
+//!   consumer processes, `MessageQueue` (capacity 256 and 16 messages: 16
+//!   is 64 KiB, `pipe(2)`'s buffer) and `Pipe` (a 64 KiB ring, and an 8
+//!   KiB one that holds a single message) with 4 KiB messages.
 //! - **ping-pong** (round trips/s): this process sends 8 bytes, the child
 //!   sends them back; through two `pipe(2)`s, or one duplex shmsync `Pipe`.
 //! - **uncontended** (ns per `try_put` + `try_get` of a `u64` in one
@@ -26,13 +28,16 @@
 //!   is missing.
 //!
 //! Each row's sample size is calibrated once (a short trial) to take about
-//! 0.25 s (quick: 0.04 s). Rounds are interleaved (every round measures
+//! 0.4 s (quick: 0.04 s). Beside the rate, each row shows how often its
+//! processes blocked (voluntary context switches of all of them, from
+//! `getrusage`, per 1000 items): a queue whose sides sleep and wake each
+//! other shows it there. Rounds are interleaved (every round measures
 //! every row once), so a slow moment of a shared machine hits all rows
 //! alike; the table shows the median and the spread. The processes are not
 //! pinned: the figures are what a user gets from the scheduler.
 //!
 //! Environment (`benches/common/mod.rs`): `SHMSYNC_BENCH_QUICK=1` for a
-//! smoke run of a few seconds (3 rounds; full: 5). Arguments keep the rows
+//! smoke run of a few seconds (3 rounds; full: 7). Arguments keep the rows
 //! whose key contains one of them (`cargo bench --bench queue -- queue
 //! pipe`). The bench never exits with an error status: a missed target
 //! prints `MISS`, a failed row (a lost, duplicated or reordered item, a
@@ -75,8 +80,8 @@ impl Config {
             }
         } else {
             Config {
-                secs: 0.25,
-                rounds: 5,
+                secs: 0.4,
+                rounds: 7,
                 iters: 2_000_000,
                 py_n: 20_000,
             }
@@ -156,6 +161,30 @@ impl Line {
     }
 }
 
+/// Voluntary context switches (the process blocked: a sleep in a futex,
+/// `read` or `write`) so far of this process and of its reaped children.
+fn switches() -> (i64, i64) {
+    let get = |who| {
+        // SAFETY: all-zero is a valid `rusage`.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `u` is a valid out-pointer.
+        unsafe { libc::getrusage(who, &mut u) };
+        u.ru_nvcsw
+    };
+    (get(libc::RUSAGE_SELF), get(libc::RUSAGE_CHILDREN))
+}
+
+/// The voluntary context switches of all processes of the last sample.
+static LAST_SWITCHES: AtomicU64 = AtomicU64::new(0);
+
+/// Records the switches since `before` (call after reaping the children).
+fn record_switches(before: (i64, i64)) {
+    let (s, c) = switches();
+    let n = (s - before.0) + (c - before.1);
+    // Relaxed: this process's own counter.
+    LAST_SWITCHES.store(u64::try_from(n).unwrap_or(0), Relaxed);
+}
+
 /// Reaps `children`; an error unless all exited with status 0.
 fn reap(children: &mut [Child]) -> Result<(), String> {
     for c in children {
@@ -178,6 +207,7 @@ fn one_way<S>(
 ) -> Result<Duration, String> {
     let line = Line::new()?;
     let ch = make()?;
+    let before = switches();
     let mut child = [Child::fork(|| {
         line.arrive();
         if let Err(e) = produce(&ch, n) {
@@ -188,6 +218,7 @@ fn one_way<S>(
     consume(&ch, n)?;
     let d = t.elapsed();
     reap(&mut child)?;
+    record_switches(before);
     Ok(d)
 }
 
@@ -303,6 +334,7 @@ fn ping_pong<S>(
 ) -> Result<Duration, String> {
     let line = Line::new()?;
     let mut ch = make()?;
+    let before = switches();
     let mut child = [Child::fork(|| {
         line.arrive();
         if let Err(e) = pong(&mut ch, n) {
@@ -315,6 +347,7 @@ fn ping_pong<S>(
     }
     let d = t.elapsed();
     reap(&mut child)?;
+    record_switches(before);
     Ok(d)
 }
 
@@ -496,6 +529,7 @@ fn queue_2x2(n: u64, cap: usize) -> Result<Duration, String> {
     let per = n / 2;
     let line = Line::new()?;
     let q = queue(cap)()?;
+    let before = switches();
     let mut children = Vec::new();
     for p in 0..2u64 {
         let (line, q) = (&line, &q);
@@ -547,6 +581,7 @@ fn queue_2x2(n: u64, cap: usize) -> Result<Duration, String> {
     let (c0, s0) = take(&q)?;
     reap(&mut children)?;
     let d = t.elapsed();
+    record_switches(before);
     let count = c0 + line.u64(Line::COUNT).load(Relaxed);
     let sum = s0.wrapping_add(line.u64(Line::SUM).load(Relaxed));
     // Σ 2i + p over i in 1..=per, p in {0, 1} = 2·per(per+1) + per.
@@ -689,6 +724,8 @@ struct Row {
     n: u64,
     /// Rates (items or round trips per second).
     rates: Samples,
+    /// Voluntary context switches (all processes) per 1000 items.
+    sleeps: Samples,
     errors: Vec<String>,
 }
 
@@ -747,11 +784,11 @@ fn rows() -> Vec<Row> {
         ("queue-2x2", "Queue<u64> 2→2, cap 1024", small, |n| {
             queue_2x2(n, 1024)
         }),
-        ("mq", "MessageQueue 4 KiB, cap 16", big, |n| {
-            mq_one_way(n, 16)
-        }),
-        ("mq-256", "MessageQueue 4 KiB, cap 256", big, |n| {
+        ("mq", "MessageQueue 4 KiB, cap 256", big, |n| {
             mq_one_way(n, 256)
+        }),
+        ("mq-16", "MessageQueue 4 KiB, cap 16", big, |n| {
+            mq_one_way(n, 16)
         }),
         ("pipe", "Pipe 4 KiB, 64 KiB ring", big, |n| {
             pipe_one_way(n, 65_536 - 4)
@@ -775,16 +812,21 @@ fn rows() -> Vec<Row> {
             sample,
             n: 0,
             rates: Samples::default(),
+            sleeps: Samples::default(),
             errors: Vec::new(),
         })
         .collect()
 }
 
-/// Runs `r` once with `n` items; its rate.
+/// Runs `r` once with `n` items; its rate and its processes' voluntary
+/// context switches per 1000 items.
 #[allow(clippy::cast_precision_loss)]
-fn measure(r: &Row, n: u64) -> Result<f64, String> {
+fn measure(r: &Row, n: u64) -> Result<(f64, f64), String> {
+    // Relaxed (both): only this thread uses it.
+    LAST_SWITCHES.store(0, Relaxed);
     let d = (r.sample)(n)?;
-    Ok(n as f64 / d.as_secs_f64().max(1e-9))
+    let sw = LAST_SWITCHES.load(Relaxed) as f64 * 1000.0 / n as f64;
+    Ok((n as f64 / d.as_secs_f64().max(1e-9), sw))
 }
 
 /// Picks the row's sample size from a short trial: about `secs` per
@@ -801,7 +843,7 @@ fn calibrate(r: &mut Row, secs: f64) {
         Unit::Msgs { .. } => 20_000,
     };
     match measure(r, trial) {
-        Ok(rate) => r.n = ((rate * secs) as u64).clamp(1_000, 200_000_000) & !1,
+        Ok((rate, _)) => r.n = ((rate * secs) as u64).clamp(1_000, 200_000_000) & !1,
         Err(e) => r.errors.push(format!("trial: {e}")),
     }
 }
@@ -1011,7 +1053,13 @@ const TARGETS: &[(&str, &str, f64, &str)] = &[
         0.0,
         "Queue<u64> batch, cap 64 / cap 1024",
     ),
-    ("mq-256", "mq", 0.0, "MessageQueue cap 256 / cap 16"),
+    ("mq-16", "mq", 0.0, "MessageQueue cap 16 / cap 256"),
+    (
+        "mq-16",
+        "pipe2-4k",
+        0.0,
+        "MessageQueue cap 16 (64 KiB, pipe(2)'s buffer) / pipe(2) 4 KiB",
+    ),
     ("pipe-8k", "pipe", 0.0, "Pipe 8 KiB ring / 64 KiB ring"),
 ];
 
@@ -1025,7 +1073,7 @@ fn spread(s: &Samples, k: f64, prec: usize) -> String {
     }
 }
 
-fn print_row(key: &str, label: &str, unit: Unit, s: &Samples) {
+fn print_row(key: &str, label: &str, unit: Unit, s: &Samples, sleeps: Option<&Samples>) {
     let (rate, mbs) = match unit {
         Unit::RoundTrips => (format!("{} k trips/s", spread(s, 1e-3, 1)), String::new()),
         #[allow(clippy::cast_precision_loss)]
@@ -1038,7 +1086,10 @@ fn print_row(key: &str, label: &str, unit: Unit, s: &Samples) {
             },
         ),
     };
-    println!("{key:<17} {label:<36} {rate:>32} {mbs:>24}");
+    let sw = sleeps
+        .and_then(Samples::median)
+        .map_or_else(String::new, |m| format!("{m:.1}"));
+    println!("{key:<17} {label:<36} {rate:>32} {mbs:>24} {sw:>9}");
 }
 
 fn main() {
@@ -1072,7 +1123,10 @@ fn main() {
                 continue;
             }
             match measure(r, r.n) {
-                Ok(x) => r.rates.push(x),
+                Ok((x, sw)) => {
+                    r.rates.push(x);
+                    r.sleeps.push(sw);
+                }
                 Err(e) => r.errors.push(e),
             }
         }
@@ -1095,12 +1149,12 @@ fn main() {
         }
     }
     println!(
-        "\n{:<17} {:<36} {:>32} {:>24}",
-        "key", "what", "rate", "throughput"
+        "\n{:<17} {:<36} {:>32} {:>24} {:>9}",
+        "key", "what", "rate", "throughput", "sleeps/1k"
     );
     let mut rates: BTreeMap<&str, f64> = BTreeMap::new();
     for r in &rows {
-        print_row(r.key, r.label, r.unit, &r.rates);
+        print_row(r.key, r.label, r.unit, &r.rates, Some(&r.sleeps));
         if let Some(m) = r.rates.median() {
             rates.insert(r.key, m);
         }
@@ -1110,7 +1164,7 @@ fn main() {
     }
     for &(k, label, unit) in PY_ROWS {
         if let Some(s) = python.get(k) {
-            print_row(k, label, unit, s);
+            print_row(k, label, unit, s, None);
             if let Some(m) = s.median() {
                 rates.insert(k, m);
             }

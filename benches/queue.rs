@@ -10,14 +10,15 @@
 //!   numbers: the consumer must see exactly 1, 2, ..., n; the 2→2 row sums
 //!   and counts). Baselines: `pipe(2)` and an AF_UNIX `socketpair` with 8-
 //!   and 4096-byte messages (one `write` and one `read` each), and a
-//!   spinning single-producer single-consumer ring of `u64` in shared memory
-//!   (no system call: the ceiling; it yields only after 65 536 fruitless
-//!   spins, so that it survives sharing a CPU). shmsync: `Queue<u64>`
-//!   (capacity 1024 and 64; one item per call, and the batch form
-//!   `put_slice` / `get_into` of 256), `Queue<u64>` with 2 producer and 2
-//!   consumer processes, `MessageQueue` (capacity 256 and 16 messages: 16
-//!   is 64 KiB, `pipe(2)`'s buffer) and `Pipe` (a 64 KiB ring, and an 8
-//!   KiB one that holds a single message) with 4 KiB messages.
+//!   spinning single-producer single-consumer ring of `u64` in shared
+//!   memory (the ceiling: no system call while the other side keeps up; it
+//!   yields after 4096 fruitless spins, so that it survives a descheduled
+//!   peer). shmsync: `Queue<u64>` (capacity 1024 and 64; one item per
+//!   call, and the batch form `put_slice` / `get_into` of 256),
+//!   `Queue<u64>` with 2 producer and 2 consumer processes, `MessageQueue`
+//!   (capacity 256 and 16 messages: 16 is 64 KiB, `pipe(2)`'s buffer) and
+//!   `Pipe` (a 64 KiB ring, and an 8 KiB one that holds a single message)
+//!   with 4 KiB messages.
 //! - **ping-pong** (round trips/s): this process sends 8 bytes, the child
 //!   sends them back; through two `pipe(2)`s, or one duplex shmsync `Pipe`.
 //! - **uncontended** (ns per `try_put` + `try_get` of a `u64` in one
@@ -27,14 +28,16 @@
 //!   trips and `send_bytes` of 4 KiB); skipped with a message when `python3`
 //!   is missing.
 //!
-//! Each row's sample size is calibrated once (a short trial) to take about
-//! 0.4 s (quick: 0.04 s). Beside the rate, each row shows how often its
-//! processes blocked (voluntary context switches of all of them, from
-//! `getrusage`, per 1000 items): a queue whose sides sleep and wake each
-//! other shows it there. Rounds are interleaved (every round measures
-//! every row once), so a slow moment of a shared machine hits all rows
-//! alike; the table shows the median and the spread. The processes are not
-//! pinned: the figures are what a user gets from the scheduler.
+//! Each row's sample size is calibrated (two short trials) to take about
+//! 0.3 s (quick: 0.04 s), and shrunk after a slower sample. Beside the
+//! rate, each row shows how often its processes blocked (voluntary context
+//! switches of all of them, from `getrusage`, per 1000 items): a queue
+//! whose sides sleep and wake each other shows it there. Rounds are
+//! interleaved (every round measures every row once), so a slow moment of
+//! a shared machine hits all rows alike; the table shows the median and
+//! the spread. The processes are not pinned, except in `ring` and
+//! `queue-apart` (two different CPUs): the other figures are what a user
+//! gets from the scheduler.
 //!
 //! Environment (`benches/common/mod.rs`): `SHMSYNC_BENCH_QUICK=1` for a
 //! smoke run of a few seconds (3 rounds; full: 7). Arguments keep the rows
@@ -54,7 +57,7 @@ use shmsync::{Error, MessageQueue, Pipe, Queue, SharedMemory};
 
 mod common;
 
-use common::{Child, Samples};
+use common::{Affinity, Child, Samples};
 
 /// The run's sizes.
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +83,7 @@ impl Config {
             }
         } else {
             Config {
-                secs: 0.4,
+                secs: 0.3,
                 rounds: 7,
                 iters: 2_000_000,
                 py_n: 20_000,
@@ -205,10 +208,33 @@ fn one_way<S>(
     produce: impl FnOnce(&S, u64) -> Result<(), String>,
     consume: impl FnOnce(&S, u64) -> Result<(), String>,
 ) -> Result<Duration, String> {
+    one_way_on(false, n, make, produce, consume)
+}
+
+/// [`one_way`], with the two processes pinned to two different CPUs if
+/// `apart` (and there are two).
+fn one_way_on<S>(
+    apart: bool,
+    n: u64,
+    make: impl FnOnce() -> Result<S, String>,
+    produce: impl FnOnce(&S, u64) -> Result<(), String>,
+    consume: impl FnOnce(&S, u64) -> Result<(), String>,
+) -> Result<Duration, String> {
     let line = Line::new()?;
     let ch = make()?;
+    let _restore = Affinity::save();
+    let cpus = match Affinity::cpus().as_slice() {
+        [a, b, ..] if apart => Some((*a, *b)),
+        _ => None,
+    };
+    if let Some((mine, _)) = cpus {
+        Affinity::pin(mine);
+    }
     let before = switches();
     let mut child = [Child::fork(|| {
+        if let Some((_, theirs)) = cpus {
+            Affinity::pin(theirs);
+        }
         line.arrive();
         if let Err(e) = produce(&ch, n) {
             panic!("producer: {e}");
@@ -379,7 +405,8 @@ fn fd_ping_pong(n: u64) -> Result<Duration, String> {
 
 /// A single-producer single-consumer ring of `u64` in shared memory: the
 /// head and the tail on cache lines of their own, each side caching the
-/// other's index; no system call (it yields after 65 536 fruitless spins).
+/// other's index; no system call while the other side keeps up (it yields
+/// after 4096 fruitless spins, in case the other process is descheduled).
 struct Spsc {
     mem: SharedMemory,
 }
@@ -412,7 +439,7 @@ impl Spsc {
 
     fn wait(spins: &mut u32) {
         *spins += 1;
-        if *spins >= 1 << 16 {
+        if *spins >= 1 << 12 {
             *spins = 0;
             std::thread::yield_now();
         } else {
@@ -732,7 +759,7 @@ struct Row {
 fn rows() -> Vec<Row> {
     let small = Unit::Msgs { bytes: 8 };
     let big = Unit::Msgs { bytes: BIG };
-    let table: [(&str, &str, Unit, Sample); 16] = [
+    let table: [(&str, &str, Unit, Sample); 17] = [
         ("pipe2-8", "pipe(2), 8-byte msgs", small, |n| {
             fd_one_way(n, 8, false)
         }),
@@ -751,21 +778,39 @@ fn rows() -> Vec<Row> {
             Unit::RoundTrips,
             fd_ping_pong,
         ),
-        ("ring", "spinning SPSC ring u64 (ceiling)", small, |n| {
-            let r = Spsc::new()?;
-            one_way(
-                n,
-                || Ok(()),
-                |(), n| {
-                    r.produce(n);
-                    Ok(())
-                },
-                |(), n| r.consume(n),
-            )
-        }),
+        (
+            "ring",
+            "spinning SPSC ring u64, apart (ceiling)",
+            small,
+            |n| {
+                let r = Spsc::new()?;
+                one_way_on(
+                    true,
+                    n,
+                    || Ok(()),
+                    |(), n| {
+                        r.produce(n);
+                        Ok(())
+                    },
+                    |(), n| r.consume(n),
+                )
+            },
+        ),
         ("queue", "Queue<u64> 1→1, cap 1024", small, |n| {
             queue_one_way(n, 1024)
         }),
+        (
+            "queue-apart",
+            "Queue<u64> 1→1, cap 1024, apart",
+            small,
+            |n| {
+                let p = |q: &Queue<u64>, n| (1..=n).try_for_each(|i| q.put(i).map_err(lib));
+                let c = |q: &Queue<u64>, n| {
+                    (1..=n).try_for_each(|i| check_seq(q.get().map_err(lib)?, i))
+                };
+                one_way_on(true, n, queue(1024), p, c)
+            },
+        ),
         ("queue-64", "Queue<u64> 1→1, cap 64", small, |n| {
             queue_one_way(n, 64)
         }),
@@ -829,23 +874,33 @@ fn measure(r: &Row, n: u64) -> Result<(f64, f64), String> {
     Ok((n as f64 / d.as_secs_f64().max(1e-9), sw))
 }
 
-/// Picks the row's sample size from a short trial: about `secs` per
-/// sample.
-#[allow(
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
-)]
+/// Items for a sample of about `secs` at `rate` (even, for the 2→2 row).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn items(rate: f64, secs: f64) -> u64 {
+    ((rate * secs) as u64).clamp(1_000, 50_000_000) & !1
+}
+
+/// Picks the row's sample size from two short trials: about `secs` per
+/// sample at the slower one's rate. (Some rows run in two regimes, by
+/// where the scheduler puts the processes; `main` shrinks the size again
+/// whenever a sample is slower, so that one row cannot eat the run.)
 fn calibrate(r: &mut Row, secs: f64) {
     let trial = match r.unit {
         Unit::RoundTrips => 1_000,
         Unit::Msgs { bytes } if bytes > 8 => 2_000,
         Unit::Msgs { .. } => 20_000,
     };
-    match measure(r, trial) {
-        Ok((rate, _)) => r.n = ((rate * secs) as u64).clamp(1_000, 200_000_000) & !1,
-        Err(e) => r.errors.push(format!("trial: {e}")),
+    let mut slowest = f64::INFINITY;
+    for _ in 0..2 {
+        match measure(r, trial) {
+            Ok((rate, _)) => slowest = slowest.min(rate),
+            Err(e) => {
+                r.errors.push(format!("trial: {e}"));
+                return;
+            }
+        }
     }
+    r.n = items(slowest, secs);
 }
 
 // ---------------------------------------------------------------------------
@@ -1042,7 +1097,18 @@ const TARGETS: &[(&str, &str, f64, &str)] = &[
         1.0,
         "Pipe ping-pong ≥ 1.0× pipe(2) ping-pong",
     ),
-    ("queue", "ring", 0.0, "Queue<u64> 1→1 / spinning ring"),
+    (
+        "queue-apart",
+        "ring",
+        0.0,
+        "Queue<u64> 1→1 / spinning ring, both pinned apart",
+    ),
+    (
+        "queue",
+        "ring",
+        0.0,
+        "Queue<u64> 1→1 (unpinned) / spinning ring",
+    ),
     ("queue-2x2", "ring", 0.0, "Queue<u64> 2→2 / spinning ring"),
     ("queue-2x2", "queue", 0.0, "Queue<u64> 2→2 / 1→1"),
     ("queue-64", "queue", 0.0, "Queue<u64> cap 64 / cap 1024"),
@@ -1126,6 +1192,7 @@ fn main() {
                 Ok((x, sw)) => {
                     r.rates.push(x);
                     r.sleeps.push(sw);
+                    r.n = r.n.min(items(x, cfg.secs));
                 }
                 Err(e) => r.errors.push(e),
             }

@@ -202,7 +202,7 @@ fn reap(children: &mut [Child]) -> Result<(), String> {
 /// One sample of a one-way row: `make` the channel; a forked child runs
 /// `produce(channel, n)`; this process runs `consume(channel, n)`, which
 /// must check what it receives. The time from the start to the last item.
-fn one_way<S>(
+fn one_way<S: Chan>(
     n: u64,
     make: impl FnOnce() -> Result<S, String>,
     produce: impl FnOnce(&S, u64) -> Result<(), String>,
@@ -213,7 +213,7 @@ fn one_way<S>(
 
 /// [`one_way`], with the two processes pinned to two different CPUs if
 /// `apart` (and there are two).
-fn one_way_on<S>(
+fn one_way_on<S: Chan>(
     apart: bool,
     n: u64,
     make: impl FnOnce() -> Result<S, String>,
@@ -221,7 +221,7 @@ fn one_way_on<S>(
     consume: impl FnOnce(&S, u64) -> Result<(), String>,
 ) -> Result<Duration, String> {
     let line = Line::new()?;
-    let ch = make()?;
+    let mut ch = make()?;
     let _restore = Affinity::save();
     let cpus = match Affinity::cpus().as_slice() {
         [a, b, ..] if apart => Some((*a, *b)),
@@ -236,10 +236,13 @@ fn one_way_on<S>(
             Affinity::pin(theirs);
         }
         line.arrive();
-        if let Err(e) = produce(&ch, n) {
+        let r = produce(&ch, n);
+        ch.produced();
+        if let Err(e) = r {
             panic!("producer: {e}");
         }
     })?];
+    ch.forked();
     let t = line.start(1, &mut child)?;
     consume(&ch, n)?;
     let d = t.elapsed();
@@ -247,6 +250,20 @@ fn one_way_on<S>(
     record_switches(before);
     Ok(d)
 }
+
+/// What a one-way or ping-pong channel does so that a receiver never waits
+/// for ever for an item that was lost, or for a child that died: it then
+/// reports an error instead (end of file, `Closed`, `Disconnected`).
+trait Chan {
+    /// In this process after the `fork`: drops its copies of the child's
+    /// descriptors (so that the child's exit is an end of file).
+    fn forked(&mut self) {}
+    /// In the child, after it sent everything (or failed to): marks the
+    /// end of the stream.
+    fn produced(&self) {}
+}
+
+impl Chan for () {}
 
 /// An error unless `got` is the `want`th item.
 fn check_seq(got: u64, want: u64) -> Result<(), String> {
@@ -324,13 +341,30 @@ fn seq_of(buf: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// The read end (this process's) and the write end (the child's) of a
+/// one-way channel of descriptors.
+struct FdChan {
+    r: OwnedFd,
+    w: Option<OwnedFd>,
+}
+
+impl Chan for FdChan {
+    fn forked(&mut self) {
+        self.w = None;
+    }
+}
+
 /// `n` messages of `size` bytes (≥ 8, sequence number first) one way
 /// through a pipe or a socketpair.
 fn fd_one_way(n: u64, size: usize, socket: bool) -> Result<Duration, String> {
     one_way(
         n,
-        || fd_pair(socket),
-        |(_, w), n| {
+        || {
+            let (r, w) = fd_pair(socket)?;
+            Ok(FdChan { r, w: Some(w) })
+        },
+        |FdChan { w, .. }, n| {
+            let w = w.as_ref().ok_or("no write end")?;
             let mut buf = vec![0u8; size];
             for i in 1..=n {
                 buf[..8].copy_from_slice(&i.to_le_bytes());
@@ -338,7 +372,7 @@ fn fd_one_way(n: u64, size: usize, socket: bool) -> Result<Duration, String> {
             }
             Ok(())
         },
-        |(r, _), n| {
+        |FdChan { r, .. }, n| {
             let mut buf = vec![0u8; size];
             for i in 1..=n {
                 read_exact(r, &mut buf)?;
@@ -352,7 +386,7 @@ fn fd_one_way(n: u64, size: usize, socket: bool) -> Result<Duration, String> {
 /// A sample of `n` ping-pong round trips (8 bytes each way) between this
 /// process and a forked child: `ping(i)` sends `i` and returns what came
 /// back; `pong` echoes `n` times.
-fn ping_pong<S>(
+fn ping_pong<S: Chan>(
     n: u64,
     make: impl FnOnce() -> Result<S, String>,
     pong: impl FnOnce(&mut S, u64) -> Result<(), String>,
@@ -367,6 +401,7 @@ fn ping_pong<S>(
             panic!("pong: {e}");
         }
     })?];
+    ch.forked();
     let t = line.start(1, &mut child)?;
     for i in 1..=n {
         check_seq(ping(&mut ch, i)?, i)?;
@@ -377,12 +412,33 @@ fn ping_pong<S>(
     Ok(d)
 }
 
+/// Two `pipe(2)`s: `to` the child and `from` it.
+struct FdPair {
+    to: (OwnedFd, OwnedFd),
+    from: FdChan,
+}
+
+impl Chan for FdPair {
+    fn forked(&mut self) {
+        self.from.forked();
+    }
+}
+
+impl Chan for (shmsync::Connection, shmsync::Connection) {}
+
 /// Two `pipe(2)`s, one per direction, 8 bytes each way.
 fn fd_ping_pong(n: u64) -> Result<Duration, String> {
     ping_pong(
         n,
-        || Ok((fd_pair(false)?, fd_pair(false)?)),
-        |((r, _), (_, w)), n| {
+        || {
+            let (r, w) = fd_pair(false)?;
+            Ok(FdPair {
+                to: fd_pair(false)?,
+                from: FdChan { r, w: Some(w) },
+            })
+        },
+        |FdPair { to: (r, _), from }, n| {
+            let w = from.w.as_ref().ok_or("no write end")?;
             let mut b = [0u8; 8];
             for _ in 0..n {
                 read_exact(r, &mut b)?;
@@ -390,7 +446,11 @@ fn fd_ping_pong(n: u64) -> Result<Duration, String> {
             }
             Ok(())
         },
-        |((_, w), (r, _)), i| {
+        |FdPair {
+             to: (_, w),
+             from: FdChan { r, .. },
+         },
+         i| {
             write_all(w, &i.to_le_bytes())?;
             let mut b = [0u8; 8];
             read_exact(r, &mut b)?;
@@ -415,6 +475,8 @@ impl Spsc {
     const CAP: u64 = 1024;
     const HEAD: usize = 0;
     const TAIL: usize = 128;
+    /// Non-zero once the producer is done.
+    const DONE: usize = 192;
     const SLOTS: usize = 256;
 
     fn new() -> Result<Spsc, String> {
@@ -437,13 +499,16 @@ impl Spsc {
         self.at(Self::SLOTS + 8 * (i % Self::CAP) as usize)
     }
 
-    fn wait(spins: &mut u32) {
+    /// One fruitless spin; whether it yielded.
+    fn wait(spins: &mut u32) -> bool {
         *spins += 1;
         if *spins >= 1 << 12 {
             *spins = 0;
             std::thread::yield_now();
+            true
         } else {
             std::hint::spin_loop();
+            false
         }
     }
 
@@ -475,8 +540,14 @@ impl Spsc {
             while seen_tail == h {
                 // Acquire: pairs with the producer's Release store.
                 seen_tail = tail.load(Acquire);
-                if seen_tail == h {
-                    Self::wait(&mut spins);
+                // Acquire: pairs with the Release store in `produced`
+                // (then the tail read next is the producer's last).
+                if seen_tail == h
+                    && Self::wait(&mut spins)
+                    && self.at(Self::DONE).load(Acquire) != 0
+                    && tail.load(Acquire) == h
+                {
+                    return Err(format!("item {} never came", h + 1));
                 }
             }
             // Relaxed: ordered by the Acquire load of the tail.
@@ -489,12 +560,36 @@ impl Spsc {
     }
 }
 
+impl Chan for Spsc {
+    fn produced(&self) {
+        // Release: pairs with the Acquire load in `consume`.
+        self.at(Self::DONE).store(1, Release);
+    }
+}
+
+impl Chan for Queue<u64> {
+    fn produced(&self) {
+        self.close();
+    }
+}
+
+impl Chan for MessageQueue {
+    fn produced(&self) {
+        self.close();
+    }
+}
+
 // ---------------------------------------------------------------------------
 // shmsync
 // ---------------------------------------------------------------------------
 
 fn lib(e: Error) -> String {
     e.to_string()
+}
+
+/// Item `i` could not be received (`Closed`: the producer was done).
+fn missing(i: u64, e: Error) -> String {
+    format!("item {i} not received: {e}")
 }
 
 fn queue(cap: usize) -> impl FnOnce() -> Result<Queue<u64>, String> {
@@ -507,7 +602,7 @@ fn queue_one_way(n: u64, cap: usize) -> Result<Duration, String> {
         n,
         queue(cap),
         |q, n| (1..=n).try_for_each(|i| q.put(i).map_err(lib)),
-        |q, n| (1..=n).try_for_each(|i| check_seq(q.get().map_err(lib)?, i)),
+        |q, n| (1..=n).try_for_each(|i| check_seq(q.get().map_err(|e| missing(i, e))?, i)),
     )
 }
 
@@ -536,7 +631,7 @@ fn queue_batch(n: u64, cap: usize) -> Result<Duration, String> {
             let mut buf = [0u64; BATCH];
             let mut want = 1;
             while want <= n {
-                let k = q.get_into(&mut buf).map_err(lib)?;
+                let k = q.get_into(&mut buf).map_err(|e| missing(want, e))?;
                 for &v in &buf[..k] {
                     check_seq(v, want)?;
                     want += 1;
@@ -562,18 +657,18 @@ fn queue_2x2(n: u64, cap: usize) -> Result<Duration, String> {
         let (line, q) = (&line, &q);
         children.push(Child::fork(move || {
             line.arrive();
-            for i in 1..=per {
-                if let Err(e) = q.put(2 * i + p) {
-                    panic!("producer: {e}");
-                }
-            }
+            let r = (1..=per).try_for_each(|i| q.put(2 * i + p));
             // AcqRel: the last producer sees the other's puts finished.
+            // (Counted after a failure too: the consumers must not wait.)
             if line
                 .u32(Line::SENT)
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
                 == 1
             {
                 q.close();
+            }
+            if let Err(e) = r {
+                panic!("producer: {e}");
             }
         })?);
     }
@@ -638,7 +733,7 @@ fn mq_one_way(n: u64, cap: usize) -> Result<Duration, String> {
         |q, n| {
             let mut buf = vec![0u8; BIG];
             for i in 1..=n {
-                let len = q.recv_into(&mut buf).map_err(lib)?;
+                let len = q.recv_into(&mut buf).map_err(|e| missing(i, e))?;
                 if len != BIG {
                     return Err(format!("message {i} has {len} bytes"));
                 }
@@ -672,7 +767,7 @@ fn pipe_one_way(n: u64, cap: usize) -> Result<Duration, String> {
             let mut r = r.borrow_mut();
             let mut buf = vec![0u8; BIG];
             for i in 1..=n {
-                let len = r.recv_bytes_into(&mut buf).map_err(lib)?;
+                let len = r.recv_bytes_into(&mut buf).map_err(|e| missing(i, e))?;
                 if len != BIG {
                     return Err(format!("message {i} has {len} bytes"));
                 }
@@ -783,16 +878,15 @@ fn rows() -> Vec<Row> {
             "spinning SPSC ring u64, apart (ceiling)",
             small,
             |n| {
-                let r = Spsc::new()?;
                 one_way_on(
                     true,
                     n,
-                    || Ok(()),
-                    |(), n| {
+                    Spsc::new,
+                    |r, n| {
                         r.produce(n);
                         Ok(())
                     },
-                    |(), n| r.consume(n),
+                    Spsc::consume,
                 )
             },
         ),
@@ -806,7 +900,7 @@ fn rows() -> Vec<Row> {
             |n| {
                 let p = |q: &Queue<u64>, n| (1..=n).try_for_each(|i| q.put(i).map_err(lib));
                 let c = |q: &Queue<u64>, n| {
-                    (1..=n).try_for_each(|i| check_seq(q.get().map_err(lib)?, i))
+                    (1..=n).try_for_each(|i| check_seq(q.get().map_err(|e| missing(i, e))?, i))
                 };
                 one_way_on(true, n, queue(1024), p, c)
             },

@@ -1234,6 +1234,10 @@ fn spread(s: &Samples, k: f64, prec: usize) -> String {
 }
 
 fn print_row(key: &str, label: &str, unit: Unit, s: &Samples, sleeps: Option<&Samples>) {
+    if s.is_empty() {
+        println!("{key:<17} {label:<36} {:>32}", "-");
+        return;
+    }
     let (rate, mbs) = match unit {
         Unit::RoundTrips => (format!("{} k trips/s", spread(s, 1e-3, 1)), String::new()),
         #[allow(clippy::cast_precision_loss)]
@@ -1265,6 +1269,7 @@ fn main() {
     let keep = |key: &str| filters.is_empty() || filters.iter().any(|f| key.contains(f.as_str()));
     let mut rows = rows();
     rows.retain(|r| keep(r.key));
+    let run_python = keep("python") || PY_ROWS.iter().any(|&(k, _, _)| keep(k));
     for r in &mut rows {
         calibrate(r, cfg.secs);
     }
@@ -1297,7 +1302,7 @@ fn main() {
                 Err(e) => unc_err = Some(e),
             }
         }
-        if keep("py") && python_note.is_none() {
+        if run_python && python_note.is_none() {
             match python_round(cfg.py_n) {
                 Ok((m, errs)) => {
                     for (k, v) in m {

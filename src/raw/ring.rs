@@ -203,6 +203,7 @@ enum Step {
 /// A waiter's progress through spin, announce and sleep.
 struct Waiting {
     spins: u32,
+    yields: u32,
     token: Option<u32>,
     slice: Duration,
 }
@@ -211,6 +212,7 @@ impl Waiting {
     fn new() -> Self {
         Waiting {
             spins: 0,
+            yields: 0,
             token: None,
             slice: SLICE_FIRST,
         }
@@ -769,6 +771,14 @@ where
                 for _ in 0..(1u32 << st.spins.min(7)) {
                     F::spin_hint();
                 }
+                continue;
+            }
+            // Then give the CPU away a few times before sleeping: a peer
+            // on this CPU runs and makes room (or an item), one on another
+            // CPU gets the time to (`FutexWord::YIELD_LIMIT`).
+            if st.yields < F::YIELD_LIMIT {
+                st.yields += 1;
+                F::yield_now();
                 continue;
             }
             let Some(token) = st.token else {

@@ -20,7 +20,6 @@
 //! ```
 #![no_main]
 
-use std::cell::Cell;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -31,63 +30,17 @@ use shmsync::raw::barrier::{
     Broken, BROKEN, COUNT_MASK, GEN_MASK, GEN_ONE, GEN_SHIFT, HIST_MASK, HIST_SHIFT, REC_TAG_SHIFT,
     REC_TID, WAITERS,
 };
-use shmsync::raw::{Deadline, FutexWord, Liveness, RawBarrier};
+use shmsync::raw::{FutexWord, Liveness, RawBarrier};
+use shmsync_fuzz::{Budget, Rules};
 
-/// A single-threaded futex word: `core`'s `AtomicU32`, and counters of the
-/// sleeps and wakes (a sleep returns at once with the word unchanged).
-#[derive(Debug)]
-struct FakeWord {
-    v: AtomicU32,
-    waits: Cell<u32>,
-    wake_all: Cell<u32>,
+/// A barrier wakes everybody, never one.
+struct BarrierRules;
+
+impl Rules for BarrierRules {
+    const NO_WAKE_ONE: Option<&'static str> = Some("a barrier wakes everybody, never one");
 }
 
-impl FutexWord for FakeWord {
-    type Atomic = AtomicU32;
-
-    fn new(v: u32) -> Self {
-        FakeWord {
-            v: AtomicU32::new(v),
-            waits: Cell::new(0),
-            wake_all: Cell::new(0),
-        }
-    }
-
-    fn atomic(&self) -> &AtomicU32 {
-        &self.v
-    }
-
-    fn wait(&self, expected: u32, timeout: Option<Duration>) {
-        assert_eq!(
-            self.v.load(Ordering::Relaxed),
-            expected,
-            "sleeps on the word it read"
-        );
-        assert!(timeout.is_some(), "every sleep of a waiter is bounded");
-        self.waits.set(self.waits.get() + 1);
-    }
-
-    fn wake_one(&self) {
-        panic!("a barrier wakes everybody, never one");
-    }
-
-    fn wake_all(&self) {
-        self.wake_all.set(self.wake_all.get() + 1);
-    }
-}
-
-/// A deadline that grants `left` slices.
-struct Budget(u8);
-
-impl Deadline for Budget {
-    fn remaining(&mut self) -> Option<Duration> {
-        if self.0 == 0 {
-            return None;
-        }
-        self.0 -= 1;
-        Some(Duration::from_millis(1))
-    }
-}
+type FakeWord = shmsync_fuzz::FakeWord<BarrierRules>;
 
 /// Parties whose id's low 3 bits are set in the mask are dead.
 struct Dead(u8);

@@ -21,84 +21,23 @@
 //! ```
 #![no_main]
 
-use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use shmsync::raw::{Deadline, FutexWord, RawCondvar};
+use shmsync::raw::RawCondvar;
+use shmsync_fuzz::{Budget, Rules};
 
-/// A single-threaded futex word: `core`'s `AtomicU32`, and counters of the
-/// sleeps and wakes (a sleep returns at once with the word unchanged).
-#[derive(Debug)]
-struct FakeWord {
-    v: AtomicU32,
-    waits: Cell<u32>,
-    /// The `n` of every `wake_n` / `wake_one` (1) / `wake_all` (`u32::MAX`).
-    wakes: RefCell<Vec<u32>>,
+/// A waiter sleeps on its ticket; every wake, `wake_n` included, is
+/// logged with its `n`.
+struct ConditionRules;
+
+impl Rules for ConditionRules {
+    const WAIT_VALUE_MSG: &'static str = "sleeps on the ticket, which the word still holds";
+    const LOG_WAKE_N: bool = true;
 }
 
-impl FakeWord {
-    fn wake(&self, n: u32) {
-        self.wakes.borrow_mut().push(n);
-    }
-
-    fn take_wakes(&self) -> Vec<u32> {
-        self.wakes.take()
-    }
-}
-
-impl FutexWord for FakeWord {
-    type Atomic = AtomicU32;
-
-    fn new(v: u32) -> Self {
-        FakeWord {
-            v: AtomicU32::new(v),
-            waits: Cell::new(0),
-            wakes: RefCell::new(Vec::new()),
-        }
-    }
-
-    fn atomic(&self) -> &AtomicU32 {
-        &self.v
-    }
-
-    fn wait(&self, expected: u32, timeout: Option<Duration>) {
-        assert_eq!(
-            self.v.load(Ordering::Relaxed),
-            expected,
-            "sleeps on the ticket, which the word still holds"
-        );
-        assert!(timeout.is_some(), "every sleep of a waiter is bounded");
-        self.waits.set(self.waits.get() + 1);
-    }
-
-    fn wake_one(&self) {
-        self.wake(1);
-    }
-
-    fn wake_all(&self) {
-        self.wake(u32::MAX);
-    }
-
-    fn wake_n(&self, n: u32) {
-        self.wake(n);
-    }
-}
-
-/// A deadline that grants `left` slices.
-struct Budget(u8);
-
-impl Deadline for Budget {
-    fn remaining(&mut self) -> Option<Duration> {
-        if self.0 == 0 {
-            return None;
-        }
-        self.0 -= 1;
-        Some(Duration::from_millis(1))
-    }
-}
+type FakeWord = shmsync_fuzz::FakeWord<ConditionRules>;
 
 #[derive(Debug, Arbitrary)]
 enum Op {

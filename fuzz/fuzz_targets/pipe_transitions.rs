@@ -25,50 +25,25 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use std::time::Duration;
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use shmsync::raw::spsc::{
     record_len, ring_bytes, Consumer, Out, Producer, Ring, RingError, Wait, POS_MASK,
 };
-use shmsync::raw::{Deadline, FutexWord};
+use shmsync::raw::FutexWord;
+use shmsync_fuzz::{Budget, Rules};
 
-/// A single-threaded futex word: a sleep returns at once, and must be on
-/// the value the word holds, bounded.
-#[derive(Debug)]
-struct FakeWord(AtomicU32);
+/// One sleeper per word: a pipe wakes with `wake_one` only (not
+/// counted); every sleep is bounded.
+struct PipeRules;
 
-impl FutexWord for FakeWord {
-    type Atomic = AtomicU32;
-    fn new(v: u32) -> Self {
-        FakeWord(AtomicU32::new(v))
-    }
-    fn atomic(&self) -> &AtomicU32 {
-        &self.0
-    }
-    fn wait(&self, expected: u32, timeout: Option<Duration>) {
-        assert_eq!(self.0.load(Relaxed), expected, "sleeps on the word it read");
-        assert!(timeout.is_some(), "every sleep is bounded");
-    }
-    fn wake_one(&self) {}
-    fn wake_all(&self) {
-        panic!("one sleeper per word: wake_one");
-    }
+impl Rules for PipeRules {
+    const WAIT_BOUNDED_MSG: &'static str = "every sleep is bounded";
+    const NO_WAKE_ALL: Option<&'static str> = Some("one sleeper per word: wake_one");
 }
 
-/// A deadline that grants `left` slices.
-struct Budget(u8);
-
-impl Deadline for Budget {
-    fn remaining(&mut self) -> Option<Duration> {
-        if self.0 == 0 {
-            return None;
-        }
-        self.0 -= 1;
-        Some(Duration::from_millis(1))
-    }
-}
+type FakeWord = shmsync_fuzz::FakeWord<PipeRules>;
 
 #[derive(Debug, Arbitrary)]
 enum Op {
@@ -325,8 +300,8 @@ fn run(ops: Vec<Op>) {
             Op::Scribble(i, v) => {
                 let i = usize::from(i) % (w.data.len() + 2);
                 match i {
-                    0 => w.head.0.store(v, Relaxed),
-                    1 => w.tail.0.store(v, Relaxed),
+                    0 => w.head.v.store(v, Relaxed),
+                    1 => w.tail.v.store(v, Relaxed),
                     i => w.data[i - 2].store(v, Relaxed),
                 }
                 m.scribbled = true;
@@ -335,7 +310,7 @@ fn run(ops: Vec<Op>) {
         if !m.scribbled {
             // The page's positions are the sides' (masked).
             if let Some(p) = m.p {
-                assert_eq!(w.head.0.load(Relaxed) & POS_MASK, p.pos());
+                assert_eq!(w.head.v.load(Relaxed) & POS_MASK, p.pos());
             }
         }
     }

@@ -22,75 +22,23 @@
 //! ```
 #![no_main]
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use shmsync::raw::semaphore::{
     record, RawSemaphore, Records, MAX_VALUE, REC_HELD_SHIFT, REC_TID, VALUE, WAITERS,
 };
-use shmsync::raw::{Deadline, FutexWord};
+use shmsync_fuzz::{Budget, Rules};
 
-/// A single-threaded futex word: `core`'s `AtomicU32`, and counters of the
-/// sleeps and wakes (a sleep returns at once with the word unchanged).
-#[derive(Debug)]
-struct FakeWord {
-    v: AtomicU32,
-    waits: Cell<u32>,
-    wake_one: Cell<u32>,
-    wake_all: Cell<u32>,
+/// A waiter sleeps only on a word with `WAITERS`; both wakes are counted.
+struct SemaphoreRules;
+
+impl Rules for SemaphoreRules {
+    const WAIT_BITS: u32 = WAITERS;
 }
 
-impl FutexWord for FakeWord {
-    type Atomic = AtomicU32;
-
-    fn new(v: u32) -> Self {
-        FakeWord {
-            v: AtomicU32::new(v),
-            waits: Cell::new(0),
-            wake_one: Cell::new(0),
-            wake_all: Cell::new(0),
-        }
-    }
-
-    fn atomic(&self) -> &AtomicU32 {
-        &self.v
-    }
-
-    fn wait(&self, expected: u32, timeout: Option<Duration>) {
-        assert_eq!(
-            self.v.load(Ordering::Relaxed),
-            expected,
-            "sleeps on the word it read"
-        );
-        assert!(expected & WAITERS != 0, "sleeps only once announced");
-        assert!(timeout.is_some(), "every sleep of a waiter is bounded");
-        self.waits.set(self.waits.get() + 1);
-    }
-
-    fn wake_one(&self) {
-        self.wake_one.set(self.wake_one.get() + 1);
-    }
-
-    fn wake_all(&self) {
-        self.wake_all.set(self.wake_all.get() + 1);
-    }
-}
-
-/// A deadline that grants `left` slices.
-struct Budget(u8);
-
-impl Deadline for Budget {
-    fn remaining(&mut self) -> Option<Duration> {
-        if self.0 == 0 {
-            return None;
-        }
-        self.0 -= 1;
-        Some(Duration::from_millis(1))
-    }
-}
+type FakeWord = shmsync_fuzz::FakeWord<SemaphoreRules>;
 
 /// Records in the target.
 const RECORDS: usize = 4;

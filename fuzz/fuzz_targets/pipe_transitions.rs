@@ -45,6 +45,26 @@ impl Rules for PipeRules {
 
 type FakeWord = shmsync_fuzz::FakeWord<PipeRules>;
 
+/// Runs `f` with the wait of a call: `block` is `None` for a `try_` call,
+/// `Some(k)` for a timed one granted `k % 4` slices; the peer is dead
+/// exactly if `peer_dead`.
+fn with_wait<T>(block: Option<u8>, peer_dead: bool, f: impl FnOnce(&mut Wait<'_>) -> T) -> T {
+    let mut dead = || peer_dead;
+    let mut budget = Budget(block.unwrap_or(0) % 4);
+    let mut wait = Wait {
+        block: block.is_some(),
+        deadline: Some(&mut budget),
+        peer_dead: &mut dead,
+    };
+    f(&mut wait)
+}
+
+/// Whether a call with this `block` (as [`with_wait`]) that finds nothing
+/// to do looks at the peer: a `try_` call, or a timed one granted a slice.
+fn checks_peer(block: Option<u8>) -> bool {
+    block.is_none_or(|k| !k.is_multiple_of(4))
+}
+
 #[derive(Debug, Arbitrary)]
 enum Op {
     /// A send of `len % (cap + 2)` bytes (one more than allowed: too
@@ -138,15 +158,7 @@ fn run(ops: Vec<Op>) {
                 let len = usize::from(len) % (cap + 2);
                 m.seq = m.seq.wrapping_add(1);
                 let msg: Vec<u8> = (0..len).map(|k| m.seq.wrapping_add(k as u8)).collect();
-                let c_dead = m.c_dead;
-                let mut dead = || c_dead;
-                let mut budget = Budget(block.unwrap_or(0) % 4);
-                let mut wait = Wait {
-                    block: block.is_some(),
-                    deadline: Some(&mut budget),
-                    peer_dead: &mut dead,
-                };
-                let got = r.send(p, &msg, &mut wait);
+                let got = with_wait(block, m.c_dead, |wait| r.send(p, &msg, wait));
                 if m.scribbled {
                     continue;
                 }
@@ -157,7 +169,7 @@ fn run(ops: Vec<Op>) {
                     Err(RingError::Disconnected)
                 } else if m.size - m.used >= need {
                     Ok(true)
-                } else if m.c_dead && (block.is_none() || block.unwrap() % 4 > 0) {
+                } else if m.c_dead && checks_peer(block) {
                     Err(RingError::Disconnected)
                 } else {
                     Ok(false)
@@ -172,21 +184,13 @@ fn run(ops: Vec<Op>) {
                 let (Some(c), false, false) = (m.c.as_mut(), m.c_closed, m.c_dead) else {
                     continue;
                 };
-                let p_dead = m.p_dead;
-                let mut dead = || p_dead;
-                let mut budget = Budget(block.unwrap_or(0) % 4);
-                let mut wait = Wait {
-                    block: block.is_some(),
-                    deadline: Some(&mut budget),
-                    peer_dead: &mut dead,
-                };
                 let mut v = Vec::new();
                 let mut buf = vec![0u8; usize::from(slice.unwrap_or(0))];
                 let out = match slice {
                     Some(_) => Out::Slice(&mut buf),
                     None => Out::Vec(&mut v),
                 };
-                let got = r.recv(c, out, &mut wait);
+                let got = with_wait(block, m.p_dead, |wait| r.recv(c, out, wait));
                 match got {
                     Ok(Some(n)) => {
                         assert!(n <= cap, "a message longer than the capacity");
@@ -206,9 +210,7 @@ fn run(ops: Vec<Op>) {
                     }
                     Some(f) => Ok(Some(f.len())),
                     None if m.p_closed => Err(RingError::Disconnected),
-                    None if m.p_dead && (block.is_none() || block.unwrap() % 4 > 0) => {
-                        Err(RingError::Disconnected)
-                    }
+                    None if m.p_dead && checks_peer(block) => Err(RingError::Disconnected),
                     None => Ok(None),
                 };
                 assert_eq!(got, want, "recv");
@@ -227,21 +229,13 @@ fn run(ops: Vec<Op>) {
                 let (Some(c), false, false) = (m.c.as_ref(), m.c_closed, m.c_dead) else {
                     continue;
                 };
-                let p_dead = m.p_dead;
-                let mut dead = || p_dead;
-                let mut budget = Budget(block.unwrap_or(0) % 4);
-                let mut wait = Wait {
-                    block: block.is_some(),
-                    deadline: Some(&mut budget),
-                    peer_dead: &mut dead,
-                };
-                let got = r.poll(c, &mut wait);
+                let got = with_wait(block, m.p_dead, |wait| r.poll(c, wait));
                 if m.scribbled {
                     continue;
                 }
                 let want = if !m.msgs.is_empty() {
                     Ok(true)
-                } else if m.p_closed || (m.p_dead && (block.is_none() || block.unwrap() % 4 > 0)) {
+                } else if m.p_closed || (m.p_dead && checks_peer(block)) {
                     Err(RingError::Disconnected)
                 } else {
                     Ok(false)

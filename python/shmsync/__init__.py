@@ -1,7 +1,7 @@
 """shmsync: multiprocessing's shared objects in shared memory, done right.
 
-``Value``, ``Array``, ``RawValue``, ``RawArray``, ``Lock``, ``RLock`` and
-``Event`` with the signatures of :mod:`multiprocessing`, plus
+``Value``, ``Array``, ``RawValue``, ``RawArray``, ``Lock``, ``RLock``,
+``Event``, ``Condition`` and ``Barrier`` with the signatures of :mod:`multiprocessing`, plus
 ``AtomicValue``/``AtomicArray`` (lock-free operations), named objects that
 any process -- Python or Rust (the ``shmsync`` crate) -- opens by name, and
 robust locks: a lock whose owner died is reported as
@@ -28,6 +28,8 @@ from ._errors import (
 from ._shmsync import (
     AtomicArray,
     AtomicValue,
+    Barrier,
+    Condition,
     Event,
     Lock,
     RawArray as _RawArray,
@@ -47,6 +49,8 @@ __all__ = [
     "Lock",
     "RLock",
     "Event",
+    "Condition",
+    "Barrier",
     "AtomicValue",
     "AtomicArray",
     "Synchronized",
@@ -206,6 +210,8 @@ _OPEN = {
     "AtomicValue": AtomicValue.open,
     "AtomicArray": AtomicArray.open,
     "Event": Event.open,
+    "Condition": Condition.open,
+    "Barrier": Barrier.open,
 }
 
 

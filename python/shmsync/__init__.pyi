@@ -15,6 +15,8 @@ from ._errors import (
 from ._shmsync import (
     AtomicArray as AtomicArray,
     AtomicValue as AtomicValue,
+    Barrier as Barrier,
+    Condition as Condition,
     Event as Event,
     Lock as Lock,
     RLock as RLock,

@@ -3,7 +3,8 @@
 //! One module per object kind, each registering its classes in
 //! [`_shmsync`]: `lock.rs` (Lock, RLock), `value.rs` (Synchronized,
 //! RawValue), `array.rs` (SynchronizedArray, RawArray), `atomic.rs`
-//! (AtomicValue, AtomicArray), `event.rs` (Event). What they share:
+//! (AtomicValue, AtomicArray), `event.rs` (Event), `condition.rs`
+//! (Condition), `barrier.rs` (Barrier). What they share:
 //! `elem.rs` (type codes, Python <-> element conversions, the enums over
 //! the element types), `wait.rs` (blocking with the GIL released and
 //! signals checked; the thread's lock holds), `errors.rs` (crate errors as
@@ -16,6 +17,8 @@
 
 mod array;
 mod atomic;
+mod barrier;
+mod condition;
 mod elem;
 mod errors;
 mod event;
@@ -34,6 +37,8 @@ fn _shmsync(m: &Bound<'_, PyModule>) -> PyResult<()> {
     array::register(m)?;
     atomic::register(m)?;
     event::register(m)?;
+    condition::register(m)?;
+    barrier::register(m)?;
     handle::register(m)?;
     m.add_function(wrap_pyfunction!(wait::after_fork_child, m)?)?;
     Ok(())

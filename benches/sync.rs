@@ -38,7 +38,9 @@ use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::Instant;
 
-use shmsync::{Event, SharedMemory};
+use std::sync::atomic::Ordering::Relaxed;
+
+use shmsync::{AtomicValue, Barrier, Condition, Event, Lock, Semaphore, SharedMemory};
 
 mod common;
 
@@ -384,6 +386,84 @@ impl Pair for Events {
     }
 }
 
+/// Two shmsync semaphores, one per direction (the producer/consumer
+/// pattern: a permit taken and forgotten, given back by `release`).
+struct Sems([Semaphore; 2]);
+
+impl Pair for Sems {
+    fn ping(&self) {
+        self.0[0].release().expect("the bench semaphore");
+        self.0[1].take();
+    }
+    fn pong(&self) {
+        self.0[0].take();
+        self.0[1].release().expect("the bench semaphore");
+    }
+}
+
+/// A shmsync `Condition` over a `Lock` and a turn, one condition for both
+/// directions; `notify_one` under the lock (Python's pattern) or after the
+/// unlock.
+struct Cond {
+    lock: Lock,
+    cond: Condition<Lock>,
+    turn: AtomicValue<u32>,
+    under_lock: bool,
+}
+
+impl Cond {
+    fn new(under_lock: bool) -> shmsync::Result<Cond> {
+        let lock = Lock::new()?;
+        let cond = Condition::with_lock(&lock)?;
+        Ok(Cond {
+            lock,
+            cond,
+            turn: AtomicValue::new(0)?,
+            under_lock,
+        })
+    }
+
+    /// Waits for turn `me`, then gives the turn to `next`.
+    fn hand(&self, me: u32, next: u32) {
+        let g = self.lock.lock().expect("the bench lock");
+        let g = self
+            .cond
+            .wait_while(g, |_| self.turn.load(Relaxed) != me)
+            .expect("the bench lock");
+        // Relaxed: the lock orders it.
+        self.turn.store(next, Relaxed);
+        if self.under_lock {
+            self.cond.notify_one();
+            drop(g);
+        } else {
+            drop(g);
+            self.cond.notify_one();
+        }
+    }
+}
+
+impl Pair for Cond {
+    // Turn 0: the parent's; 1: the child's.
+    fn ping(&self) {
+        self.hand(0, 1);
+    }
+    fn pong(&self) {
+        self.hand(1, 0);
+    }
+}
+
+/// A shmsync `Barrier` of two.
+struct Barrier2(Barrier);
+
+impl Pair for Barrier2 {
+    fn ping(&self) {
+        self.0.wait().expect("the bench barrier");
+    }
+    fn pong(&self) {
+        self.ping();
+    }
+}
+
 /// A row of the hand-off table.
 struct Row {
     key: &'static str,
@@ -430,10 +510,34 @@ fn pairs() -> shmsync::Result<Vec<Row>> {
             GlibcBarrier::new(),
         ),
         row(
+            "sem",
+            "shmsync Semaphore pair",
+            RT,
+            Sems([Semaphore::new(0)?, Semaphore::new(0)?]),
+        ),
+        row(
             "event",
             "shmsync Event pair",
             RT,
             Events([Event::new()?, Event::new()?]),
+        ),
+        row(
+            "cond",
+            "shmsync Condition, notify locked",
+            RT,
+            Cond::new(true)?,
+        ),
+        row(
+            "cond-unlocked",
+            "shmsync Condition, notify after",
+            RT,
+            Cond::new(false)?,
+        ),
+        row(
+            "barrier",
+            "shmsync Barrier(2)",
+            "cycles/s",
+            Barrier2(Barrier::new(2)?),
         ),
     ])
 }
@@ -441,6 +545,45 @@ fn pairs() -> shmsync::Result<Vec<Row>> {
 // ---------------------------------------------------------------------------
 // Uncontended
 // ---------------------------------------------------------------------------
+
+/// ns per `f()` (one acquire + release), over `iters` calls.
+#[allow(clippy::cast_precision_loss)]
+fn ns_per(iters: u64, mut f: impl FnMut()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    t.elapsed().as_nanos() as f64 / iters as f64
+}
+
+/// How a shmsync semaphore is taken and given back.
+#[derive(Clone, Copy)]
+enum SemWay {
+    /// `drop(acquire())`: an owned `Permit`.
+    Permit,
+    /// `acquire().forget()` + `release()`.
+    Forget,
+    /// `take()` + `release()`: a permit taken for good, without a record.
+    Take,
+}
+
+/// ns per shmsync acquire + release, taken `way`.
+fn sem_uncontended(iters: u64, way: SemWay) -> f64 {
+    let Ok(s) = Semaphore::new(1) else {
+        return f64::NAN;
+    };
+    match way {
+        SemWay::Permit => ns_per(iters, || drop(std::hint::black_box(s.acquire()))),
+        SemWay::Forget => ns_per(iters, || {
+            s.acquire().forget();
+            let _ = std::hint::black_box(s.release());
+        }),
+        SemWay::Take => ns_per(iters, || {
+            std::hint::black_box(s.take());
+            let _ = std::hint::black_box(s.release());
+        }),
+    }
+}
 
 /// ns per glibc `sem_wait` + `sem_post` on a process-shared semaphore.
 #[allow(clippy::cast_precision_loss)]
@@ -560,6 +703,12 @@ fn python_round(trips: u64) -> Result<BTreeMap<String, f64>, String> {
 /// keys are rows (or Python keys); a higher rate is better.
 const TARGETS: &[(&str, &str, f64, &str)] = &[
     (
+        "sem",
+        "glibc-sem",
+        1.0,
+        "Semaphore ping-pong ≥ 1.0× glibc sem_t ping-pong",
+    ),
+    (
         "event",
         "glibc-sem",
         1.0,
@@ -570,6 +719,30 @@ const TARGETS: &[(&str, &str, f64, &str)] = &[
         "python-event",
         3.0,
         "Event ping-pong ≥ 3× Python's Event",
+    ),
+    (
+        "cond",
+        "glibc-cond",
+        1.0,
+        "Condition ping-pong (notify under the lock) ≥ 1.0× glibc pthread_cond_t",
+    ),
+    (
+        "cond",
+        "python-cond",
+        3.0,
+        "Condition ping-pong ≥ 3× Python's Condition",
+    ),
+    (
+        "barrier",
+        "glibc-barrier",
+        1.0,
+        "Barrier(2) cycles/s ≥ 1.0× glibc pthread_barrier_t",
+    ),
+    (
+        "barrier",
+        "python-barrier",
+        8.0,
+        "Barrier(2) ≥ 8× Python's Barrier",
     ),
 ];
 
@@ -589,7 +762,8 @@ fn main() {
         }
     };
     rows.retain(|r| keep(r.key));
-    let mut sem_ns = Samples::default();
+    // Uncontended ns per acquire + release, by key.
+    let mut unc: BTreeMap<&str, Samples> = BTreeMap::new();
     let mut python: BTreeMap<String, Samples> = BTreeMap::new();
     let mut python_note = None;
     println!(
@@ -605,8 +779,15 @@ fn main() {
                 }
             }
         }
-        if keep("glibc-sem-uncontended") {
-            sem_ns.push(glibc_sem_uncontended(cfg.iters));
+        if keep("uncontended") {
+            for (k, x) in [
+                ("glibc-sem", glibc_sem_uncontended(cfg.iters)),
+                ("sem-take", sem_uncontended(cfg.iters, SemWay::Take)),
+                ("sem-forget", sem_uncontended(cfg.iters, SemWay::Forget)),
+                ("sem-permit", sem_uncontended(cfg.iters, SemWay::Permit)),
+            ] {
+                unc.entry(k).or_default().push(x);
+            }
         }
         if keep("python") && python_note.is_none() {
             match python_round(cfg.trips.min(5_000)) {
@@ -662,15 +843,42 @@ fn main() {
     if let Some(n) = python_note {
         println!("{n}");
     }
-    if let Some(best) = sem_ns.min() {
-        println!(
-            "\nuncontended acquire + release (best of {} rounds, ns):",
-            sem_ns.len()
-        );
-        println!(
-            "{:<16} {:<32} {best:>12.1}",
-            "glibc-sem-unc", "glibc sem_wait + sem_post"
-        );
+    if !unc.is_empty() {
+        println!("\nuncontended acquire + release, ns (best round):");
+    }
+    for (k, what) in [
+        ("glibc-sem", "glibc sem_wait + sem_post"),
+        ("sem-take", "take() + release()"),
+        ("sem-forget", "acquire().forget() + release()"),
+        ("sem-permit", "drop(acquire()): a Permit"),
+    ] {
+        if let Some(best) = unc.get(k).and_then(Samples::min) {
+            println!("  {k:<14} {what:<34} {best:>8.2}");
+        }
+    }
+    for (ours, max, what) in [
+        (
+            "sem-take",
+            1.0,
+            "Semaphore take() + release() ≤ 1.0× glibc sem_wait + sem_post",
+        ),
+        (
+            "sem-forget",
+            1.0,
+            "Semaphore acquire().forget() + release() ≤ 1.0× glibc sem_wait + sem_post",
+        ),
+        (
+            "sem-permit",
+            1.5,
+            "Semaphore through a Permit ≤ 1.5× glibc sem_wait + sem_post",
+        ),
+    ] {
+        let best = |k| unc.get(k).and_then(Samples::min);
+        if let (Some(a), Some(b)) = (best(ours), best("glibc-sem")) {
+            let ratio = a / b;
+            let verdict = if ratio <= max { "ok" } else { "MISS" };
+            println!("  {verdict:<4} {ratio:>6.2}×  {what}");
+        }
     }
     println!("\ntargets (ratios of medians, per placement):");
     for (ours, base, min, what) in TARGETS {

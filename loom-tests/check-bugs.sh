@@ -10,7 +10,8 @@
 # Two kinds of bugs (README.md, "Seeded bugs"):
 # - `bug-*` features of this crate: the models' word misbehaves (the
 #   production code is untouched). Checked against the lock models (and
-#   the event's and the barrier's, on the same futex stand-in), and
+#   the event's, the barrier's, the condition's, the pipe's and the
+#   semaphore's, on the same futex stand-in), and
 #   those that concern the atomic cells' words too against atomic_ops.
 # - logic bugs of the atomic cells, compiled into src/raw/rmw.rs with
 #   `--cfg shmsync_atomic_bug="NAME"` (a rebuild of every dependency each,
@@ -26,21 +27,26 @@ BASE_FLAGS="--cfg loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 export RUST_BACKTRACE=0
 
-LOCK_MODELS=(mutex recursion timed wakeup owner_death event barrier condition)
+LOCK_MODELS=(mutex recursion timed wakeup owner_death event barrier condition pipe semaphore)
 FEATURE_BUGS=(lost-wake weak-release weak-acquire split-cas no-waiters-bit
               acquire-drops-waiters no-owner-died-bit keeps-owner-died
               liveness-relaxed event-no-generation barrier-keeps-count
-              barrier-drops-broken cond-no-advance cond-no-register)
+              barrier-drops-broken cond-no-advance cond-no-register pipe-close-lost
+              sem-taker-drops-waiters ring-anonymous-claim)
 CFG_BUGS=(stale_new no_retry bool_bytes)
 
 # The model files a bug is checked against.
 models_of() {
     case $1 in
-        weak-release | weak-acquire | split-cas) echo "${LOCK_MODELS[*]} atomic_ops" ;;
+        weak-release | weak-acquire | split-cas) echo "${LOCK_MODELS[*]} atomic_ops ring" ;;
+        lost-wake | liveness-relaxed) echo "${LOCK_MODELS[*]} ring" ;;
+        ring-anonymous-claim) echo ring ;;
         stale_new | no_retry | bool_bytes) echo atomic_ops ;;
         event-no-generation) echo event ;;
         barrier-keeps-count | barrier-drops-broken) echo barrier ;;
         cond-no-advance | cond-no-register) echo condition ;;
+        pipe-close-lost) echo pipe ;;
+        sem-taker-drops-waiters) echo semaphore ;;
         *) echo "${LOCK_MODELS[*]}" ;;
     esac
 }
@@ -55,6 +61,13 @@ MUST_FAIL_weak_acquire='^atomic_ops::(cell_|declined_fetch_update_acquires$)'
 # The condition's own bugs strand a waiter in every condition model.
 MUST_FAIL_cond_no_advance='^condition::'
 MUST_FAIL_cond_no_register='^condition::'
+# The semaphore's model: each of these bugs breaks a property one of its
+# tests exists for (loom-tests/tests/semaphore.rs, the table).
+MUST_FAIL_lost_wake='^semaphore::(one_sleeper|two_sleepers_single_releases)$'
+MUST_FAIL_split_cas='^semaphore::recovery_exactly_once$'
+MUST_FAIL_no_waiters_bit='^semaphore::(one_sleeper|two_sleepers_single_releases)$'
+MUST_FAIL_sem_taker_drops_waiters='^semaphore::two_sleepers_single_releases$'
+MUST_FAIL_liveness_relaxed='^semaphore::dead_holder_permit_reaches_a_waiter$'
 
 # The first panic message of each failed test in a libtest run's output,
 # as "name<TAB>message" (message on one line).

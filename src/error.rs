@@ -120,6 +120,44 @@ pub enum Error {
     Deadlock,
     /// The lock was held elsewhere (see [`crate::TryLockError::WouldBlock`]).
     WouldBlock,
+    /// The other end of a [`Pipe`](crate::Pipe) is closed, or the process
+    /// that used it died (or the end itself was closed by the process that
+    /// used it): a receive gets it once every message sent before is
+    /// received, a send at once. Final: the pipe does not reconnect.
+    Disconnected,
+    /// This end of a [`Pipe`](crate::Pipe) is used by another process (or
+    /// by another handle of this process): each end belongs to the first
+    /// process that uses it (see [`Connection`](crate::Connection)).
+    EndInUse,
+    /// A queue had no room for the item (a `try_put`, or a timed put
+    /// whose timeout passed: Python's `queue.Full`).
+    Full,
+    /// A queue had no item (a `try_get`, or a timed get whose timeout
+    /// passed: Python's `queue.Empty`).
+    Empty,
+    /// The queue was closed: no more puts, and (for a get) nothing left.
+    Closed,
+    /// A message is longer than the queue's maximum message size (it was
+    /// not sent: messages are never truncated).
+    MessageTooLarge {
+        /// The message's length in bytes.
+        len: usize,
+        /// The largest message the queue takes.
+        max: usize,
+    },
+    /// The buffer given to receive a message is shorter than the message,
+    /// which stays in the queue (receive it with a buffer of `needed`
+    /// bytes, or as a `Vec`).
+    BufferTooSmall {
+        /// The message's length in bytes.
+        needed: usize,
+        /// The buffer's length.
+        len: usize,
+    },
+    /// A value could not be encoded, or a message could not be decoded as
+    /// the type asked for (feature `serde`: the typed messages of
+    /// `MessageQueue::send_value` / `recv_value`); postcard's reason.
+    Serialization(String),
     /// A system call failed.
     ///
     /// ```
@@ -221,6 +259,26 @@ impl fmt::Display for Error {
             Error::NotRecoverable => f.write_str("the lock is not recoverable"),
             Error::Deadlock => f.write_str("the calling thread already holds the lock"),
             Error::WouldBlock => f.write_str("the lock is held elsewhere"),
+            Error::Disconnected => f.write_str("the other end of the pipe is closed or dead"),
+            Error::EndInUse => {
+                f.write_str("this end of the pipe is used by another process or handle")
+            }
+            Error::Full => f.write_str("the queue is full"),
+            Error::Empty => f.write_str("the queue is empty"),
+            Error::Closed => f.write_str("the queue is closed"),
+            Error::MessageTooLarge { len, max } => {
+                write!(
+                    f,
+                    "a {len}-byte message exceeds the queue's maximum of {max} bytes"
+                )
+            }
+            Error::BufferTooSmall { needed, len } => {
+                write!(
+                    f,
+                    "a {needed}-byte message does not fit a {len}-byte buffer"
+                )
+            }
+            Error::Serialization(why) => write!(f, "typed message: {why}"),
             Error::Io { op, errno } => write!(
                 f,
                 "{op} failed: {}",
@@ -242,6 +300,12 @@ impl From<Error> for std::io::Error {
             Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::OutOfBounds { .. } => {
                 K::InvalidInput
             }
+            Error::Disconnected => K::BrokenPipe,
+            Error::EndInUse => K::Other,
+            Error::Full | Error::Empty => K::WouldBlock,
+            Error::Closed => K::BrokenPipe,
+            Error::MessageTooLarge { .. } | Error::BufferTooSmall { .. } => K::InvalidInput,
+            Error::Serialization(_) => K::InvalidData,
             _ => K::InvalidData,
         };
         std::io::Error::new(kind, e)

@@ -2,8 +2,9 @@
 //!
 //! shmsync gives Rust the API of Python's `multiprocessing` shared objects
 //! — [`Value`], [`RawValue`], [`Array`], [`RawArray`], [`Lock`], [`RLock`],
-//! [`Event`], [`Condition`], [`Barrier`] and raw [`SharedMemory`] — plus a lock-free mode ([`AtomicValue`],
-//! [`AtomicArray`]), without Python's weak points:
+//! [`Event`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`],
+//! [`Barrier`], the [`Pipe`] and raw [`SharedMemory`] — plus a lock-free
+//! mode ([`AtomicValue`], [`AtomicArray`]), without Python's weak points:
 //!
 //! - the locks are futex mutexes **inside the mapped page**: no semaphore,
 //!   no kernel object, no server process;
@@ -115,6 +116,17 @@
 //!   owner; and a dead owner whose TID is reused by a new thread sharing
 //!   the segment before any waiter looked appears alive until that thread
 //!   ends. PIDs are never used to judge liveness (PID namespaces).
+//! - A [`Pipe`] costs three descriptors in a process that has both ends
+//!   (the file, the process's liveness description, one description per
+//!   [`Connection`]); a dead peer is noticed by a waiting receive or send
+//!   within about 50 ms, but a send that finds room does not look, so a
+//!   ring's worth of messages can go to a reader that has died; an end
+//!   that was never used counts as closed once no process holds a handle
+//!   of it.
+//! - A [`Semaphore`]'s permits are recoverable for [`HOLDER_CAPACITY`]
+//!   holding threads at once (beyond, [`Permit::is_recorded`] is false and
+//!   a permit dies with its holder); a holder killed between the count and
+//!   its record loses one permit for good.
 //! - Timeouts are relative (`CLOCK_MONOTONIC`).
 //!
 //! The repository's `docs/` describe the design (`ARCHITECTURE.md`), the
@@ -130,6 +142,7 @@ compile_error!("shmsync supports Linux only (futexes, memfd, /dev/shm)");
 mod atomic;
 mod error;
 pub mod inspect;
+mod queue;
 // The state machines, public for the repository's loom models, fuzzer,
 // tests and benches only: hidden from the documentation and exempt from
 // semver (a cargo feature would have to be enabled by each of them, and
@@ -147,10 +160,12 @@ pub use atomic::{
 };
 pub use bytemuck;
 pub use error::{Error, Result};
+pub use queue::{Connection, End, MessageQueue, Pipe, Queue};
 pub use shm::segment::SharedMemory;
 pub use sync::{
-    Barrier, BarrierError, BarrierWaitResult, Condition, ConditionLock, Event, Lock, LockError,
-    LockGuard, RLock, RLockGuard, TryLockError, WaitTimeoutLockResult, WaitTimeoutResult,
+    Barrier, BarrierError, BarrierWaitResult, BoundedSemaphore, Condition, ConditionLock, Event,
+    Lock, LockError, LockGuard, Permit, RLock, RLockGuard, Semaphore, TryLockError,
+    WaitTimeoutLockResult, WaitTimeoutResult, HOLDER_CAPACITY,
 };
 pub use sys::robust::Robustness;
 pub use typed::{

@@ -762,6 +762,17 @@ fn invalid_arguments() {
         err(Array::<u64>::zeroed(usize::MAX / 16)),
         Error::InvalidArgument(_)
     ));
+    // Sizes that could exist but not fit: refused before anything is
+    // allocated (anonymous: the memory; named: /dev/shm's free space).
+    let huge = 1usize << 50;
+    for e in [
+        err(RawArray::<u8>::zeroed(huge)),
+        err(SharedMemory::anonymous(huge)),
+        err(SharedMemory::create(&name, huge)),
+    ] {
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e:?}");
+    }
+    common::assert_gone(&name);
     // A named object's separate lock must be a named lock object.
     let anon = RLock::new().unwrap();
     assert!(matches!(

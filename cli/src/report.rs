@@ -244,16 +244,23 @@ pub(crate) fn describe(name: &str, procs: &Procs, detail: Detail) -> Result<Desc
         let kind = seen.kind;
         j.insert("kind".into(), kind.map(Kind::name).into());
         j.insert("kind_number".into(), h.kind.into());
-        let code = u8::try_from(h.type_code).ok().filter(|c| *c != 0);
+        // Synchronisation objects record an internal type code for their
+        // words: only element kinds have a user-visible element type.
+        let code = u8::try_from(h.type_code)
+            .ok()
+            .filter(|c| *c != 0 && has_elements(kind));
         j.insert(
             "type_code".into(),
             code.map(|c| (c as char).to_string()).into(),
         );
         j.insert(
             "rust_type".into(),
-            rust_type(h.type_code, h.elem_size).into(),
+            code.map_or_else(|| "-".to_owned(), |_| rust_type(h.type_code, h.elem_size))
+                .into(),
         );
-        j.insert("length".into(), h.count.into());
+        // Elements: the user's length; other kinds record internal words.
+        let length = has_elements(kind).then_some(h.count);
+        j.insert("length".into(), length.into());
         let header = json!({
             "magic": format!("{:#018x}", h.magic),
             "version": h.version,
@@ -314,6 +321,25 @@ pub(crate) fn describe(name: &str, procs: &Procs, detail: Detail) -> Result<Desc
             j.insert("values".into(), elems.clone().into());
         }
         let all = procs.all_sleepers(f.inode);
+        if kind == Some(Kind::Condition) {
+            // Its own lock's state, then who waits on the condition itself.
+            let on_cond = all
+                .iter()
+                .filter(|(off, ..)| *off != inspect::LOCK_WORD_OFFSET)
+                .count();
+            state = format!("lock {state}, {on_cond} waiting on the condition");
+        }
+        if seen.lock.is_none() && kind != Some(Kind::Event) && seen.status == Status::Ok {
+            // Other synchronisation objects: who sleeps on any of their
+            // words (their own state is in `inspect`'s raw data).
+            if !has_elements(kind) {
+                state = if all.is_empty() {
+                    "nobody waiting".to_owned()
+                } else {
+                    format!("{} waiting", all.len())
+                };
+            }
+        }
         j.insert(
             "sleepers".into(),
             all.iter()
@@ -405,6 +431,7 @@ pub(crate) fn describe(name: &str, procs: &Procs, detail: Detail) -> Result<Desc
             lines.push(format!("attached  PID {p} ({})", procs::comm(p)));
         }
     }
+    j.insert("state".into(), state.clone().into());
     Ok(Described {
         json: Json::Object(j),
         name: seen.name.clone().unwrap_or_default(),
@@ -494,11 +521,12 @@ pub(crate) fn print_table(rows: &[Described]) {
         .iter()
         .map(|d| {
             let h = d.seen.as_ref().and_then(|s| s.header);
+            let elems = has_elements(d.seen.as_ref().and_then(|s| s.kind));
             let f = d.seen.as_ref().map(|s| s.file);
             [
                 d.name.clone(),
                 d.kind_label(),
-                h.map_or("-".into(), |h| {
+                h.filter(|_| elems).map_or("-".into(), |h| {
                     let r = rust_type(h.type_code, h.elem_size);
                     match u8::try_from(h.type_code)
                         .ok()
@@ -508,7 +536,8 @@ pub(crate) fn print_table(rows: &[Described]) {
                         None => r,
                     }
                 }),
-                h.map_or("-".into(), |h| h.count.to_string()),
+                h.filter(|_| elems)
+                    .map_or("-".into(), |h| h.count.to_string()),
                 d.len.to_string(),
                 f.map_or("-".into(), |f| f.uid.to_string()),
                 f.map_or("-".into(), |f| format!("{:04o}", f.mode)),

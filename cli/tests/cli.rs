@@ -144,7 +144,7 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 #[test]
 fn ls_lists_every_kind_with_its_fields() {
-    let n: Vec<Name> = (0..11).map(|_| Name::new("ls")).collect();
+    let n: Vec<Name> = (0..18).map(|_| Name::new("ls")).collect();
     let rl = RLock::create(&n[10]).unwrap();
     let objects: Vec<Box<dyn std::any::Any>> = vec![
         Box::new(Value::<f64>::create(&n[0], 2.5).unwrap()),
@@ -157,19 +157,33 @@ fn ls_lists_every_kind_with_its_fields() {
         Box::new(Event::create(&n[7]).unwrap()),
         Box::new(Value::<i32>::create_with_lock(&n[8], 1, &rl).unwrap()),
         Box::new(Array::<shmsync::CChar>::create(&n[9], &[shmsync::CChar(b'x'); 4]).unwrap()),
+        Box::new(shmsync::Condition::<RLock>::create(&n[11]).unwrap()),
+        Box::new(shmsync::Barrier::create(&n[12], 3).unwrap()),
+        Box::new(shmsync::Semaphore::create(&n[13], 2).unwrap()),
+        Box::new(shmsync::BoundedSemaphore::create(&n[14], 2).unwrap()),
+        Box::new(shmsync::Queue::<u64>::create(&n[15], 8).unwrap()),
+        Box::new(shmsync::MessageQueue::create(&n[16], 4, 100).unwrap()),
+        Box::new(shmsync::Pipe::create(&n[17], 64).unwrap()),
     ];
     let want = [
         ("Value", Some("d"), "f64", 1, Some("2.5")),
         ("RawValue", Some("i"), "i32", 1, Some("-3")),
         ("Array", Some("B"), "u8", 3, Some("1")),
         ("RawArray", Some("H"), "u16", 5, Some("7")),
-        ("Lock", None, "-", 0, None),
+        ("Lock", None, "-", -1, None),
         ("AtomicValue", Some("Q"), "u64", 1, Some("9")),
         ("AtomicArray", Some("q"), "i64", 2, Some("4")),
-        ("Event", None, "-", 1, None),
+        ("Event", None, "-", -1, None),
         ("Value", Some("i"), "i32", 1, Some("1")),
         ("Array", Some("c"), "CChar", 4, Some("b'x'")),
-        ("RLock", None, "-", 0, None),
+        ("RLock", None, "-", -1, None),
+        ("Condition", None, "-", -1, None),
+        ("Barrier", None, "-", -1, None),
+        ("Semaphore", None, "-", -1, None),
+        ("BoundedSemaphore", None, "-", -1, None),
+        ("Queue", None, "-", -1, None),
+        ("MessageQueue", None, "-", -1, None),
+        ("Pipe", None, "-", -1, None),
     ];
     let list = tool_json(&["ls"]);
     let table = stdout(&tool(&["ls"]));
@@ -184,7 +198,16 @@ fn ls_lists_every_kind_with_its_fields() {
         assert_eq!(e["kind"], kind, "{e}");
         assert_eq!(e["type_code"].as_str(), code, "{e}");
         assert_eq!(e["rust_type"], rust, "{e}");
-        assert_eq!(e["length"], len, "{e}");
+        if len >= 0 {
+            assert_eq!(e["length"], len, "{e}");
+        } else {
+            assert!(e["length"].is_null(), "{e}");
+        }
+        if kind == "Condition" {
+            assert_eq!(e["state"], "lock free, 0 waiting on the condition", "{e}");
+        } else if !["Lock", "RLock", "Event"].contains(&kind) && first.is_none() {
+            assert_eq!(e["state"], "nobody waiting", "{e}");
+        }
         assert_eq!(e["mode"], "0600");
         let bytes = std::fs::metadata(name.path()).unwrap().len();
         assert_eq!(e["bytes"], bytes);

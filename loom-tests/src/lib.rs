@@ -57,9 +57,12 @@
 //! | `bug-event-no-generation`   | a CAS that raises an event's flag (bit 0) keeps the generation (bits 2–31) instead of advancing it |
 //! | `bug-barrier-keeps-count`   | a CAS that moves a barrier word to its next round (bits 18–31) with count 0 keeps the count it replaces (bits 0–11) |
 //! | `bug-barrier-drops-broken`  | a CAS that sets a barrier word's `BROKEN` (bit 13) leaves it clear |
+//! | `bug-sem-taker-drops-waiters` | a CAS that takes a semaphore permit (value − 1) drops `WAITERS` |
 //! | `bug-liveness-relaxed`      | [`DeadTable`] reads the death flag `Relaxed` instead of `Acquire`   |
 //! | `bug-cond-no-advance`       | a `fetch_add` adds nothing (a condition's sequence never moves)    |
 //! | `bug-cond-no-register`      | a CAS that adds one to a word writes the old value (a condition's waiter count never rises; models use owner ids ≥ 10 so that no lock CAS is a `+ 1`) |
+//! | `bug-pipe-close-lost`       | a `fetch_or` of the pipe ring's `CLOSED` bit writes nothing         |
+//! | `bug-ring-anonymous-claim`  | a ring slot's claiming CAS (to `WRITING`/`READING`) drops the claimant's TID, so a dead claim names nobody |
 
 use core::marker::PhantomData;
 use core::num::NonZeroU32;
@@ -181,6 +184,11 @@ pub trait Bug {
     }
     /// Transforms the value a CAS writes, given the value it expects.
     fn cas_new(_current: u32, new: u32) -> u32 {
+        new
+    }
+    /// Transforms the value a CAS of a 64-bit word writes (the ring's slot
+    /// words), given the value it expects.
+    fn cas_new64(_current: u64, new: u64) -> u64 {
         new
     }
     /// Whether wakes reach the sleepers.
@@ -313,6 +321,22 @@ impl Bug for KeepsOwnerDied {
     }
 }
 
+/// `bug-sem-taker-drops-waiters`: a CAS that takes a semaphore permit
+/// (the value in bits 0–30 goes down by one) does not keep `WAITERS`, so a
+/// woken sleeper that takes its permit forgets the sleepers behind it.
+#[derive(Debug)]
+pub struct SemTakerDropsWaiters;
+impl Bug for SemTakerDropsWaiters {
+    fn cas_new(current: u32, new: u32) -> u32 {
+        let v = raw::semaphore::VALUE;
+        if current & v != 0 && new & v == (current & v) - 1 {
+            new & !raw::semaphore::WAITERS
+        } else {
+            new
+        }
+    }
+}
+
 /// `bug-event-no-generation`: `set` raises the flag without advancing
 /// the generation, so a waiter that sleeps through a `set` undone by a
 /// `clear` cannot tell that it happened.
@@ -357,6 +381,21 @@ impl Bug for BarrierDropsBroken {
     }
 }
 
+/// `bug-ring-anonymous-claim`: a slot claimed for writing or reading does
+/// not record its claimant, so a claimant that dies there cannot be judged.
+#[derive(Debug)]
+pub struct RingAnonymousClaim;
+impl Bug for RingAnonymousClaim {
+    fn cas_new64(_current: u64, new: u64) -> u64 {
+        let state = (new as u32) & raw::ring::STATE_MASK;
+        if state == raw::ring::WRITING || state == raw::ring::READING {
+            new & !u64::from(raw::ring::TID_BITS)
+        } else {
+            new
+        }
+    }
+}
+
 thread_local! {
     /// Failed exchanges of any [`Loom`] word on this test's thread (loom
     /// runs a model's threads as coroutines of the test thread):
@@ -377,6 +416,30 @@ fn count_failure<T, E>(r: Result<T, E>) -> Result<T, E> {
     }
     r
 }
+
+/// The pipe ring's `CLOSED` bit, for `bug-pipe-close-lost` (32-bit words
+/// only).
+trait CloseBit: Sized {
+    fn close_bit() -> Option<Self>;
+}
+
+impl CloseBit for u32 {
+    fn close_bit() -> Option<u32> {
+        Some(raw::spsc::CLOSED)
+    }
+}
+
+macro_rules! no_close_bit {
+    ($($int:ty),*) => {$(
+        impl CloseBit for $int {
+            fn close_bit() -> Option<$int> {
+                None
+            }
+        }
+    )*};
+}
+
+no_close_bit!(u8, i64, u64);
 
 /// The lock bugs' value transforms ([`Bug::cas_new`]) act on 32-bit words;
 /// other widths are left alone.
@@ -400,7 +463,13 @@ macro_rules! other_widths {
     )*};
 }
 
-other_widths!(u8, i64, u64);
+other_widths!(u8, i64);
+
+impl CasNew for u64 {
+    fn cas_new(current: u64, new: u64) -> u64 {
+        ActiveBug::cas_new64(current, new)
+    }
+}
 
 /// A loom atomic `A` as shmsync's [`AtomicWord`], with this build's
 /// [`ActiveBug`] applied to what the code under test does with it. The
@@ -516,6 +585,9 @@ macro_rules! loom_word {
                 self.0.fetch_and(v, ActiveBug::write_order(o))
             }
             fn fetch_or(&self, v: $int, o: Ordering) -> $int {
+                if cfg!(feature = "bug-pipe-close-lost") && <$int>::close_bit() == Some(v) {
+                    return self.0.load(ActiveBug::load_order(acquire_part(o)));
+                }
                 self.0.fetch_or(v, ActiveBug::write_order(o))
             }
             fn fetch_xor(&self, v: $int, o: Ordering) -> $int {
@@ -586,7 +658,9 @@ const WORD_BUGS: usize = cfg!(feature = "bug-lost-wake") as usize
     + cfg!(feature = "bug-barrier-keeps-count") as usize
     + cfg!(feature = "bug-barrier-drops-broken") as usize
     + cfg!(feature = "bug-cond-no-advance") as usize
-    + cfg!(feature = "bug-cond-no-register") as usize;
+    + cfg!(feature = "bug-cond-no-register") as usize
+    + cfg!(feature = "bug-sem-taker-drops-waiters") as usize
+    + cfg!(feature = "bug-ring-anonymous-claim") as usize;
 // The count is a constant that is usually 0, which clippy finds absurd.
 #[allow(clippy::absurd_extreme_comparisons)]
 const _: () = assert!(WORD_BUGS <= 1, "enable at most one word bug-* feature");
@@ -625,18 +699,26 @@ pub type ActiveBug = BarrierKeepsCount;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-barrier-drops-broken")]
 pub type ActiveBug = BarrierDropsBroken;
-/// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
+/// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-cond-no-advance")]
 pub type ActiveBug = CondNoAdvance;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-cond-no-register")]
 pub type ActiveBug = CondNoRegister;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-sem-taker-drops-waiters")]
+pub type ActiveBug = SemTakerDropsWaiters;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-ring-anonymous-claim")]
+pub type ActiveBug = RingAnonymousClaim;
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
 #[cfg(not(any(
+    feature = "bug-ring-anonymous-claim",
     feature = "bug-barrier-keeps-count",
     feature = "bug-barrier-drops-broken",
     feature = "bug-cond-no-advance",
     feature = "bug-cond-no-register",
+    feature = "bug-sem-taker-drops-waiters",
     feature = "bug-event-no-generation",
     feature = "bug-lost-wake",
     feature = "bug-weak-release",

@@ -1,4 +1,5 @@
-//! State machines on a lock word, generic over the word.
+//! State machines on a lock word (and the event's and semaphore's words),
+//! generic over the word.
 //!
 //! Nothing in this module makes a system call, maps memory or looks at
 //! `cfg(loom)`: the same code runs on the mapped page in production (with
@@ -15,7 +16,10 @@ pub mod barrier;
 pub mod condvar;
 pub mod event;
 pub mod mutex;
+pub mod ring;
 pub mod rmw;
+pub mod semaphore;
+pub mod spsc;
 pub mod word;
 
 pub use barrier::RawBarrier;
@@ -24,6 +28,8 @@ pub use event::RawEvent;
 pub use mutex::{
     Acquired, Holds, RawMutex, Refused, NOT_RECOVERABLE, OWNER_DIED, TID_MASK, WAITERS,
 };
+pub use ring::{RawRing, RingError, RingWords};
+pub use semaphore::{RawSemaphore, Records};
 pub use word::{AtomicWord, Deadline, FutexWord, Liveness};
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ use super::*;
 mod barrier;
 mod condvar;
 mod event;
+mod ring;
+mod semaphore;
+mod spsc;
 
 fn id(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).expect("test ids are non-zero")

@@ -47,15 +47,25 @@ pub enum Kind {
     AtomicArray = 8,
     /// [`Event`](crate::Event) (9).
     Event = 9,
+    /// [`Semaphore`](crate::Semaphore) (10).
+    Semaphore = 10,
+    /// [`BoundedSemaphore`](crate::BoundedSemaphore) (11).
+    BoundedSemaphore = 11,
     /// [`Condition`](crate::Condition) (12).
     Condition = 12,
     /// [`Barrier`](crate::Barrier) (13).
     Barrier = 13,
+    /// [`Pipe`](crate::Pipe)'s two [`Connection`](crate::Connection)s (16).
+    Pipe = 16,
+    /// [`Queue`](crate::Queue) (14).
+    Queue = 14,
+    /// [`MessageQueue`](crate::MessageQueue) (15).
+    MessageQueue = 15,
 }
 
 impl Kind {
     /// Every kind, to read the header's number back.
-    const ALL: [Kind; 11] = [
+    const ALL: [Kind; 16] = [
         Kind::Value,
         Kind::RawValue,
         Kind::Array,
@@ -65,8 +75,13 @@ impl Kind {
         Kind::AtomicValue,
         Kind::AtomicArray,
         Kind::Event,
+        Kind::Semaphore,
+        Kind::BoundedSemaphore,
         Kind::Condition,
         Kind::Barrier,
+        Kind::Queue,
+        Kind::MessageQueue,
+        Kind::Pipe,
     ];
 
     /// The kind with header number `v`, if this build knows it.
@@ -100,6 +115,11 @@ impl Kind {
             Kind::Event => "Event",
             Kind::Condition => "Condition",
             Kind::Barrier => "Barrier",
+            Kind::Pipe => "Pipe",
+            Kind::Queue => "Queue",
+            Kind::MessageQueue => "MessageQueue",
+            Kind::Semaphore => "Semaphore",
+            Kind::BoundedSemaphore => "BoundedSemaphore",
         }
     }
 }

@@ -62,8 +62,13 @@ use crate::sys;
 /// thread that *ends* while the others wait for it breaks the round, as a
 /// killed one does. A thread that is done with a barrier leaves it by
 /// dropping its handle (the drop removes the calling thread's records); a
-/// process that ends normally drops its handles. A process killed before
-/// its first arrival is waited for, like any party that does not come.
+/// process that ends normally drops its handles. So give each thread its
+/// own clone: threads that only *borrow* a handle (scoped threads) and end
+/// after a round leave records of dead threads, and the next round breaks
+/// if the barrier is reused by other threads, unless it is
+/// [`reset`](Self::reset) first (a reset round's parties are not
+/// expected). A process killed before its first arrival is waited for,
+/// like any party that does not come.
 ///
 /// Handles are cheap to clone and are `Send + Sync`.
 ///

@@ -182,11 +182,49 @@ pub(crate) fn seal_size(fd: impl AsFd) -> Result<()> {
 /// `ftruncate(fd, len)`, then `fallocate` the pages, so that a full
 /// `/dev/shm` (or memory cgroup) is an `ENOSPC` error here rather than a
 /// `SIGBUS` on first touch. File systems without `fallocate` skip that step.
+///
+/// A size larger than the room left is refused with `ENOSPC` before
+/// anything is allocated ([`room_for`]): `fallocate` would otherwise fill
+/// the memory first (a memfd has no size limit of its own), pushing the
+/// machine towards its OOM killer before it fails.
 pub(crate) fn set_len(fd: impl AsFd, len: u64) -> Result<()> {
+    if !room_for(fd.as_fd(), len) {
+        return Err(Error::os("fallocate", Errno::NOSPC));
+    }
     rustix::fs::ftruncate(&fd, len).map_err(Error::io("ftruncate"))?;
     match rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, len) {
         Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),
         Err(e) => Err(Error::os("fallocate", e)),
+    }
+}
+
+/// Whether `len` bytes can be allocated for the file behind `fd`: the file
+/// system's free space where it has a limit (`fstatvfs`: a `/dev/shm`
+/// mount), else (a memfd's internal mount reports none) the memory and swap
+/// the kernel says are available (`/proc/meminfo`). `true` when neither can
+/// be read: `fallocate` then decides. Others allocate concurrently, so this
+/// only catches sizes that cannot fit, not every shortage.
+fn room_for(fd: BorrowedFd<'_>, len: u64) -> bool {
+    if let Ok(st) = rustix::fs::fstatvfs(fd) {
+        if st.f_blocks > 0 {
+            return len <= st.f_bavail.saturating_mul(st.f_frsize);
+        }
+    }
+    let Ok(info) = std::fs::read_to_string("/proc/meminfo") else {
+        return true;
+    };
+    let kib = |key: &str| -> Option<u64> {
+        let line = info.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    match (kib("MemAvailable:"), kib("SwapFree:")) {
+        (Some(mem), swap) => len <= mem.saturating_add(swap.unwrap_or(0)).saturating_mul(1024),
+        (None, _) => true,
     }
 }
 

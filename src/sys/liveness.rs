@@ -86,6 +86,26 @@
 //! on. Should even it fail (`ENOLCK` again), the thread locks unaccounted
 //! for, and a waiter may judge it dead: the one remaining hole, open only
 //! while the kernel is out of lock memory.
+//!
+//! # Claims (per-process and per-handle identities)
+//!
+//! The bytes above are per *thread*: right for a lock, whose owner is a
+//! thread. An object whose parts belong to a *process* (a pipe's ends)
+//! needs an identity that outlives the thread that took it, and claim
+//! bytes `CLAIM_BASE + k` provide two:
+//!
+//! - [`LivenessFile::claim`]: an exclusive lock on this process's
+//!   description (the one above). It lasts until [`LivenessFile::release`],
+//!   `execve` or the process's death, whatever thread took it, and a
+//!   forked child does not hold it (its inherited descriptions are closed).
+//! - [`HandleClaim`]: a shared (read) lock on a description of the
+//!   handle's own, whose descriptor a forked child inherits: like an
+//!   inherited pipe descriptor, it is held until every process holding a
+//!   copy closed it or died (close-on-exec).
+//!
+//! Both are judged through a [`HandleClaim`]'s description, which sees
+//! every other description's locks, this process's own included
+//! ([`HandleClaim::held_elsewhere`]).
 
 use core::cell::{Cell, RefCell};
 use core::ptr;
@@ -102,6 +122,9 @@ use crate::error::{Error, Result};
 
 /// Byte of thread `tid`: far beyond any segment's data.
 const TID_BASE: i64 = 1 << 40;
+/// Claim byte `k` is `CLAIM_BASE + k` (module docs, "Claims"): beyond every
+/// TID byte (TIDs are below 2^30).
+const CLAIM_BASE: i64 = 1 << 41;
 /// Read-locked by a process that holds locks without a TID byte.
 const BLIND: i64 = TID_BASE - 1;
 
@@ -110,6 +133,15 @@ const BLIND: i64 = TID_BASE - 1;
 static FORK_GEN: AtomicU32 = AtomicU32::new(0);
 /// Identities of [`LivenessFile`]s, never reused (thread-local cache keys).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The number of forks in this process's ancestry since it started (or
+/// since its last `execve`): a value recorded in one process and read
+/// again in a forked child differs. Counted by the thread module's atfork
+/// handler, registered by the first [`crate::sys::thread::tid`].
+pub(crate) fn fork_generation() -> u32 {
+    // Relaxed: a forked child increments it in its only thread.
+    FORK_GEN.load(Relaxed)
+}
 
 /// The thread part of the atfork child handler (`sys::thread`): the
 /// forking thread's cache names the parent's descriptions. The table is
@@ -331,6 +363,45 @@ impl LivenessFile {
         (fd >= 0).then_some(fd)
     }
 
+    /// Takes claim byte `k` for this process, exclusively: `Ok(false)`,
+    /// taking nothing, if another description holds it (another process's
+    /// claim, or a claim of this process, judged through `probe`). The
+    /// claim lasts until [`release`](Self::release), `execve` or the
+    /// process's death; a forked child does not hold it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if this process's description cannot be (re-)opened
+    /// or the kernel refuses the lock for another reason than a holder.
+    pub(crate) fn claim(&self, file: BorrowedFd<'_>, probe: &HandleClaim, k: u32) -> Result<bool> {
+        let fd = self
+            .description(file)
+            .ok_or(Error::os("open(/proc/self/fd/N)", Errno::BADF))?;
+        let at = CLAIM_BASE + i64::from(k);
+        // Two handles of this process claiming at once would both succeed
+        // on the one description: the registry lock serialises them.
+        let _g = RegistryLock::take();
+        match held(probe.fd.as_raw_fd(), at) {
+            Some(false) => {}
+            Some(true) => return Ok(false),
+            None => return Err(Error::os("fcntl(F_OFD_GETLK)", last_errno())),
+        }
+        if set(fd, libc::F_WRLCK, at) {
+            return Ok(true);
+        }
+        match last_errno() {
+            Errno::AGAIN | Errno::ACCESS => Ok(false),
+            e => Err(Error::os("fcntl(F_OFD_SETLK)", e)),
+        }
+    }
+
+    /// Gives back claim byte `k` taken by [`claim`](Self::claim) in this
+    /// process (not in a forked child: its description is another).
+    pub(crate) fn release(&self, k: u32) {
+        if let Some(fd) = self.current() {
+            set(fd, libc::F_UNLCK, CLAIM_BASE + i64::from(k));
+        }
+    }
+
     /// Whether thread `tid`, which the lock word names as the owner, is
     /// known to be dead (see the module docs). `false` when unsure.
     pub(crate) fn owner_dead(&self, file: BorrowedFd<'_>, tid: u32) -> bool {
@@ -370,6 +441,48 @@ impl Drop for LivenessFile {
             n => e.refs.store(n - 1, Relaxed),
         }
     }
+}
+
+/// A handle's own description of a segment file, holding a shared lock
+/// on one claim byte while any process holds its descriptor (module docs,
+/// "Claims"): close-on-exec, never mapped, never handed out.
+#[derive(Debug)]
+pub(crate) struct HandleClaim {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl HandleClaim {
+    /// Opens a new description of `file` and read-locks claim byte `k`
+    /// on it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be re-opened through
+    /// `/proc/self/fd` or the lock is refused (`ENOLCK`).
+    pub(crate) fn take(file: BorrowedFd<'_>, k: u32) -> Result<HandleClaim> {
+        use std::os::fd::FromRawFd;
+        let raw = reopen(file)?;
+        // SAFETY: `reopen` returned a new descriptor, owned from here on.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        if !set(raw, libc::F_RDLCK, CLAIM_BASE + i64::from(k)) {
+            return Err(Error::os("fcntl(F_OFD_SETLK)", last_errno()));
+        }
+        Ok(HandleClaim { fd })
+    }
+
+    /// Whether claim byte `k` is locked, shared or exclusively, by a
+    /// description other than this handle's: any process's, this one's
+    /// included. `None` if the kernel would not say.
+    pub(crate) fn held_elsewhere(&self, k: u32) -> Option<bool> {
+        held(self.fd.as_raw_fd(), CLAIM_BASE + i64::from(k))
+    }
+}
+
+fn last_errno() -> Errno {
+    Errno::from_raw_os_error(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
 }
 
 /// One process-wide description of a segment file.

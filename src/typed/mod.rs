@@ -8,6 +8,7 @@ mod elements;
 mod value;
 
 pub use array::{Array, ArrayGuard, RawArray};
+pub(crate) use element::elem_desc;
 pub use element::{CChar, CLong, CULong, Element, WChar};
 pub(crate) use elements::Elements;
 pub use value::{RawValue, Value, ValueGuard};

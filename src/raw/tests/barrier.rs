@@ -486,3 +486,46 @@ fn the_spinning_hint_halves_when_the_waiter_sleeps() {
     assert_eq!(h.b().wait(id(2), None, None), Ok(1));
     assert_eq!(join_watched(t), Ok(0));
 }
+
+#[test]
+fn records_of_ended_threads_are_forgotten_after_a_reset_or_a_withdraw() {
+    // Round 0 completed with parties 77 and 78, which then ended without
+    // withdrawing (scoped threads borrowing a handle): a new party waiting
+    // in round 1 finds them dead...
+    let h = Heap::<Spy>::new(2);
+    let gone = |h: &Heap| {
+        h.recs.iter().for_each(|r| r.store(0, Relaxed));
+        h.recs[0].store(rec(77, 0), Relaxed);
+        h.recs[1].store(rec(78, 0), Relaxed);
+        h.word.store(GEN_ONE, Relaxed);
+    };
+    let dead = || Dead {
+        dead: vec![77, 78],
+        asked: vec![],
+    };
+    gone(&h);
+    let mut dog = watchdog();
+    assert_eq!(
+        h.b().wait(id(5), Some(&mut dog), Some(&mut dead())),
+        Err(Broken)
+    );
+    assert!(ended_by_itself(&dog));
+    // ... unless they withdrew, or the barrier was reset since.
+    for forget in [0, 1] {
+        gone(&h);
+        if forget == 0 {
+            h.b().withdraw(id(77));
+            h.b().withdraw(id(78));
+        } else {
+            h.b().reset();
+        }
+        let h2 = h.clone();
+        let base = h.word.waits.load(Relaxed);
+        let t = thread::spawn(move || h2.b().wait(id(5), None, Some(&mut dead())));
+        // Two sleeps (so at least one probe), or broken (then the round
+        // below fails instead of hanging).
+        until(|| t.is_finished() || h.word.waits.load(Relaxed) >= base + 2);
+        assert_eq!(h.b().wait(id(6), None, None), Ok(1));
+        assert_eq!(join_watched(t), Ok(0));
+    }
+}

@@ -1,7 +1,8 @@
 """shmsync: multiprocessing's shared objects in shared memory, done right.
 
 ``Value``, ``Array``, ``RawValue``, ``RawArray``, ``Lock``, ``RLock``,
-``Event``, ``Condition`` and ``Barrier`` with the signatures of :mod:`multiprocessing`, plus
+``Event``, ``Condition``, ``Barrier``, ``Semaphore`` and
+``BoundedSemaphore`` with the signatures of :mod:`multiprocessing`, plus
 ``AtomicValue``/``AtomicArray`` (lock-free operations), named objects that
 any process -- Python or Rust (the ``shmsync`` crate) -- opens by name, and
 robust locks: a lock whose owner died is reported as
@@ -29,12 +30,14 @@ from ._shmsync import (
     AtomicArray,
     AtomicValue,
     Barrier,
+    BoundedSemaphore,
     Condition,
     Event,
     Lock,
     RawArray as _RawArray,
     RawValue as _RawValue,
     RLock,
+    Semaphore,
     Synchronized,
     SynchronizedArray,
     inspect,
@@ -51,6 +54,8 @@ __all__ = [
     "Event",
     "Condition",
     "Barrier",
+    "Semaphore",
+    "BoundedSemaphore",
     "AtomicValue",
     "AtomicArray",
     "Synchronized",
@@ -212,6 +217,8 @@ _OPEN = {
     "Event": Event.open,
     "Condition": Condition.open,
     "Barrier": Barrier.open,
+    "Semaphore": Semaphore.open,
+    "BoundedSemaphore": BoundedSemaphore.open,
 }
 
 

@@ -4,7 +4,8 @@
 //! [`_shmsync`]: `lock.rs` (Lock, RLock), `value.rs` (Synchronized,
 //! RawValue), `array.rs` (SynchronizedArray, RawArray), `atomic.rs`
 //! (AtomicValue, AtomicArray), `event.rs` (Event), `condition.rs`
-//! (Condition), `barrier.rs` (Barrier). What they share:
+//! (Condition), `barrier.rs` (Barrier), `semaphore.rs`
+//! (Semaphore, BoundedSemaphore). What they share:
 //! `elem.rs` (type codes, Python <-> element conversions, the enums over
 //! the element types), `wait.rs` (blocking with the GIL released and
 //! signals checked; the thread's lock holds), `errors.rs` (crate errors as
@@ -24,6 +25,7 @@ mod errors;
 mod event;
 mod handle;
 mod lock;
+mod semaphore;
 mod value;
 mod wait;
 
@@ -39,6 +41,7 @@ fn _shmsync(m: &Bound<'_, PyModule>) -> PyResult<()> {
     event::register(m)?;
     condition::register(m)?;
     barrier::register(m)?;
+    semaphore::register(m)?;
     handle::register(m)?;
     m.add_function(wrap_pyfunction!(wait::after_fork_child, m)?)?;
     Ok(())

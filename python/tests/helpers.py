@@ -250,3 +250,13 @@ def barrier_wait_report(b, ready, result):
         result.value = 3
     except KeyboardInterrupt:
         result.value = 2
+
+
+def sem_workers(sem, inside, most, n):
+    """n times: holds `sem` while counting itself in `inside`; `most`
+    records the most holders seen at once."""
+    for _ in range(n):
+        with sem:
+            k = inside.fetch_add(1) + 1
+            most.fetch_max(k)
+            inside.fetch_sub(1)

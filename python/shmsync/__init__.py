@@ -1,8 +1,8 @@
 """shmsync: multiprocessing's shared objects in shared memory, done right.
 
 ``Value``, ``Array``, ``RawValue``, ``RawArray``, ``Lock``, ``RLock``,
-``Event``, ``Condition``, ``Barrier``, ``Semaphore`` and
-``BoundedSemaphore`` with the signatures of :mod:`multiprocessing`, plus
+``Event``, ``Condition``, ``Barrier``, ``Semaphore``,
+``BoundedSemaphore`` and ``Pipe`` with the signatures of :mod:`multiprocessing`, plus
 ``AtomicValue``/``AtomicArray`` (lock-free operations), named objects that
 any process -- Python or Rust (the ``shmsync`` crate) -- opens by name, and
 robust locks: a lock whose owner died is reported as
@@ -32,8 +32,11 @@ from ._shmsync import (
     Barrier,
     BoundedSemaphore,
     Condition,
+    Connection,
     Event,
     Lock,
+    MessageQueue,
+    Pipe,
     RawArray as _RawArray,
     RawValue as _RawValue,
     RLock,
@@ -56,6 +59,9 @@ __all__ = [
     "Barrier",
     "Semaphore",
     "BoundedSemaphore",
+    "Pipe",
+    "Connection",
+    "MessageQueue",
     "AtomicValue",
     "AtomicArray",
     "Synchronized",
@@ -219,6 +225,7 @@ _OPEN = {
     "Barrier": Barrier.open,
     "Semaphore": Semaphore.open,
     "BoundedSemaphore": BoundedSemaphore.open,
+    "MessageQueue": MessageQueue.open,
 }
 
 

@@ -5,7 +5,8 @@
 //! RawValue), `array.rs` (SynchronizedArray, RawArray), `atomic.rs`
 //! (AtomicValue, AtomicArray), `event.rs` (Event), `condition.rs`
 //! (Condition), `barrier.rs` (Barrier), `semaphore.rs`
-//! (Semaphore, BoundedSemaphore). What they share:
+//! (Semaphore, BoundedSemaphore), `pipe.rs` (Pipe, Connection,
+//! MessageQueue). What they share:
 //! `elem.rs` (type codes, Python <-> element conversions, the enums over
 //! the element types), `wait.rs` (blocking with the GIL released and
 //! signals checked; the thread's lock holds), `errors.rs` (crate errors as
@@ -25,6 +26,7 @@ mod errors;
 mod event;
 mod handle;
 mod lock;
+mod pipe;
 mod semaphore;
 mod value;
 mod wait;
@@ -42,6 +44,7 @@ fn _shmsync(m: &Bound<'_, PyModule>) -> PyResult<()> {
     condition::register(m)?;
     barrier::register(m)?;
     semaphore::register(m)?;
+    pipe::register(m)?;
     handle::register(m)?;
     m.add_function(wrap_pyfunction!(wait::after_fork_child, m)?)?;
     Ok(())

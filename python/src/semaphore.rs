@@ -67,11 +67,12 @@ macro_rules! semaphore_class {
             #[pyo3(signature = (value=1, *, name=None))]
             fn new(value: i64, name: Option<&str>) -> PyResult<Self> {
                 if value < 0 {
-                    return Err(PyValueError::new_err("semaphore initial value must be >= 0"));
+                    return Err(PyValueError::new_err(
+                        "semaphore initial value must be >= 0",
+                    ));
                 }
-                let v = u32::try_from(value).map_err(|_| {
-                    PyValueError::new_err("semaphore initial value too large")
-                })?;
+                let v = u32::try_from(value)
+                    .map_err(|_| PyValueError::new_err("semaphore initial value too large"))?;
                 Ok($rust {
                     s: match name {
                         None => shmsync::$kind::new(v),
@@ -135,9 +136,14 @@ macro_rules! semaphore_class {
                 if n < 1 {
                     return Err(PyValueError::new_err("n must be one or more"));
                 }
-                let n = u32::try_from(n)
-                    .map_err(|_| PyValueError::new_err("semaphore or lock released too many times"))?;
-                let r = if n == 1 { self.s.release() } else { self.s.release_n(n) };
+                let n = u32::try_from(n).map_err(|_| {
+                    PyValueError::new_err("semaphore or lock released too many times")
+                })?;
+                let r = if n == 1 {
+                    self.s.release()
+                } else {
+                    self.s.release_n(n)
+                };
                 r.map_err(|_| PyValueError::new_err("semaphore or lock released too many times"))
             }
 
@@ -175,7 +181,15 @@ macro_rules! semaphore_class {
             }
 
             fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-                handle::reduce(py, $py, self.s.name(), handle::raw_fd(&self.s), None, 0, None)
+                handle::reduce(
+                    py,
+                    $py,
+                    self.s.name(),
+                    handle::raw_fd(&self.s),
+                    None,
+                    0,
+                    None,
+                )
             }
 
             fn __repr__(&self) -> String {

@@ -260,3 +260,36 @@ def sem_workers(sem, inside, most, n):
             k = inside.fetch_add(1) + 1
             most.fetch_max(k)
             inside.fetch_sub(1)
+
+
+def pipe_echo(conn, n):
+    """Echoes n objects back, then closes its end."""
+    for _ in range(n):
+        conn.send(conn.recv())
+    conn.close()
+
+
+def pipe_send_and_wait(conn, ready):
+    """Takes its end by sending one message, then waits to be killed."""
+    conn.send_bytes(b"hello")
+    ready.set()
+    time.sleep(60)
+
+
+def pipe_blocked_recv(conn, ready, result):
+    """Blocks in recv(); records 1 (a message), 2 (KeyboardInterrupt), 3
+    (EOFError)."""
+    try:
+        conn.poll(0)  # take the end
+        ready.set()
+        conn.recv_bytes()
+        result.value = 1
+    except KeyboardInterrupt:
+        result.value = 2
+    except EOFError:
+        result.value = 3
+
+
+def mq_producer(q, n):
+    for i in range(n):
+        q.send(i.to_bytes(4, "little"))

@@ -353,11 +353,8 @@ impl PyCondition {
         timeout: Option<f64>,
     ) -> PyResult<PyObject> {
         let mut result = predicate.call0()?;
-        let end = match wait::timeout(timeout)? {
-            None if timeout.is_some() => None, // too large: forever
-            None => None,
-            Some(d) => std::time::Instant::now().checked_add(d),
-        };
+        // `None`: no timeout, or one too large to represent.
+        let end = wait::timeout(timeout)?.and_then(|d| std::time::Instant::now().checked_add(d));
         while !result.is_truthy()? {
             let left = match end {
                 None => None,

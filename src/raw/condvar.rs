@@ -204,9 +204,10 @@ impl<W: FutexWord> RawCondvar<W> {
         true
     }
 
-    /// Advances the sequence if anybody waits.
+    /// Advances the sequence if anybody waits (the write half of a
+    /// notify, without its wake).
     #[inline]
-    fn advance(&self) -> bool {
+    pub fn advance(&self) -> bool {
         // Relaxed: sees every waiter whose critical section came before
         // the notifier's (module docs).
         if self.waiters.atomic().load(Relaxed) == 0 {

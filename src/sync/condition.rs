@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::raw::{Deadline, RawCondvar};
+use crate::raw::{Deadline, FutexWord, RawCondvar};
 use crate::shared::SharedObject;
 use crate::shm::object::{ElemDesc, Kind, LockMode, Object, Shape, Spec};
 use crate::shm::segment::Segment;
@@ -50,6 +50,8 @@ mod private {
         fn lock_ref(&self, named: bool) -> crate::Result<Ref>;
         /// Locks it.
         fn acquire(&self) -> Result<Self::Guard<'_>, LockError<Self::Guard<'_>>>;
+        /// Whether the calling thread holds it (its own records).
+        fn held_here(&self) -> bool;
     }
 }
 
@@ -77,6 +79,9 @@ macro_rules! condition_lock {
             }
             fn acquire(&self) -> core::result::Result<$g<'_>, LockError<$g<'_>>> {
                 self.lock()
+            }
+            fn held_here(&self) -> bool {
+                self.handle().is_held_by_current_thread()
             }
         }
         impl ConditionLock for $l {}
@@ -639,7 +644,27 @@ impl<L: ConditionLock> Condition<L> {
     /// # Ok(()) }
     /// ```
     pub fn notify(&self, n: u32) {
-        self.raw().notify(n);
+        if n > 0 {
+            self.wake(n);
+        }
+    }
+
+    /// Advances the sequence if anybody waits, then wakes `n` (`u32::MAX`:
+    /// all) of them: when this thread releases the lock if it holds it
+    /// (`sync/deferred.rs`: wait morphing), else now.
+    fn wake(&self, n: u32) {
+        let raw = self.raw();
+        if !raw.advance() {
+            return;
+        }
+        if self.lock.held_here() && super::deferred::defer(&self.seg, raw.seq(), n) {
+            return;
+        }
+        if n == u32::MAX {
+            raw.seq().wake_all();
+        } else {
+            raw.seq().wake_n(n);
+        }
     }
 
     /// Wakes one waiting thread: `notify(1)`, std's `notify_one`.
@@ -651,7 +676,7 @@ impl<L: ConditionLock> Condition<L> {
     /// # Ok(()) }
     /// ```
     pub fn notify_one(&self) {
-        self.raw().notify(1);
+        self.wake(1);
     }
 
     /// Wakes every thread of every process waiting on this condition
@@ -664,7 +689,7 @@ impl<L: ConditionLock> Condition<L> {
     /// # Ok(()) }
     /// ```
     pub fn notify_all(&self) {
-        self.raw().notify_all();
+        self.wake(u32::MAX);
     }
 }
 

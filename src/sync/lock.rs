@@ -359,6 +359,10 @@ impl LockHandle {
             // SAFETY: clears it.
             unsafe { robust::set_pending(h, 0) };
         }
+        if others == 0 {
+            // The word is free: the wakes of conditions notified under it.
+            super::deferred::flush();
+        }
     }
 
     /// Links the node of another mapping of this slot held by this thread,
@@ -817,6 +821,12 @@ lock_type! {
 }
 
 impl RLock {
+    pub(crate) fn handle(&self) -> &LockHandle {
+        &self.h
+    }
+}
+
+impl Lock {
     pub(crate) fn handle(&self) -> &LockHandle {
         &self.h
     }

@@ -5,6 +5,7 @@
 mod barrier;
 mod condition;
 pub(crate) mod deadline;
+mod deferred;
 mod event;
 mod lock;
 mod lock_result;

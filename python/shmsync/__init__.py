@@ -1,7 +1,8 @@
 """shmsync: multiprocessing's shared objects in shared memory, done right.
 
-``Value``, ``Array``, ``RawValue``, ``RawArray``, ``Lock``, ``RLock`` and
-``Event`` with the signatures of :mod:`multiprocessing`, plus
+``Value``, ``Array``, ``RawValue``, ``RawArray``, ``Lock``, ``RLock``,
+``Event``, ``Condition``, ``Barrier``, ``Semaphore``,
+``BoundedSemaphore`` and ``Pipe`` with the signatures of :mod:`multiprocessing`, plus
 ``AtomicValue``/``AtomicArray`` (lock-free operations), named objects that
 any process -- Python or Rust (the ``shmsync`` crate) -- opens by name, and
 robust locks: a lock whose owner died is reported as
@@ -28,11 +29,18 @@ from ._errors import (
 from ._shmsync import (
     AtomicArray,
     AtomicValue,
+    Barrier,
+    BoundedSemaphore,
+    Condition,
+    Connection,
     Event,
     Lock,
+    MessageQueue,
+    Pipe,
     RawArray as _RawArray,
     RawValue as _RawValue,
     RLock,
+    Semaphore,
     Synchronized,
     SynchronizedArray,
     inspect,
@@ -47,6 +55,13 @@ __all__ = [
     "Lock",
     "RLock",
     "Event",
+    "Condition",
+    "Barrier",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Pipe",
+    "Connection",
+    "MessageQueue",
     "AtomicValue",
     "AtomicArray",
     "Synchronized",
@@ -206,6 +221,11 @@ _OPEN = {
     "AtomicValue": AtomicValue.open,
     "AtomicArray": AtomicArray.open,
     "Event": Event.open,
+    "Condition": Condition.open,
+    "Barrier": Barrier.open,
+    "Semaphore": Semaphore.open,
+    "BoundedSemaphore": BoundedSemaphore.open,
+    "MessageQueue": MessageQueue.open,
 }
 
 

@@ -25,7 +25,7 @@ use shmsync::{LockGuard, RLockGuard, TryLockError};
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
 
 /// A value that crosses `allow_threads` back to the thread it was made on.
-struct SameThread<T>(T);
+pub(crate) struct SameThread<T>(pub(crate) T);
 
 // SAFETY: `Python::allow_threads` runs its closure on the calling thread
 // and returns on it: the value (a `!Send` guard of a hold by this thread)
@@ -245,6 +245,74 @@ pub(crate) fn count(lock: &Arc<LockObj>) -> usize {
             .filter(|x| Arc::ptr_eq(&x.lock, lock))
             .count()
     })
+}
+
+/// Runs `f` on the current thread's newest hold of `lock` (through this
+/// handle), taken out of the thread's holds meanwhile: `f` gets its guard
+/// and gives it back (`Some`: recorded again as the newest hold of `lock`)
+/// or gives it up (`None`: it was consumed, the hold is gone). `None` if
+/// the thread has no hold of `lock`. The guard's lifetime is erased (it
+/// borrows `*lock`, which stays alive until after `f`): `f` must not keep
+/// it anywhere but in its result.
+pub(crate) fn with_hold<R>(
+    lock: &Arc<LockObj>,
+    f: impl FnOnce(Guard<'static>) -> (Option<Guard<'static>>, R),
+) -> Option<R> {
+    let hold = HOLDS.with(|h| {
+        let mut h = h.borrow_mut();
+        let i = h.0.iter().rposition(|x| Arc::ptr_eq(&x.lock, lock))?;
+        Some(h.0.remove(i))
+    })?;
+    let mut hold = ManuallyDrop::new(hold);
+    // SAFETY: `hold` is never used nor dropped again (`ManuallyDrop`), so
+    // each field is taken out once. The guard borrows the `LockObj` in
+    // `handle`, which lives until after `f` and, if the guard comes back,
+    // is recorded with it again (the guard dropped before it, `Hold`).
+    let (guard, handle) = unsafe {
+        (
+            ManuallyDrop::take(&mut hold.guard),
+            ManuallyDrop::take(&mut hold.lock),
+        )
+    };
+    let (back, r) = f(guard);
+    if let Some(g) = back {
+        let hold = Hold {
+            guard: ManuallyDrop::new(g),
+            lock: ManuallyDrop::new(handle),
+        };
+        HOLDS.with(|h| h.borrow_mut().0.push(hold));
+    }
+    Some(r)
+}
+
+/// The `stop` callback of the crate's interruptible waits
+/// (`wait_timeout_unless`): called with the GIL released, it takes the GIL
+/// to run the signal handlers (Ctrl-C) and keeps their exception.
+#[derive(Default)]
+pub(crate) struct Interrupt {
+    pub(crate) err: Option<PyErr>,
+}
+
+impl Interrupt {
+    /// Whether to stop waiting: a signal handler raised.
+    pub(crate) fn poll(&mut self) -> bool {
+        if self.err.is_none() {
+            self.err = Python::with_gil(|py| py.check_signals()).err();
+        }
+        self.err.is_some()
+    }
+}
+
+/// A Python timeout (`None`: none; negative: 0) for the crate's waits
+/// (`None` also for a timeout too large to represent).
+pub(crate) fn timeout(t: Option<f64>) -> PyResult<Option<Duration>> {
+    match t {
+        None => Ok(None),
+        Some(t) if t.is_nan() => Err(pyo3::exceptions::PyValueError::new_err(
+            "timeout must be a number, not NaN",
+        )),
+        Some(t) => Ok(Duration::try_from_secs_f64(t.max(0.0)).ok()),
+    }
 }
 
 /// Forgets the holds copied from the parent's forking thread: in a child

@@ -169,3 +169,127 @@ def release_in_child(lock, out):
     except (ValueError, AssertionError):
         out.value = 2
     out.value += 10 * int(lock.acquire(False))
+
+
+# --- Condition and Barrier -------------------------------------------------
+
+
+def cond_ping_pong(cond, v, me, rounds, out):
+    """Two parties take turns: party `me` (0 or 1) waits for v.value % 2 ==
+    me, increments v and notifies; `out` counts its turns (a lost wake-up
+    shows as a timed-out wait_for)."""
+    for _ in range(rounds):
+        with cond:
+            t = time.monotonic()
+            ok = cond.wait_for(lambda: v.value % 2 == me, timeout=20)
+            # A turn takes microseconds: 10 s is a lost notify (the
+            # predicate may have become true by the time a wait ran out).
+            if not ok or time.monotonic() - t > 10:
+                out.value = -1
+                return
+            v.value += 1
+            out.value += 1
+            cond.notify_all()
+
+
+def cond_set_flag(cond, flag, ready):
+    """Waits for `ready`, then sets `flag` under the condition's lock and
+    notifies."""
+    ready.wait(30)
+    with cond:
+        flag.value = 1
+        cond.notify()
+
+
+def cond_blocked_wait(cond, ready, result):
+    """Blocks in cond.wait(); reports what ended it (2: KeyboardInterrupt)
+    and whether the lock was held again afterwards (+10)."""
+    with cond:
+        try:
+            ready.set()
+            cond.wait()
+            result.value = 1
+        except KeyboardInterrupt:
+            result.value = 2
+        if cond.get_lock()._is_owned():
+            result.value += 10
+
+
+def cond_hold_and_wait(cond, flag, ready):
+    """Takes the condition's lock, sets flag, notifies, signals ready, and
+    waits to be killed (holding the lock)."""
+    with cond:
+        flag.value = 1
+        cond.notify()
+        ready.set()
+        time.sleep(60)
+
+
+def barrier_rounds(b, rounds, arrived, index_sum, failures):
+    """`rounds` rounds of b.wait(): each checks that every party of the
+    round arrived before anyone passed (`arrived` counts arrivals)."""
+    parties = b.parties
+    for r in range(rounds):
+        arrived.fetch_add(1)
+        i = b.wait(timeout=60)
+        index_sum.fetch_add(i)
+        if arrived.load() < parties * (r + 1):
+            failures.fetch_add(1)
+
+
+def barrier_wait_report(b, ready, result):
+    """Waits on b; records 1 (passed), 3 (BrokenBarrierError) or 2
+    (KeyboardInterrupt)."""
+    import threading
+
+    try:
+        ready.set()
+        b.wait()
+        result.value = 1
+    except threading.BrokenBarrierError:
+        result.value = 3
+    except KeyboardInterrupt:
+        result.value = 2
+
+
+def sem_workers(sem, inside, most, n):
+    """n times: holds `sem` while counting itself in `inside`; `most`
+    records the most holders seen at once."""
+    for _ in range(n):
+        with sem:
+            k = inside.fetch_add(1) + 1
+            most.fetch_max(k)
+            inside.fetch_sub(1)
+
+
+def pipe_echo(conn, n):
+    """Echoes n objects back, then closes its end."""
+    for _ in range(n):
+        conn.send(conn.recv())
+    conn.close()
+
+
+def pipe_send_and_wait(conn, ready):
+    """Takes its end by sending one message, then waits to be killed."""
+    conn.send_bytes(b"hello")
+    ready.set()
+    time.sleep(60)
+
+
+def pipe_blocked_recv(conn, ready, result):
+    """Blocks in recv(); records 1 (a message), 2 (KeyboardInterrupt), 3
+    (EOFError)."""
+    try:
+        conn.poll(0)  # take the end
+        ready.set()
+        conn.recv_bytes()
+        result.value = 1
+    except KeyboardInterrupt:
+        result.value = 2
+    except EOFError:
+        result.value = 3
+
+
+def mq_producer(q, n):
+    for i in range(n):
+        q.send(i.to_bytes(4, "little"))

@@ -13,7 +13,7 @@ use crate::raw::{Deadline, Liveness};
 use crate::shared::SharedObject;
 use crate::shm::object::{ElemDesc, Kind, LockMode, Object, Shape};
 use crate::shm::segment::Segment;
-use crate::sync::deadline::Until;
+use crate::sync::deadline::{Stoppable, Until};
 use crate::sync::RLock;
 use crate::sys;
 
@@ -336,6 +336,45 @@ impl Barrier {
             Some(mut t) => self.wait_with(Some(&mut t)),
             None => self.wait_with(None),
         }
+    }
+
+    /// [`wait_timeout`](Self::wait_timeout) (`None`: without timeout)
+    /// that something else can cut short: `stop` is called before each
+    /// sleep (at least every 50 ms while the caller waits, never while it
+    /// spins), and once it returns `true` the wait ends as an expired
+    /// timeout does: it **breaks the barrier** (as an exception in a
+    /// waiting Python thread does). The Python binding checks for Ctrl-C
+    /// there.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmsync::Error> {
+    /// let b = shmsync::Barrier::new(2)?;
+    /// let mut polls = 0;
+    /// let r = b.wait_timeout_unless(None, || {
+    ///     polls += 1;
+    ///     polls == 2
+    /// });
+    /// assert!(r.is_err());
+    /// assert!(b.is_broken());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`wait_timeout`](Self::wait_timeout), and when `stop`
+    /// returns `true` first.
+    pub fn wait_timeout_unless<F>(
+        &self,
+        timeout: Option<Duration>,
+        stop: F,
+    ) -> core::result::Result<BarrierWaitResult, BarrierError>
+    where
+        F: FnMut() -> bool,
+    {
+        let mut d = Stoppable {
+            until: timeout.and_then(Until::after),
+            stop,
+        };
+        self.wait_with(Some(&mut d))
     }
 
     /// Breaks the barrier (Python's `abort`): the current waiters and

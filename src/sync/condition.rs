@@ -14,7 +14,7 @@ use crate::raw::{Deadline, FutexWord, RawCondvar};
 use crate::shared::SharedObject;
 use crate::shm::object::{ElemDesc, Kind, LockMode, Object, Shape, Spec};
 use crate::shm::segment::Segment;
-use crate::sync::deadline::Until;
+use crate::sync::deadline::{Stoppable, Until};
 use crate::sync::lock::Suspended;
 use crate::sync::{HeldLock, Lock, LockError, LockGuard, RLock, RLockGuard};
 
@@ -489,6 +489,53 @@ impl<L: ConditionLock> Condition<L> {
             Some(mut t) => self.wait_guard(guard, Some(&mut t)),
             None => self.wait_guard(guard, None),
         };
+        let t = WaitTimeoutResult(!moved);
+        r.map(|g| (g, t)).map_err(|e| e.map(|g| (g, t)))
+    }
+
+    /// [`wait_timeout`](Self::wait_timeout) (`None`: without timeout)
+    /// that something else can cut short: `stop` is called before each
+    /// sleep (at least every 50 ms while the thread waits, never while it
+    /// is notified), and once it returns `true` the wait ends as if its
+    /// time had run out (the lock re-acquired, `timed_out()` true). For
+    /// waits that must stay responsive to a shutdown flag or a signal (the
+    /// Python binding checks for Ctrl-C there). A notify that comes first
+    /// wins: the wait then returns not timed out.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cond = shmsync::Condition::<shmsync::RLock>::new()?;
+    /// let g = cond.lock().unwrap();
+    /// let mut polls = 0;
+    /// let (g, r) = cond
+    ///     .wait_timeout_unless(g, None, || {
+    ///         polls += 1;
+    ///         polls == 3 // "interrupted" at the third poll
+    ///     })
+    ///     .unwrap();
+    /// assert!(r.timed_out());
+    /// assert_eq!(polls, 3);
+    /// drop(g);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_timeout_unless<'a, F>(
+        &self,
+        guard: Guard<'a, L>,
+        timeout: Option<Duration>,
+        stop: F,
+    ) -> WaitTimeoutLockResult<Guard<'a, L>>
+    where
+        F: FnMut() -> bool,
+    {
+        let mut d = Stoppable {
+            until: timeout.and_then(Until::after),
+            stop,
+        };
+        // A timeout too large for the clock waits for `stop` only.
+        let (r, moved) = self.wait_guard(guard, Some(&mut d));
         let t = WaitTimeoutResult(!moved);
         r.map(|g| (g, t)).map_err(|e| e.map(|g| (g, t)))
     }

@@ -23,3 +23,24 @@ impl Deadline for Until {
             .filter(|d| !d.is_zero())
     }
 }
+
+/// A deadline (`None`: none) that a callback can end early: `stop()`
+/// returning `true` counts as expiry. The waits call `remaining` before
+/// each sleep of a bounded slice (at most 50 ms), so `stop` is polled at
+/// least that often, never while spinning.
+pub(crate) struct Stoppable<F> {
+    pub(crate) until: Option<Until>,
+    pub(crate) stop: F,
+}
+
+impl<F: FnMut() -> bool> Deadline for Stoppable<F> {
+    fn remaining(&mut self) -> Option<Duration> {
+        if (self.stop)() {
+            return None;
+        }
+        match &mut self.until {
+            None => Some(Duration::MAX),
+            Some(u) => u.remaining(),
+        }
+    }
+}

@@ -103,15 +103,14 @@ pub(crate) fn error_line(name: &str, e: &Error) -> String {
     match e {
         Error::NotFound { .. } => format!("{bare}: no such segment"),
         Error::InvalidName { reason, .. } => format!("{bare}: invalid name: {reason}"),
-        Error::Io { errno, .. } if *errno == libc_eacces() => {
+        Error::Io { errno, .. }
+            if std::io::Error::from_raw_os_error(*errno).kind()
+                == std::io::ErrorKind::PermissionDenied =>
+        {
             format!("{bare}: permission denied")
         }
         e => format!("{bare}: {e}"),
     }
-}
-
-const fn libc_eacces() -> i32 {
-    13
 }
 
 /// The Rust type of a header's type code.

@@ -416,7 +416,7 @@ impl Object {
         let pid = sys::thread::pid();
         h.creator_pid.store(pid, Relaxed);
         h.creator_start
-            .store(sys::thread::start_time(pid).unwrap_or(0), Relaxed);
+            .store(sys::thread::own_start_time(), Relaxed);
         if let Some(r) = &l.lock_ref {
             h.lock_id.store(r.id, Relaxed);
             if let Some(n) = &r.name {

@@ -74,6 +74,27 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// [`start_time`] of the calling process, read from `/proc` once per
+/// process (a forked child has another PID and reads its own): what every
+/// `create` records in the header. 0 if unknown.
+pub(crate) fn own_start_time() -> u64 {
+    use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static START: AtomicU64 = AtomicU64::new(0);
+    let me = pid();
+    // Acquire: pairs with the Release store of PID below, so START is
+    // this process's value once PID names it. Two threads racing both
+    // read `/proc` and store the same value.
+    if PID.load(Ordering::Acquire) == me {
+        return START.load(Ordering::Relaxed);
+    }
+    let t = start_time(me).unwrap_or(0);
+    // Relaxed: published by the Release store of PID.
+    START.store(t, Ordering::Relaxed);
+    PID.store(me, Ordering::Release);
+    t
+}
+
 /// Sleeps the calling thread briefly (the bounded wait for a creator).
 pub(crate) fn nap(d: core::time::Duration) {
     std::thread::sleep(d);

@@ -278,6 +278,16 @@ fn rlock_of<'a>(l: &'a Option<Bound<'_, PyRLock>>) -> Option<&'a shmsync::RLock>
 }
 
 impl SynchronizedArray {
+    /// The lock object.
+    pub(crate) fn lock_py(&self) -> &Py<PyRLock> {
+        &self.lock
+    }
+
+    /// The lock's handle.
+    pub(crate) fn lock_handle(&self) -> &std::sync::Arc<crate::wait::LockObj> {
+        &self.lock.get().lock
+    }
+
     fn wrap(py: Python<'_>, a: AnyArray, code: char, given: Option<Py<PyRLock>>) -> PyResult<Self> {
         let shared = given.is_some();
         let lock = match given {
@@ -486,13 +496,9 @@ impl SynchronizedArray {
         lock::acquire(py, &self.lock.get().lock, Wait::FOREVER, false)
     }
 
-    #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
-    fn __exit__(
-        &self,
-        _exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+    // `*args`: nothing to convert (the `with` statement passes three).
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.release()?;
         Ok(false)
     }

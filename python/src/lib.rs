@@ -24,6 +24,7 @@ mod condition;
 mod elem;
 mod errors;
 mod event;
+mod fast;
 mod handle;
 mod lock;
 mod pipe;
@@ -47,5 +48,6 @@ fn _shmsync(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pipe::register(m)?;
     handle::register(m)?;
     m.add_function(wrap_pyfunction!(wait::after_fork_child, m)?)?;
+    fast::install(m.py())?;
     Ok(())
 }

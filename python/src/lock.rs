@@ -73,10 +73,15 @@ pub(crate) fn release(lock: &Arc<LockObj>) -> PyResult<()> {
     if wait::pop(lock) {
         Ok(())
     } else {
-        Err(pyo3::exceptions::PyAssertionError::new_err(
-            "attempt to release recursive lock not owned by thread",
-        ))
+        Err(rlock_not_held())
     }
+}
+
+/// Python's error for releasing an `RLock` the thread does not hold.
+pub(crate) fn rlock_not_held() -> PyErr {
+    pyo3::exceptions::PyAssertionError::new_err(
+        "attempt to release recursive lock not owned by thread",
+    )
 }
 
 fn map_guard<G, H>(e: TryLockError<G>, f: impl FnOnce(G) -> H) -> TryLockError<H> {
@@ -220,8 +225,10 @@ macro_rules! lock_class {
                 acquire(py, &self.lock, Wait::FOREVER, false)
             }
 
-            #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
-            fn __exit__(&self, _exc_type: Option<&Bound<'_, PyAny>>, _exc: Option<&Bound<'_, PyAny>>, _tb: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+            // `*args`: nothing to convert (the `with` statement passes
+            // three).
+            #[pyo3(signature = (*_args))]
+            fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
                 self.release()?;
                 Ok(false)
             }

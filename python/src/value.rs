@@ -58,6 +58,48 @@ impl Synchronized {
         })
     }
 
+    /// `v.value` (also `fast.rs`'s getter): under the lock, or directly
+    /// when this thread holds it.
+    pub(crate) fn value_get(&self, py: Python<'_>) -> PyResult<PyObject> {
+        if self.held() {
+            return each_typed!(AnyValue, &self.v, v => v.get_unlocked().to_py(py));
+        }
+        each_typed!(AnyValue, &self.v, v => locked(py, v, |g| g.get().to_py(py)))
+    }
+
+    /// `v.value = x` (also `fast.rs`'s setter).
+    pub(crate) fn value_set(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        each_typed!(AnyValue, &self.v, v => {
+            let x = PyElem::from_py(value)?;
+            if self.held() {
+                v.set_unlocked(x);
+                return Ok(());
+            }
+            locked(py, v, |g| { g.set(x); Ok(()) })
+        })
+    }
+
+    /// The lock object.
+    pub(crate) fn lock_py(&self) -> &Py<PyRLock> {
+        &self.lock
+    }
+
+    /// The lock's handle.
+    pub(crate) fn lock_handle(&self) -> &std::sync::Arc<crate::wait::LockObj> {
+        &self.lock.get().lock
+    }
+
+    /// Whether the calling thread holds the value's lock (`with
+    /// v.get_lock():`, `v.acquire()`): `v.value` then needs no lock of its
+    /// own, the hold excludes the others.
+    #[inline]
+    fn held(&self) -> bool {
+        let lock = &self.lock.get().lock;
+        // A free lock is held by nobody: one load of the word spares the
+        // thread's records (the usual case of a `v.value` outside `with`).
+        lock.is_locked() && crate::wait::holds(lock)
+    }
+
     fn given_lock<'a>(lock: &'a Option<Bound<'_, PyRLock>>) -> Option<&'a shmsync::RLock> {
         lock.as_ref().map(|l| match &*l.get().lock {
             crate::wait::LockObj::RLock(r) => r,
@@ -135,6 +177,9 @@ impl Synchronized {
     /// The value, read under its lock.
     #[getter]
     fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
+        if self.held() {
+            return each_typed!(AnyValue, &self.v, v => v.get_unlocked().to_py(py));
+        }
         each_typed!(AnyValue, &self.v, v => locked(py, v, |g| g.get().to_py(py)))
     }
 
@@ -142,6 +187,10 @@ impl Synchronized {
     fn set_value(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         each_typed!(AnyValue, &self.v, v => {
             let x = PyElem::from_py(value)?;
+            if self.held() {
+                v.set_unlocked(x);
+                return Ok(());
+            }
             locked(py, v, |g| { g.set(x); Ok(()) })
         })
     }
@@ -174,13 +223,9 @@ impl Synchronized {
         lock::acquire(py, &self.lock.get().lock, Wait::FOREVER, false)
     }
 
-    #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
-    fn __exit__(
-        &self,
-        _exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+    // `*args`: nothing to convert (the `with` statement passes three).
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.release()?;
         Ok(false)
     }

@@ -137,6 +137,17 @@ pub(crate) enum Guard<'a> {
     RLock(RLockGuard<'a>),
 }
 
+impl LockObj {
+    /// Whether any thread holds the lock (a snapshot).
+    #[inline]
+    pub(crate) fn is_locked(&self) -> bool {
+        match self {
+            LockObj::Lock(l) => l.is_locked(),
+            LockObj::RLock(l) => l.is_locked(),
+        }
+    }
+}
+
 impl Guard<'_> {
     pub(crate) fn mark_consistent(&self) {
         match self {
@@ -207,6 +218,14 @@ thread_local! {
 pub(crate) fn push(lock: &Arc<LockObj>, guard: Guard<'_>) {
     let hold = Hold::new(lock.clone(), guard);
     HOLDS.with(|h| h.borrow_mut().0.push(hold));
+}
+
+/// Whether the current thread holds `lock` through this handle (a hold
+/// recorded by `acquire`/`with`): its objects can then be read and written
+/// without taking the lock again.
+#[inline]
+pub(crate) fn holds(lock: &Arc<LockObj>) -> bool {
+    HOLDS.with(|h| h.borrow().0.iter().any(|x| Arc::ptr_eq(&x.lock, lock)))
 }
 
 /// Releases the current thread's newest hold of `lock`; `false` if it has

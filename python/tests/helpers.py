@@ -293,3 +293,10 @@ def pipe_blocked_recv(conn, ready, result):
 def mq_producer(q, n):
     for i in range(n):
         q.send(i.to_bytes(4, "little"))
+
+
+def read_while_parent_holds(v, started, seen):
+    """Reads ``v.value`` once (blocking while the parent holds the lock)
+    and reports what it saw."""
+    started.set()
+    seen.value = v.value

@@ -136,6 +136,36 @@ impl<T: Element> Value<T> {
     pub fn get_lock(&self) -> &RLock {
         &self.lock
     }
+
+    /// Reads the value **without taking the lock** (multiprocessing's
+    /// `get_obj().value`). The read itself is atomic (never torn); what it
+    /// gives up is the exclusion: a thread that holds the lock elsewhere
+    /// may be halfway through a compound update. Meant for code that
+    /// already holds the lock through another handle, such as a guard of
+    /// [`get_lock`](Value::get_lock) (Python's `with v.get_lock():`), and
+    /// for monitoring.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmsync::Value;
+    /// let v = Value::<u64>::new(1)?;
+    /// let held = v.get_lock().lock().unwrap();
+    /// v.set_unlocked(v.get_unlocked() + 1); // exclusion: `held`
+    /// drop(held);
+    /// assert_eq!(v.get().unwrap(), 2);
+    /// # Ok(()) }
+    /// ```
+    #[inline]
+    pub fn get_unlocked(&self) -> T {
+        self.elems.load(0)
+    }
+
+    /// Writes the value **without taking the lock**; see
+    /// [`get_unlocked`](Value::get_unlocked).
+    #[inline]
+    pub fn set_unlocked(&self, v: T) {
+        self.elems.store(0, v);
+    }
 }
 
 impl<T: Element> ValueGuard<'_, T> {

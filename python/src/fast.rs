@@ -1,0 +1,367 @@
+#![allow(unsafe_code)] // CPython method and attribute descriptors made by hand
+//! The hottest calls without PyO3's generic entry: `with lock:` /
+//! `with v.get_lock():` / `with v:` (`__enter__`, `__exit__`) and
+//! `v.value` of a `Synchronized`.
+//!
+//! PyO3 enters every method through a generic trampoline that checks the
+//! receiver's type against its lazily made type object, parses arguments
+//! from a tuple (an abi3 build for CPython 3.8 cannot use the vectorcall
+//! convention), and counts the GIL; for `v.value += 1` inside `with`
+//! that is most of the time spent outside the interpreter
+//! (`python/bench.py`). After PyO3 has made the classes, [`install`]
+//! replaces those four attributes with CPython descriptors made from
+//! plain `PyMethodDef`/`PyGetSetDef` entries whose functions run the same
+//! Rust code as the PyO3 methods (which stay, unused, as the reference).
+//!
+//! Why the shortcuts are sound:
+//! - **The receiver's type**: a method or getset descriptor checks that
+//!   `self` is an instance of the type it was made for
+//!   (`descr_check` in CPython's `Objects/descrobject.c`) before it calls
+//!   the function, so the functions below may take `slf` as that class.
+//! - **The GIL** is held by whoever calls a descriptor's function.
+//! - **Panics** are caught and raised as `PanicException`, as PyO3 does.
+//! - **Calling convention**: `__exit__` takes `METH_FASTCALL` (no argument
+//!   tuple) where the running CPython's stable ABI has it (3.10 and later),
+//!   `METH_VARARGS` before.
+
+use std::ffi::{c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyAttributeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::{PyClass, PyTypeInfo};
+
+use crate::lock::{PyLock, PyRLock};
+use crate::value::Synchronized;
+use crate::wait::{LockObj, Wait};
+
+/// `METH_FASTCALL` (`Include/methodobject.h`; in the stable ABI from 3.10,
+/// which pyo3-ffi's abi3-py38 build does not declare).
+const METH_FASTCALL: c_int = 0x0080;
+
+/// A class whose instances stand for one lock (a lock, or an object
+/// protected by one): what `with obj:` takes.
+pub(crate) trait Guarded: PyClass + Sync {
+    /// The lock.
+    fn lock_obj(&self) -> &Arc<LockObj>;
+    /// `release()` by a thread that does not hold it.
+    fn not_held() -> PyErr;
+}
+
+impl Guarded for PyRLock {
+    fn lock_obj(&self) -> &Arc<LockObj> {
+        &self.lock
+    }
+    fn not_held() -> PyErr {
+        crate::lock::rlock_not_held()
+    }
+}
+
+impl Guarded for PyLock {
+    fn lock_obj(&self) -> &Arc<LockObj> {
+        &self.lock
+    }
+    fn not_held() -> PyErr {
+        PyValueError::new_err("semaphore or lock released too many times")
+    }
+}
+
+impl Guarded for Synchronized {
+    fn lock_obj(&self) -> &Arc<LockObj> {
+        self.lock_handle()
+    }
+    fn not_held() -> PyErr {
+        crate::lock::rlock_not_held()
+    }
+}
+
+impl Guarded for crate::array::SynchronizedArray {
+    fn lock_obj(&self) -> &Arc<LockObj> {
+        self.lock_handle()
+    }
+    fn not_held() -> PyErr {
+        crate::lock::rlock_not_held()
+    }
+}
+
+/// An object protected by a lock object of its own or shared:
+/// `get_lock()`.
+pub(crate) trait Protected: Guarded {
+    /// The lock object.
+    fn lock_object(&self) -> &Py<PyRLock>;
+}
+
+impl Protected for Synchronized {
+    fn lock_object(&self) -> &Py<PyRLock> {
+        self.lock_py()
+    }
+}
+
+impl Protected for crate::array::SynchronizedArray {
+    fn lock_object(&self) -> &Py<PyRLock> {
+        self.lock_py()
+    }
+}
+
+/// Runs `f` with the GIL token, as a CPython entry point: an error or a
+/// panic becomes the raised exception and `null`.
+///
+/// # Safety
+/// Called only by CPython with the GIL held.
+unsafe fn entry<R>(null: R, f: impl FnOnce(Python<'_>) -> PyResult<R>) -> R {
+    // SAFETY: CPython calls descriptors' functions with the GIL held.
+    let py = unsafe { Python::assume_gil_acquired() };
+    match catch_unwind(AssertUnwindSafe(|| f(py))) {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            e.restore(py);
+            null
+        }
+        Err(_) => {
+            pyo3::panic::PanicException::new_err("a panic in shmsync's binding").restore(py);
+            null
+        }
+    }
+}
+
+/// Runs `f` on `slf` as the `T` it is.
+///
+/// # Safety
+/// `slf` is a live instance of `T` (or of a subclass) for the call, and
+/// the GIL is held.
+unsafe fn with_this<T, R>(py: Python<'_>, slf: *mut ffi::PyObject, f: impl FnOnce(&T) -> R) -> R
+where
+    T: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync,
+{
+    // SAFETY: the caller's contract: `slf` is a live object for the call.
+    let b = unsafe { pyo3::Borrowed::from_ptr(py, slf) };
+    // SAFETY: the caller's contract: it is a `T` (the descriptor checked
+    // its type).
+    let t = unsafe { b.downcast_unchecked::<T>() };
+    f(t.get())
+}
+
+/// `__enter__` (`METH_NOARGS`): a blocking acquire; an owner's death is
+/// raised after releasing (`lock.rs`, `__enter__`).
+unsafe extern "C" fn enter<T>(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject
+where
+    T: Guarded + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
+{
+    // SAFETY: called by CPython through the method descriptor made for `T`
+    // (type checked), with the GIL held.
+    unsafe {
+        entry(ptr::null_mut(), |py| {
+            let held = with_this(py, slf, |t: &T| {
+                crate::lock::acquire(py, t.lock_obj(), Wait::FOREVER, false)
+            })?;
+            Ok(pyo3::types::PyBool::new(py, held).to_owned().into_ptr())
+        })
+    }
+}
+
+/// `get_lock()` (`METH_NOARGS`).
+unsafe extern "C" fn get_lock<T>(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: Protected + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
+{
+    // SAFETY: called by CPython through the method descriptor made for `T`
+    // (type checked), with the GIL held.
+    unsafe {
+        entry(ptr::null_mut(), |py| {
+            Ok(with_this(py, slf, |t: &T| t.lock_object().clone_ref(py)).into_ptr())
+        })
+    }
+}
+
+/// Releases one hold of the calling thread, for `__exit__`.
+///
+/// # Safety
+/// As [`with_this`].
+unsafe fn exit_of<T>(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject>
+where
+    T: Guarded + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
+{
+    // SAFETY: the caller's contract.
+    let popped = unsafe { with_this(py, slf, |t: &T| crate::wait::pop(t.lock_obj())) };
+    if !popped {
+        return Err(T::not_held());
+    }
+    Ok(pyo3::types::PyBool::new(py, false).to_owned().into_ptr())
+}
+
+/// `__exit__(*args)` as `METH_FASTCALL`.
+unsafe extern "C" fn exit_fast<T>(
+    slf: *mut ffi::PyObject,
+    _args: *const *mut ffi::PyObject,
+    _nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject
+where
+    T: Guarded + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
+{
+    // SAFETY: called by CPython through the descriptor made for `T`, GIL
+    // held; the arguments are not looked at.
+    unsafe { entry(ptr::null_mut(), |py| exit_of::<T>(py, slf)) }
+}
+
+/// `__exit__(*args)` as `METH_VARARGS` (CPython before 3.10).
+unsafe extern "C" fn exit_args<T>(
+    slf: *mut ffi::PyObject,
+    _args: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: Guarded + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
+{
+    // SAFETY: as `exit_fast`.
+    unsafe { entry(ptr::null_mut(), |py| exit_of::<T>(py, slf)) }
+}
+
+/// The getter of `Synchronized.value`.
+unsafe extern "C" fn value_get(slf: *mut ffi::PyObject, _: *mut c_void) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython through the getset descriptor made for
+    // `Synchronized` (type checked), with the GIL held.
+    unsafe {
+        entry(ptr::null_mut(), |py| {
+            Ok(with_this(py, slf, |v: &Synchronized| v.value_get(py))?.into_ptr())
+        })
+    }
+}
+
+/// The setter of `Synchronized.value` (`value` null: `del v.value`).
+unsafe extern "C" fn value_set(
+    slf: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: as `value_get`; `value`, if not null, is a borrowed object.
+    unsafe {
+        entry(-1, |py| {
+            if value.is_null() {
+                return Err(PyAttributeError::new_err("can't delete attribute"));
+            }
+            let x = pyo3::Borrowed::from_ptr(py, value);
+            with_this(py, slf, |v: &Synchronized| v.value_set(py, &x))?;
+            Ok(0)
+        })
+    }
+}
+
+/// Leaks `x`: the definitions a descriptor points to live as long as the
+/// process (a module's are static in C).
+fn leak<X>(x: X) -> *mut X {
+    Box::into_raw(Box::new(x))
+}
+
+/// Sets `name` of `T`'s type to `descr` (a new reference, or null with an
+/// exception set).
+fn set<T: PyTypeInfo>(py: Python<'_>, name: &str, descr: *mut ffi::PyObject) -> PyResult<()> {
+    // SAFETY: `descr` is the owned result of a descriptor constructor.
+    let d = unsafe { Bound::from_owned_ptr_or_err(py, descr) }?;
+    T::type_object(py).setattr(name, d)
+}
+
+/// Replaces `__enter__` and `__exit__` of `T`.
+fn install_with<T>(py: Python<'_>, fastcall: bool) -> PyResult<()>
+where
+    T: Guarded + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
+{
+    let ty = T::type_object(py);
+    let enter_def = leak(ffi::PyMethodDef {
+        ml_name: c"__enter__".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: enter::<T>,
+        },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: c"Acquires the lock (blocking).".as_ptr(),
+    });
+    let exit_meth = if fastcall {
+        // SAFETY: CPython calls an `ml_meth` through the type its
+        // `ml_flags` name (`METH_FASTCALL`: `_PyCFunctionFast`, the
+        // signature of `exit_fast`); the union's field only carries the
+        // pointer (C code casts it the same way).
+        unsafe {
+            std::mem::transmute::<
+                unsafe extern "C" fn(
+                    *mut ffi::PyObject,
+                    *const *mut ffi::PyObject,
+                    ffi::Py_ssize_t,
+                ) -> *mut ffi::PyObject,
+                ffi::PyCFunction,
+            >(exit_fast::<T>)
+        }
+    } else {
+        exit_args::<T>
+    };
+    let exit_def = leak(ffi::PyMethodDef {
+        ml_name: c"__exit__".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: exit_meth,
+        },
+        ml_flags: if fastcall {
+            METH_FASTCALL
+        } else {
+            ffi::METH_VARARGS
+        },
+        ml_doc: c"Releases the lock.".as_ptr(),
+    });
+    // SAFETY: the type object is alive (held by `ty`); the definitions are
+    // leaked, so they outlive the descriptors.
+    set::<T>(py, "__enter__", unsafe {
+        ffi::PyDescr_NewMethod(ty.as_type_ptr(), enter_def)
+    })?;
+    // SAFETY: as above.
+    set::<T>(py, "__exit__", unsafe {
+        ffi::PyDescr_NewMethod(ty.as_type_ptr(), exit_def)
+    })
+}
+
+/// Replaces `get_lock` of `T`.
+fn install_get_lock<T>(py: Python<'_>) -> PyResult<()>
+where
+    T: Protected + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
+{
+    let ty = T::type_object(py);
+    let def = leak(ffi::PyMethodDef {
+        ml_name: c"get_lock".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: get_lock::<T>,
+        },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: c"The lock protecting the object (an `RLock`).".as_ptr(),
+    });
+    // SAFETY: as in `install_with`.
+    set::<T>(py, "get_lock", unsafe {
+        ffi::PyDescr_NewMethod(ty.as_type_ptr(), def)
+    })
+}
+
+const VALUE_DOC: &CStr = c"The value, read and written under its lock (without taking it again \
+                          while this thread holds it).";
+
+/// Installs the fast descriptors on the classes (after they are made).
+pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
+    let fastcall = py.version_info() >= (3, 10);
+    install_with::<PyRLock>(py, fastcall)?;
+    install_with::<PyLock>(py, fastcall)?;
+    install_with::<Synchronized>(py, fastcall)?;
+    install_with::<crate::array::SynchronizedArray>(py, fastcall)?;
+    install_get_lock::<Synchronized>(py)?;
+    install_get_lock::<crate::array::SynchronizedArray>(py)?;
+    let value_def = leak(ffi::PyGetSetDef {
+        name: c"value".as_ptr(),
+        get: Some(value_get),
+        set: Some(value_set),
+        doc: VALUE_DOC.as_ptr(),
+        closure: ptr::null_mut(),
+    });
+    let ty = Synchronized::type_object(py);
+    // SAFETY: as in `install_with`.
+    set::<Synchronized>(py, "value", unsafe {
+        ffi::PyDescr_NewGetSet(ty.as_type_ptr(), value_def)
+    })
+}

@@ -1,0 +1,135 @@
+"""The calls made fast outside PyO3 (python/src/fast.rs): ``with`` on
+locks and locked objects, ``get_lock()``, and ``v.value``, which does not
+take the lock again while the calling thread holds it."""
+
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+import shmsync
+
+from helpers import read_while_parent_holds
+
+
+@pytest.mark.parametrize("make", [shmsync.Lock, shmsync.RLock])
+def test_with_releases_on_exception(make):
+    lock = make()
+    with pytest.raises(KeyError):
+        with lock:
+            assert lock._is_owned()
+            raise KeyError("inside")
+    assert not lock.locked()
+    assert lock.acquire(False)
+    lock.release()
+
+
+def test_locked_objects_as_context_managers():
+    v = shmsync.Value("q", 0)
+    a = shmsync.Array("i", 3)
+    with v:
+        v.value += 1
+        with v.get_lock():  # recursive
+            v.value += 1
+        assert v.get_lock()._is_owned()
+    with a:
+        a[0] += 5
+    assert v.value == 2 and a[0] == 5
+    assert not v.get_lock().locked() and not a.get_lock().locked()
+
+
+def test_exit_without_holding_raises_as_multiprocessing():
+    mv = multiprocessing.Value("q", 0)
+    with pytest.raises(AssertionError):
+        mv.get_lock().__exit__(None, None, None)
+    v = shmsync.Value("q", 0)
+    for obj in (v, v.get_lock(), shmsync.Array("b", 1), shmsync.RLock()):
+        with pytest.raises(AssertionError):
+            obj.__exit__(None, None, None)
+    with pytest.raises(ValueError):
+        multiprocessing.Lock().__exit__(None, None, None)
+    with pytest.raises(ValueError):
+        shmsync.Lock().__exit__(None, None, None)
+
+
+def test_descriptors_check_their_receiver():
+    v = shmsync.Value("d", 1.5)
+    for call in (
+        lambda: type(v).value.__get__(object()),
+        lambda: type(v).value.__set__(object(), 1.0),
+        lambda: type(v).get_lock(object()),
+        lambda: type(v).__enter__(object()),
+        lambda: shmsync.RLock.__exit__(object(), None, None, None),
+        lambda: shmsync.Lock.__enter__(shmsync.RLock()),
+    ):
+        with pytest.raises(TypeError):
+            call()
+    with pytest.raises(AttributeError):
+        del v.value
+    with pytest.raises(TypeError):
+        v.value = "not a number"
+    with pytest.raises(TypeError):
+        v.get_lock().__enter__(1)
+    assert v.value == 1.5
+
+
+def test_get_lock_is_the_shared_lock():
+    v = shmsync.Value("q", 0)
+    assert v.get_lock() is v.get_lock()
+    w = shmsync.Value("q", 0, lock=v.get_lock())
+    assert w.get_lock() is v.get_lock()
+    a = shmsync.Array("q", 2, lock=v.get_lock())
+    assert a.get_lock() is v.get_lock()
+    with v.get_lock():
+        w.value = 7  # held through the shared lock
+    assert w.value == 7
+
+
+def test_another_thread_never_sees_a_with_blocks_intermediate_value():
+    v = shmsync.Value("q", 0)
+    seen = []
+    go = threading.Event()
+
+    def reader():
+        go.set()
+        seen.append(v.value)
+
+    with v.get_lock():
+        v.value = -1  # an intermediate state
+        t = threading.Thread(target=reader)
+        t.start()
+        go.wait()
+        time.sleep(0.2)  # the reader is blocked on the lock by now
+        assert seen == []
+        v.value = 2
+    t.join()
+    assert seen == [2]
+
+
+def test_another_process_never_sees_a_with_blocks_intermediate_value():
+    ctx = multiprocessing.get_context("fork")
+    v = shmsync.Value("q", 0)
+    seen = shmsync.RawValue("q", 0)
+    started = ctx.Event()
+    with v.get_lock():
+        v.value = -1
+        p = ctx.Process(target=read_while_parent_holds, args=(v, started, seen))
+        p.start()
+        assert started.wait(10)
+        time.sleep(0.2)
+        v.value = 2
+    p.join(10)
+    assert p.exitcode == 0
+    assert seen.value == 2
+
+
+def test_a_lock_opened_twice_is_taken_again(name):
+    # A second handle of the same named value is a different lock object:
+    # its accesses take the (recursive) lock, which this thread holds.
+    v = shmsync.Value("q", 0, name=name)
+    w = shmsync.Value.open(name)
+    with v.get_lock():
+        w.value = 3
+        assert w.value == 3
+    assert v.value == 3

@@ -507,8 +507,9 @@ impl SynchronizedArray {
     }
 
     /// A `memoryview` of the elements, without a copy (`numpy.frombuffer`
-    /// takes it). Accesses through it **bypass the lock**: hold
-    /// `get_lock()` around them where it matters.
+    /// takes it); on Python 3.11+ `memoryview(a)` is the same view.
+    /// Accesses through it **bypass the lock**: hold `get_lock()` around
+    /// them where it matters.
     #[getter]
     fn buffer(&self, py: Python<'_>) -> PyResult<PyObject> {
         each_typed!(AnyArray, &self.a, a => buffer_of(py, a, self.code, self.len))
@@ -724,7 +725,8 @@ impl PyRawArray {
         }
     }
 
-    /// A `memoryview` of the elements, without a copy.
+    /// A `memoryview` of the elements, without a copy; on Python 3.11+
+    /// `memoryview(a)` is the same view.
     #[getter]
     fn buffer(&self, py: Python<'_>) -> PyResult<PyObject> {
         each_typed!(AnyRawArray, &self.a, a => buffer_of(py, a, self.code, self.len))

@@ -1,5 +1,6 @@
 """Type stubs of the extension module (the classes shmsync re-exports)."""
 
+import sys
 from types import TracebackType
 from typing import Any, Callable, Iterator, Literal, Optional, Tuple, Type, TypeVar, Union, overload
 
@@ -82,8 +83,15 @@ class _ArrayBase(_Named):
     def __iter__(self) -> Iterator[Any]: ...
     value: bytes
     raw: bytes
+    # A memoryview of the elements without a copy, on every Python version;
+    # accesses through it bypass the lock.
     @property
     def buffer(self) -> memoryview: ...
+    if sys.version_info >= (3, 11):
+        # The buffer protocol (Python 3.11+): memoryview(a) and
+        # numpy.frombuffer(a, dtype) see the elements without a copy,
+        # bypassing the lock; format as .buffer's ('I' for 'u').
+        def __buffer__(self, flags: int, /) -> memoryview: ...
     @property
     def typecode(self) -> str: ...
 
@@ -96,14 +104,14 @@ class SynchronizedArray(_ArrayBase, _Locked):
         lock: Optional[RLock] = ...,
         name: Optional[str] = ...,
     ) -> None: ...
-    @staticmethod
-    def open(name: str) -> "SynchronizedArray": ...
+    @classmethod
+    def open(cls, name: str) -> "SynchronizedArray": ...
     def get_obj(self) -> "SynchronizedArray": ...
 
 class RawArray(_ArrayBase):
     def __init__(self, typecode: str, size_or_initializer: Any, *, name: Optional[str] = ...) -> None: ...
-    @staticmethod
-    def open(name: str) -> "RawArray": ...
+    @classmethod
+    def open(cls, name: str) -> "RawArray": ...
 
 class AtomicValue(_Named):
     def __init__(self, typecode: str, value: Any = ..., *, name: Optional[str] = ...) -> None: ...

@@ -1,20 +1,24 @@
 //! `SynchronizedArray` (what `shmsync.Array(...)` returns: an array with a
 //! lock) and `RawArray`: `len`, indices (negative too), slices (get and
 //! set, with steps), iteration, `'c'` arrays' `.value` and `.raw`, and
-//! `.buffer`, a zero-copy `memoryview` of the elements.
+//! `.buffer`, a zero-copy `memoryview` of the elements; on Python 3.11 and
+//! newer the objects themselves have the buffer protocol (`buffer.rs`).
 
+use std::ffi::c_void;
 use std::os::fd::AsFd;
+use std::sync::Mutex;
 
 use pyo3::exceptions::{
     PyAttributeError, PyIndexError, PyOverflowError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PySlice, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PySlice, PyString, PyTuple, PyType};
 use pyo3::IntoPyObjectExt;
 use shmsync::bytemuck::{self, Zeroable};
 use shmsync::inspect::Kind;
 use shmsync::{Array, ArrayGuard, CChar, Element, RawArray};
 
+use crate::buffer::{self as export, Exporter, Layout};
 use crate::elem::{code_char, each_typed, make_typed, typed_enum, Init, PyElem};
 use crate::errors::ResultExt;
 use crate::handle;
@@ -260,14 +264,53 @@ trait ElemOf<T> {}
 impl<T> ElemOf<T> for Array<T> {}
 impl<T> ElemOf<T> for RawArray<T> {}
 
+/// An array object made by `open` or `_attach`, on its way into an object
+/// of the class they were called on: the constructors' hidden `_made`
+/// argument. On Python 3.11 and newer the module's classes are subclasses
+/// with the buffer protocol (`buffer.rs`), whose objects only the class's
+/// own `__new__` can make.
+#[pyclass(frozen)]
+struct Made(Mutex<Option<Built>>);
+
+enum Built {
+    Sync(SynchronizedArray),
+    Raw(PyRawArray),
+}
+
+impl Made {
+    fn take(&self) -> Option<Built> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// An object of `cls` (an array class of this module) holding `built`.
+fn build<'py>(cls: &Bound<'py, PyType>, code: char, built: Built) -> PyResult<Bound<'py, PyAny>> {
+    let py = cls.py();
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("_made", Made(Mutex::new(Some(built))))?;
+    cls.call((code.to_string(), 0), Some(&kwargs))
+}
+
+fn not_made() -> PyErr {
+    PyTypeError::new_err("_made is not an array of this class")
+}
+
 /// `shmsync.Array(typecode, size_or_initializer, lock=True)`.
-#[pyclass(frozen, module = "shmsync", name = "SynchronizedArray")]
+#[pyclass(frozen, subclass, module = "shmsync", name = "SynchronizedArray")]
 pub(crate) struct SynchronizedArray {
     a: AnyArray,
     code: char,
     len: usize,
     lock: Py<PyRLock>,
     shared: bool,
+    layout: Layout,
+}
+
+impl Exporter for SynchronizedArray {
+    fn exported(&self) -> (*mut c_void, &Layout) {
+        let p = each_typed!(AnyArray, &self.a, a => a.as_ptr().cast::<c_void>());
+        (p, &self.layout)
+    }
 }
 
 fn rlock_of<'a>(l: &'a Option<Bound<'_, PyRLock>>) -> Option<&'a shmsync::RLock> {
@@ -298,12 +341,14 @@ impl SynchronizedArray {
             )?,
         };
         let len = each_typed!(AnyArray, &a, x => x.len());
+        let layout = each_typed!(AnyArray, &a, x => Layout::new(x.as_ptr(), len, code))?;
         Ok(SynchronizedArray {
             a,
             code,
             len,
             lock,
             shared,
+            layout,
         })
     }
 }
@@ -319,14 +364,21 @@ fn guard<'a, T: Element>(py: Python<'_>, a: &'a Array<T>) -> PyResult<ArrayGuard
 #[pymethods]
 impl SynchronizedArray {
     #[new]
-    #[pyo3(signature = (typecode, size_or_initializer, *, lock=None, name=None))]
+    #[pyo3(signature = (typecode, size_or_initializer, *, lock=None, name=None, _made=None))]
     fn new(
         py: Python<'_>,
         typecode: &str,
         size_or_initializer: &Bound<'_, PyAny>,
         lock: Option<Bound<'_, PyRLock>>,
         name: Option<&str>,
+        _made: Option<&Bound<'_, Made>>,
     ) -> PyResult<Self> {
+        if let Some(m) = _made {
+            return match m.get().take() {
+                Some(Built::Sync(a)) => Ok(a),
+                _ => Err(not_made()),
+            };
+        }
         let code = code_char(typecode)?;
         let l = rlock_of(&lock);
         let a = make_typed!(AnyArray, code, T => {
@@ -343,24 +395,26 @@ impl SynchronizedArray {
         Self::wrap(py, a, code, lock.map(Bound::unbind))
     }
 
-    #[staticmethod]
-    fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
+    #[classmethod]
+    fn open<'py>(cls: &Bound<'py, PyType>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
         let (kind, code) = handle::code_of(py, name)?;
         handle::check_kind(py, kind, Kind::Array)?;
         let a = make_typed!(AnyArray, code, T => Array::<T>::open(name).py())?;
-        Self::wrap(py, a, code, None)
+        build(cls, code, Built::Sync(Self::wrap(py, a, code, None)?))
     }
 
-    #[staticmethod]
+    #[classmethod]
     #[pyo3(signature = (name, fd, code, len, lock))]
-    fn _attach(
-        py: Python<'_>,
+    fn _attach<'py>(
+        cls: &Bound<'py, PyType>,
         name: Option<&str>,
         fd: Option<i32>,
         code: &str,
         len: usize,
         lock: Option<Bound<'_, PyRLock>>,
-    ) -> PyResult<Self> {
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
         let code = code_char(code)?;
         let l = rlock_of(&lock);
         let a = make_typed!(AnyArray, code, T => match (name, fd, l) {
@@ -381,7 +435,7 @@ impl SynchronizedArray {
             },
         )?;
         handle::check_len(py, this.len, Some(len))?;
-        Ok(this)
+        build(cls, code, Built::Sync(this))
     }
 
     fn __len__(&self) -> usize {
@@ -463,8 +517,9 @@ impl SynchronizedArray {
     }
 
     /// A `memoryview` of the elements, without a copy (`numpy.frombuffer`
-    /// takes it). Accesses through it **bypass the lock**: hold
-    /// `get_lock()` around them where it matters.
+    /// takes it); on Python 3.11+ `memoryview(a)` is the same view.
+    /// Accesses through it **bypass the lock**: hold `get_lock()` around
+    /// them where it matters.
     #[getter]
     fn buffer(&self, py: Python<'_>) -> PyResult<PyObject> {
         each_typed!(AnyArray, &self.a, a => buffer_of(py, a, self.code, self.len))
@@ -536,29 +591,50 @@ impl SynchronizedArray {
 }
 
 /// `shmsync.RawArray(typecode, size_or_initializer)`.
-#[pyclass(frozen, module = "shmsync", name = "RawArray")]
+#[pyclass(frozen, subclass, module = "shmsync", name = "RawArray")]
 pub(crate) struct PyRawArray {
     a: AnyRawArray,
     code: char,
     len: usize,
+    layout: Layout,
+}
+
+impl Exporter for PyRawArray {
+    fn exported(&self) -> (*mut c_void, &Layout) {
+        let p = each_typed!(AnyRawArray, &self.a, a => a.as_ptr().cast::<c_void>());
+        (p, &self.layout)
+    }
 }
 
 impl PyRawArray {
-    fn wrap(a: AnyRawArray, code: char) -> Self {
+    fn wrap(a: AnyRawArray, code: char) -> PyResult<Self> {
         let len = each_typed!(AnyRawArray, &a, x => x.len());
-        PyRawArray { a, code, len }
+        let layout = each_typed!(AnyRawArray, &a, x => Layout::new(x.as_ptr(), len, code))?;
+        Ok(PyRawArray {
+            a,
+            code,
+            len,
+            layout,
+        })
     }
 }
 
 #[pymethods]
 impl PyRawArray {
     #[new]
-    #[pyo3(signature = (typecode, size_or_initializer, *, name=None))]
+    #[pyo3(signature = (typecode, size_or_initializer, *, name=None, _made=None))]
     fn new(
         typecode: &str,
         size_or_initializer: &Bound<'_, PyAny>,
         name: Option<&str>,
+        _made: Option<&Bound<'_, Made>>,
     ) -> PyResult<Self> {
+        if let Some(m) = _made {
+            return match m.get().take() {
+                Some(Built::Raw(a)) => Ok(a),
+                _ => Err(not_made()),
+            };
+        }
         let code = code_char(typecode)?;
         let a = make_typed!(AnyRawArray, code, T => {
             let init = Init::<T>::from_py(size_or_initializer)?;
@@ -567,36 +643,36 @@ impl PyRawArray {
                 (Some(n), init) => RawArray::<T>::create(n, &init.into_vec(T::zeroed())?),
             }.py()
         })?;
-        Ok(Self::wrap(a, code))
+        Self::wrap(a, code)
     }
 
-    #[staticmethod]
-    fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
-        let (kind, code) = handle::code_of(py, name)?;
-        handle::check_kind(py, kind, Kind::RawArray)?;
+    #[classmethod]
+    fn open<'py>(cls: &Bound<'py, PyType>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let (kind, code) = handle::code_of(cls.py(), name)?;
+        handle::check_kind(cls.py(), kind, Kind::RawArray)?;
         let a = make_typed!(AnyRawArray, code, T => RawArray::<T>::open(name).py())?;
-        Ok(Self::wrap(a, code))
+        build(cls, code, Built::Raw(Self::wrap(a, code)?))
     }
 
-    #[staticmethod]
+    #[classmethod]
     #[pyo3(signature = (name, fd, code, len, _lock))]
-    fn _attach(
-        py: Python<'_>,
+    fn _attach<'py>(
+        cls: &Bound<'py, PyType>,
         name: Option<&str>,
         fd: Option<i32>,
         code: &str,
         len: usize,
         _lock: Option<PyObject>,
-    ) -> PyResult<Self> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let code = code_char(code)?;
         let a = make_typed!(AnyRawArray, code, T => match (name, fd) {
             (Some(n), _) => RawArray::<T>::open(n).py(),
             (None, Some(fd)) => RawArray::<T>::from_fd(handle::owned_fd(fd)?).py(),
             _ => Err(PyValueError::new_err("a name or a descriptor is needed")),
         })?;
-        let this = Self::wrap(a, code);
-        handle::check_len(py, this.len, Some(len))?;
-        Ok(this)
+        let this = Self::wrap(a, code)?;
+        handle::check_len(cls.py(), this.len, Some(len))?;
+        build(cls, code, Built::Raw(this))
     }
 
     fn __len__(&self) -> usize {
@@ -655,7 +731,8 @@ impl PyRawArray {
         }
     }
 
-    /// A `memoryview` of the elements, without a copy.
+    /// A `memoryview` of the elements, without a copy; on Python 3.11+
+    /// `memoryview(a)` is the same view.
     #[getter]
     fn buffer(&self, py: Python<'_>) -> PyResult<PyObject> {
         each_typed!(AnyRawArray, &self.a, a => buffer_of(py, a, self.code, self.len))
@@ -689,8 +766,17 @@ impl PyRawArray {
     }
 }
 
+/// Adds the array classes: on Python 3.11 and newer their subclasses with
+/// the buffer protocol (`buffer.rs`), under the same names.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<SynchronizedArray>()?;
-    m.add_class::<PyRawArray>()?;
+    let py = m.py();
+    m.add(
+        "SynchronizedArray",
+        export::exporting_type::<SynchronizedArray>(py, c"shmsync.SynchronizedArray")?,
+    )?;
+    m.add(
+        "RawArray",
+        export::exporting_type::<PyRawArray>(py, c"shmsync.RawArray")?,
+    )?;
     Ok(())
 }

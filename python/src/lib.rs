@@ -2,7 +2,8 @@
 //!
 //! One module per object kind, each registering its classes in
 //! [`_shmsync`]: `lock.rs` (Lock, RLock), `value.rs` (Synchronized,
-//! RawValue), `array.rs` (SynchronizedArray, RawArray), `atomic.rs`
+//! RawValue), `array.rs` (SynchronizedArray, RawArray; `buffer.rs` gives them
+//! the buffer protocol on Python 3.11+), `atomic.rs`
 //! (AtomicValue, AtomicArray), `event.rs` (Event), `condition.rs`
 //! (Condition), `barrier.rs` (Barrier), `semaphore.rs`
 //! (Semaphore, BoundedSemaphore), `pipe.rs` (Pipe, Connection,
@@ -20,6 +21,7 @@
 mod array;
 mod atomic;
 mod barrier;
+mod buffer;
 mod condition;
 mod elem;
 mod errors;

@@ -160,6 +160,15 @@ def add_to_array(a, values):
         a[i] = x
 
 
+def write_through_view(a, values):
+    """Writes `values` through memoryview(a) (the buffer protocol of the
+    array this child received)."""
+    m = memoryview(a)
+    for i, x in enumerate(values):
+        m[i] = x
+    m.release()
+
+
 def release_in_child(lock, out):
     """In a forked child of a holder: release() must not release the
     parent's hold (the copy of it is not the child's)."""

@@ -4,6 +4,8 @@ results and raise the same exception types."""
 
 import ctypes
 import multiprocessing
+import struct
+import sys
 
 import pytest
 
@@ -219,3 +221,39 @@ def test_synchronized_lock_methods():
     same(lambda: mp.Value("i", 0), lambda: shmsync.Value("i", 0), seq)
     same(lambda: mp.Array("i", 2), lambda: shmsync.Array("i", 2),
          lambda a: (a.acquire(), a.release(), outcome(a.release))[2])
+
+
+# ---------------------------------------------------------------- buffers
+
+BUFFER_INITS = {"c": b"abc", "u": "xyz", "f": [1.5, -2.0, 3.25], "d": [1.5, -2.0, 1e300]}
+
+
+def _view_values(m):
+    """The elements a view shows: multiprocessing's formats carry a byte
+    order ('<d'), which memoryview.tolist() refuses, so read its bytes in
+    the native format of the same size ('l' is '<q' there)."""
+    fmt = m.format.lstrip("<@=")
+    if m.format != fmt:
+        return memoryview(m.tobytes()).cast(fmt).tolist()
+    return m.tolist()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="the buffer protocol needs Python 3.11+")
+@pytest.mark.parametrize("raw", [False, True])
+@pytest.mark.parametrize("code", CODES)
+def test_array_memoryview(code, raw):
+    """memoryview(a) of a shmsync array looks like memoryview(a.get_obj())
+    of multiprocessing's: same item size, bytes, dimensions, shape, strides
+    and elements ('u' shows code points, as a 4-byte unsigned 'I')."""
+    init = BUFFER_INITS.get(code, [1, 2, 3])
+    m, o = arrays(code, init, raw)
+    theirs, ours = m(), o()
+    want = memoryview(theirs if raw else theirs.get_obj())
+    got = memoryview(ours)
+    assert got.obj is ours
+    for attr in ("itemsize", "nbytes", "ndim", "shape", "strides", "readonly", "c_contiguous"):
+        assert getattr(got, attr) == getattr(want, attr), attr
+    assert struct.calcsize(got.format) == want.itemsize
+    assert got.tobytes() == want.tobytes()
+    values = _view_values(want) if code != "u" else [ord(c) for c in init]
+    assert got.tolist() == values

@@ -114,6 +114,35 @@ macro_rules! array_common {
             pub fn is_empty(&self) -> bool {
                 self.len() == 0
             }
+
+            /// The address of element 0 in this handle's mapping, for code
+            /// that hands the elements to another language (the Python
+            /// package's buffer protocol): [`len`](Self::len) elements of
+            /// `T` follow, `size_of::<T>()` apart and aligned for `T`,
+            /// valid while this handle lives (an empty array's may point
+            /// just past the mapping: nothing is to be read there).
+            ///
+            /// Accesses through it are unchecked and bypass every lock:
+            /// other processes may write the elements at any time, so use
+            /// atomic or volatile accesses, never references (as for
+            /// [`SharedMemory::as_ptr`](crate::SharedMemory::as_ptr)). If a
+            /// peer shrinks a named segment's file, accesses past its new
+            /// end fault with `SIGBUS` (anonymous segments are sealed
+            /// against that).
+            ///
+            /// ```
+            /// # fn main() -> Result<(), shmsync::Error> {
+            #[doc = concat!("let a = shmsync::", stringify!($ty), "::<u32>::from_slice(&[7, 8])?;")]
+            /// // SAFETY: element 1 is in bounds and aligned; a volatile read
+            /// // never makes a reference into the shared page.
+            /// let second = unsafe { a.as_ptr().add(1).read_volatile() };
+            /// assert_eq!(second, 8);
+            /// # Ok(()) }
+            /// ```
+            #[inline]
+            pub fn as_ptr(&self) -> *mut T {
+                self.elems.as_ptr()
+            }
         }
     )*};
 }

@@ -79,6 +79,13 @@ impl<T: Element> Elements<T> {
         self.len
     }
 
+    /// Element 0 (see the `data` field): `len` elements of `T` follow,
+    /// `size_of::<T>()` apart, in the mapping that `obj` keeps alive.
+    #[inline]
+    pub(crate) fn as_ptr(&self) -> *mut T {
+        self.data
+    }
+
     #[inline]
     fn ptr(&self, i: usize) -> *mut T {
         assert!(

@@ -29,9 +29,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyAttributeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyTuple};
 use pyo3::{PyClass, PyTypeInfo};
 
 use crate::lock::{PyLock, PyRLock};
@@ -157,7 +158,7 @@ where
             let held = with_this(py, slf, |t: &T| {
                 crate::lock::acquire(py, t.lock_obj(), Wait::FOREVER, false)
             })?;
-            Ok(pyo3::types::PyBool::new(py, held).to_owned().into_ptr())
+            Ok(PyBool::new(py, held).to_owned().into_ptr())
         })
     }
 }
@@ -192,7 +193,7 @@ where
     if !popped {
         return Err(T::not_held());
     }
-    Ok(pyo3::types::PyBool::new(py, false).to_owned().into_ptr())
+    Ok(PyBool::new(py, false).to_owned().into_ptr())
 }
 
 /// `__exit__(*args)` as `METH_FASTCALL`.
@@ -219,6 +220,107 @@ where
 {
     // SAFETY: as `exit_fast`.
     unsafe { entry(ptr::null_mut(), |py| exit_of::<T>(py, slf)) }
+}
+
+/// `release()` (`METH_NOARGS`): one hold of the calling thread.
+unsafe extern "C" fn release<T>(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: Guarded + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
+{
+    // SAFETY: called by CPython through the method descriptor made for `T`
+    // (type checked), with the GIL held.
+    unsafe {
+        entry(ptr::null_mut(), |py| {
+            if with_this(py, slf, |t: &T| crate::wait::pop(t.lock_obj())) {
+                Ok(py.None().into_ptr())
+            } else {
+                Err(T::not_held())
+            }
+        })
+    }
+}
+
+/// `acquire(block=True, timeout=None)`'s arguments: `block` is any
+/// object's truth (multiprocessing's accepts integers), `timeout` `None`
+/// or a number.
+fn acquire_args(
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(bool, Option<f64>)> {
+    let n = args.len();
+    if n > 2 {
+        return Err(PyTypeError::new_err(format!(
+            "acquire() takes at most 2 arguments ({n} given)"
+        )));
+    }
+    let mut block = match n {
+        0 => None,
+        _ => Some(args.get_item(0)?),
+    };
+    let mut timeout = match n {
+        2 => Some(args.get_item(1)?),
+        _ => None,
+    };
+    if let Some(kw) = kwargs {
+        for (k, v) in kw.iter() {
+            let slot = match k.extract::<String>()?.as_str() {
+                "block" => &mut block,
+                "timeout" => &mut timeout,
+                other => {
+                    return Err(PyTypeError::new_err(format!(
+                        "acquire() got an unexpected keyword argument '{other}'"
+                    )))
+                }
+            };
+            if slot.is_some() {
+                return Err(PyTypeError::new_err(format!(
+                    "acquire() got multiple values for argument '{k}'"
+                )));
+            }
+            *slot = Some(v);
+        }
+    }
+    let block = match block {
+        None => true,
+        Some(b) => b.is_truthy()?,
+    };
+    let timeout = match timeout {
+        Some(t) if !t.is_none() => Some(t.extract::<f64>()?),
+        _ => None,
+    };
+    Ok((block, timeout))
+}
+
+/// `acquire(block=True, timeout=None)` (`METH_VARARGS | METH_KEYWORDS`):
+/// as the PyO3 method (`lock.rs`).
+unsafe extern "C" fn acquire<T>(
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: Guarded + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
+{
+    // SAFETY: called by CPython through the method descriptor made for `T`
+    // (type checked), with the GIL held; `args` is a tuple and `kwargs`
+    // null or a dict (`METH_VARARGS | METH_KEYWORDS`), both borrowed.
+    unsafe {
+        entry(ptr::null_mut(), |py| {
+            let args = pyo3::Borrowed::from_ptr(py, args);
+            let args = args.downcast_unchecked::<PyTuple>();
+            let kwargs = pyo3::Borrowed::from_ptr_or_opt(py, kwargs);
+            let kwargs = kwargs.as_ref().map(|k| k.downcast_unchecked::<PyDict>());
+            let (block, timeout) = acquire_args(args, kwargs)?;
+            let wait = Wait::from_py(block, timeout)?;
+            let got = with_this(py, slf, |t: &T| {
+                crate::lock::acquire(py, t.lock_obj(), wait, true)
+            })?;
+            Ok(PyBool::new(py, got).to_owned().into_ptr())
+        })
+    }
 }
 
 /// The getter of `Synchronized.value`.
@@ -265,7 +367,7 @@ fn set<T: PyTypeInfo>(py: Python<'_>, name: &str, descr: *mut ffi::PyObject) -> 
     T::type_object(py).setattr(name, d)
 }
 
-/// Replaces `__enter__` and `__exit__` of `T`.
+/// Replaces `acquire`, `release`, `__enter__` and `__exit__` of `T`.
 fn install_with<T>(py: Python<'_>, fastcall: bool) -> PyResult<()>
 where
     T: Guarded + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
@@ -309,8 +411,32 @@ where
         },
         ml_doc: c"Releases the lock.".as_ptr(),
     });
+    let release_def = leak(ffi::PyMethodDef {
+        ml_name: c"release".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: release::<T>,
+        },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: c"Releases one hold of the calling thread.".as_ptr(),
+    });
+    let acquire_def = leak(ffi::PyMethodDef {
+        ml_name: c"acquire".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionWithKeywords: acquire::<T>,
+        },
+        ml_flags: ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+        ml_doc: c"acquire(block=True, timeout=None) -> bool".as_ptr(),
+    });
     // SAFETY: the type object is alive (held by `ty`); the definitions are
     // leaked, so they outlive the descriptors.
+    set::<T>(py, "release", unsafe {
+        ffi::PyDescr_NewMethod(ty.as_type_ptr(), release_def)
+    })?;
+    // SAFETY: as above.
+    set::<T>(py, "acquire", unsafe {
+        ffi::PyDescr_NewMethod(ty.as_type_ptr(), acquire_def)
+    })?;
+    // SAFETY: as above.
     set::<T>(py, "__enter__", unsafe {
         ffi::PyDescr_NewMethod(ty.as_type_ptr(), enter_def)
     })?;

@@ -133,3 +133,45 @@ def test_a_lock_opened_twice_is_taken_again(name):
         w.value = 3
         assert w.value == 3
     assert v.value == 3
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda l: l.acquire(1, 2, 3),
+        lambda l: l.acquire(foo=1),
+        lambda l: l.acquire(True, block=True),
+        lambda l: l.acquire(True, "x"),
+        lambda l: l.acquire(timeout="x"),
+    ],
+)
+def test_acquire_rejects_bad_arguments_as_multiprocessing(call):
+    for lock in (multiprocessing.RLock(), shmsync.RLock(), shmsync.Lock(), shmsync.Value("q", 0)):
+        with pytest.raises(TypeError):
+            call(lock)
+
+
+@pytest.mark.parametrize("make", [shmsync.Lock, shmsync.RLock, lambda: shmsync.Array("d", 2)])
+def test_acquire_arguments(make):
+    lock = make()
+    assert lock.acquire(0) is True  # integers as multiprocessing accepts
+    lock.release()
+    assert lock.acquire(block=False) is True
+    lock.release()
+    assert lock.acquire(True, 0.5) is True
+    lock.release()
+    assert lock.acquire(timeout=None) is True
+    lock.release()
+    with pytest.raises((AssertionError, ValueError)):
+        lock.release()
+
+
+def test_a_non_blocking_acquire_of_a_lock_held_elsewhere_fails():
+    lock = shmsync.RLock()
+    got = []
+    lock.acquire()
+    t = threading.Thread(target=lambda: got.append((lock.acquire(False), lock.acquire(timeout=0.05))))
+    t.start()
+    t.join()
+    lock.release()
+    assert got == [(False, False)]

@@ -18,7 +18,11 @@
 //!   `self` is an instance of the type it was made for
 //!   (`descr_check` in CPython's `Objects/descrobject.c`) before it calls
 //!   the function, so the functions below may take `slf` as that class.
-//! - **The GIL** is held by whoever calls a descriptor's function.
+//! - **The GIL** is held by whoever calls a descriptor's function. PyO3's
+//!   own count of GIL holds is not raised here: nothing below drops an
+//!   unbound `Py<T>` (results leave with `into_ptr`, errors with
+//!   `restore`), and one dropped inside PyO3 would only have its decref
+//!   deferred to PyO3's next entry, not lost.
 //! - **Panics** are caught and raised as `PanicException`, as PyO3 does.
 //! - **Calling convention**: `__exit__` takes `METH_FASTCALL` (no argument
 //!   tuple) where the running CPython's stable ABI has it (3.10 and later),

@@ -23,7 +23,7 @@ atomic_enum!(AnyAtomicArray, AtomicArray);
 
 /// An operation on one cell.
 #[derive(Clone, Copy, Debug)]
-enum Op {
+pub(crate) enum Op {
     Load,
     Store,
     Swap,
@@ -154,7 +154,8 @@ impl PyAtomicValue {
         cell_from!(AnyAtomic, &self.v, x => x.cell())
     }
 
-    fn op(&self, py: Python<'_>, op: Op, a: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+    /// One operation with one argument (`a`; ignored by `Load`).
+    pub(crate) fn op(&self, py: Python<'_>, op: Op, a: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         run(py, self.cell(), op, a, a)
     }
 }

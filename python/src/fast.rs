@@ -1,7 +1,9 @@
 #![allow(unsafe_code)] // CPython method and attribute descriptors made by hand
-//! The hottest calls without PyO3's generic entry: `with lock:` /
-//! `with v.get_lock():` / `with v:` (`__enter__`, `__exit__`) and
-//! `v.value` of a `Synchronized`.
+//! The hottest calls without PyO3's generic entry: `acquire`, `release`,
+//! `with lock:` / `with v.get_lock():` / `with v:` (`__enter__`,
+//! `__exit__`), `get_lock()`, `v.value` of a `Synchronized`, and the
+//! one-call operations of an `AtomicValue` (`load`, `store`, `fetch_add`,
+//! ..., `.value`).
 //!
 //! PyO3 enters every method through a generic trampoline that checks the
 //! receiver's type against its lazily made type object, parses arguments
@@ -39,6 +41,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyTuple};
 use pyo3::{PyClass, PyTypeInfo};
 
+use crate::atomic::{Op, PyAtomicValue};
 use crate::lock::{PyLock, PyRLock};
 use crate::value::Synchronized;
 use crate::wait::{LockObj, Wait};
@@ -357,6 +360,134 @@ unsafe extern "C" fn value_set(
     }
 }
 
+/// `AtomicValue` methods of one argument (`METH_O`), each one operation.
+macro_rules! atomic_o {
+    ($($f:ident: $op:ident),* $(,)?) => {$(
+        unsafe extern "C" fn $f(
+            slf: *mut ffi::PyObject,
+            arg: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: called by CPython through the method descriptor made
+            // for `AtomicValue` (type checked), GIL held, `arg` borrowed.
+            unsafe {
+                entry(ptr::null_mut(), |py| {
+                    let a = pyo3::Borrowed::from_ptr(py, arg);
+                    let r = with_this(py, slf, |v: &PyAtomicValue| v.op(py, Op::$op, &a))?;
+                    Ok(match Op::$op {
+                        Op::Store => py.None().into_ptr(),
+                        _ => r.into_ptr(),
+                    })
+                })
+            }
+        }
+    )*};
+}
+
+atomic_o!(
+    atomic_store: Store,
+    atomic_swap: Swap,
+    atomic_add: Add,
+    atomic_sub: Sub,
+    atomic_max: Max,
+    atomic_min: Min,
+    atomic_and: And,
+    atomic_or: Or,
+    atomic_xor: Xor,
+    atomic_nand: Nand,
+);
+
+/// `AtomicValue.load()` (`METH_NOARGS`).
+unsafe extern "C" fn atomic_load(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as `atomic_o!`'s functions.
+    unsafe {
+        entry(ptr::null_mut(), |py| {
+            let none = py.None().into_bound(py);
+            Ok(with_this(py, slf, |v: &PyAtomicValue| v.op(py, Op::Load, &none))?.into_ptr())
+        })
+    }
+}
+
+/// The getter of `AtomicValue.value`: `load()`.
+unsafe extern "C" fn atomic_value_get(
+    slf: *mut ffi::PyObject,
+    _: *mut c_void,
+) -> *mut ffi::PyObject {
+    // SAFETY: as `atomic_o!`'s functions (a getset descriptor).
+    unsafe { atomic_load(slf, ptr::null_mut()) }
+}
+
+/// The setter of `AtomicValue.value`: `store()` (`value` null: `del`).
+unsafe extern "C" fn atomic_value_set(
+    slf: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+    _: *mut c_void,
+) -> c_int {
+    if value.is_null() {
+        // SAFETY: called by CPython with the GIL held.
+        return unsafe {
+            entry(-1, |_| {
+                Err(PyAttributeError::new_err("can't delete attribute"))
+            })
+        };
+    }
+    // SAFETY: as `atomic_o!`'s functions (a getset descriptor).
+    let r = unsafe { atomic_store(slf, value) };
+    if r.is_null() {
+        -1
+    } else {
+        // SAFETY: `r` is the new reference `atomic_store` returned (None).
+        unsafe { ffi::Py_DecRef(r) };
+        0
+    }
+}
+
+/// Replaces the one-call methods of `AtomicValue`.
+fn install_atomic(py: Python<'_>) -> PyResult<()> {
+    let ty = PyAtomicValue::type_object(py);
+    let one: [(&'static CStr, ffi::PyCFunction); 10] = [
+        (c"store", atomic_store),
+        (c"swap", atomic_swap),
+        (c"fetch_add", atomic_add),
+        (c"fetch_sub", atomic_sub),
+        (c"fetch_max", atomic_max),
+        (c"fetch_min", atomic_min),
+        (c"fetch_and", atomic_and),
+        (c"fetch_or", atomic_or),
+        (c"fetch_xor", atomic_xor),
+        (c"fetch_nand", atomic_nand),
+    ];
+    let methods = one
+        .into_iter()
+        .map(|(name, f)| (name, f, ffi::METH_O))
+        .chain([(c"load", atomic_load as ffi::PyCFunction, ffi::METH_NOARGS)]);
+    for (name, f, flags) in methods {
+        let def = leak(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer { PyCFunction: f },
+            ml_flags: flags,
+            ml_doc: ptr::null(),
+        });
+        // SAFETY: as in `install_with`.
+        set::<PyAtomicValue>(py, name.to_str().unwrap_or_default(), unsafe {
+            ffi::PyDescr_NewMethod(ty.as_type_ptr(), def)
+        })?;
+    }
+    let value_def = leak(ffi::PyGetSetDef {
+        name: c"value".as_ptr(),
+        get: Some(atomic_value_get),
+        set: Some(atomic_value_set),
+        doc: c"`load()` / `store()`.".as_ptr(),
+        closure: ptr::null_mut(),
+    });
+    // SAFETY: as in `install_with`.
+    set::<PyAtomicValue>(py, "value", unsafe {
+        ffi::PyDescr_NewGetSet(ty.as_type_ptr(), value_def)
+    })
+}
+
 /// Leaks `x`: the definitions a descriptor points to live as long as the
 /// process (a module's are static in C).
 fn leak<X>(x: X) -> *mut X {
@@ -482,6 +613,7 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     install_with::<crate::array::SynchronizedArray>(py, fastcall)?;
     install_get_lock::<Synchronized>(py)?;
     install_get_lock::<crate::array::SynchronizedArray>(py)?;
+    install_atomic(py)?;
     let value_def = leak(ffi::PyGetSetDef {
         name: c"value".as_ptr(),
         get: Some(value_get),

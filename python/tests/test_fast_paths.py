@@ -175,3 +175,33 @@ def test_a_non_blocking_acquire_of_a_lock_held_elsewhere_fails():
     t.join()
     lock.release()
     assert got == [(False, False)]
+
+
+def test_atomic_value_one_call_methods():
+    a = shmsync.AtomicValue("q", 5)
+    assert a.load() == 5 and a.value == 5
+    assert a.fetch_add(2) == 5 and a.fetch_sub(1) == 7
+    assert a.swap(10) == 6 and a.store(3) is None and a.value == 3
+    assert a.fetch_max(8) == 3 and a.fetch_min(4) == 8 and a.load() == 4
+    assert a.fetch_or(3) == 4 and a.fetch_and(6) == 7 and a.fetch_xor(1) == 6
+    assert a.fetch_nand(1) == 7 and a.load() == ~(7 & 1)
+    a.value = 42
+    assert a.load() == 42
+    f = shmsync.AtomicValue("d", 1.5)
+    assert f.fetch_add(1.0) == 1.5 and f.value == 2.5
+    for call, exc in (
+        (lambda: a.fetch_add(), TypeError),
+        (lambda: a.fetch_add(1, 2), TypeError),
+        (lambda: a.load(1), TypeError),
+        (lambda: a.fetch_add("x"), TypeError),
+        (lambda: f.fetch_and(1), TypeError),
+        (lambda: shmsync.AtomicValue.fetch_add(object(), 1), TypeError),
+        (lambda: shmsync.AtomicValue.value.__get__(object()), TypeError),
+    ):
+        with pytest.raises(exc):
+            call()
+    with pytest.raises(AttributeError):
+        del a.value
+    with pytest.raises(TypeError):
+        a.value = "x"
+    assert a.load() == 42 and f.load() == 2.5

@@ -20,10 +20,19 @@ machine's load shows in them, so compare the ratios of one run.
 import argparse
 import multiprocessing
 import os
+import sys
 import time
 import timeit
 
-import shmsync
+# `python python/bench.py` puts this directory first on the path, and it
+# holds the package's sources without the built extension: look there last,
+# so that an installed package comes first (an editable install, whose
+# path entry is this directory, still finds it).
+_here = os.path.dirname(os.path.abspath(__file__))
+_mine = [p for p in sys.path if os.path.abspath(p or os.curdir) == _here]
+sys.path = [p for p in sys.path if p not in _mine] + _mine
+
+import shmsync  # noqa: E402
 
 
 def pin(cpu):

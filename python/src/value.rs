@@ -174,25 +174,16 @@ impl Synchronized {
         )
     }
 
-    /// The value, read under its lock.
+    /// The value, read under its lock (replaced by `fast.rs`'s descriptor
+    /// at import; kept for the stubs and as the reference).
     #[getter]
     fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
-        if self.held() {
-            return each_typed!(AnyValue, &self.v, v => v.get_unlocked().to_py(py));
-        }
-        each_typed!(AnyValue, &self.v, v => locked(py, v, |g| g.get().to_py(py)))
+        self.value_get(py)
     }
 
     #[setter]
     fn set_value(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        each_typed!(AnyValue, &self.v, v => {
-            let x = PyElem::from_py(value)?;
-            if self.held() {
-                v.set_unlocked(x);
-                return Ok(());
-            }
-            locked(py, v, |g| { g.set(x); Ok(()) })
-        })
+        self.value_set(py, value)
     }
 
     /// The lock protecting the value (an `RLock`).

@@ -77,7 +77,7 @@
 //! A waiter is blocked by one slot: the one at `head` that is not yet
 //! `FULL` (a consumer), the one at `tail` that still serves the lap before
 //! (a producer). It spins (the first re-check after 2^[`SPIN_FIRST_LOG`]
-//! pauses, then doubling, [`FutexWord::SPIN_LIMIT`] re-checks), gives its
+//! pauses, then doubling, at most [`SPINS`] re-checks), gives its
 //! CPU away ([`FutexWord::YIELD_LIMIT`]), then loads its event count (the
 //! *token*), re-checks, probes the claimant in its way if there is one,
 //! *marks* the blocking slot (a CAS that sets [`WAITERS`] on the word it
@@ -231,6 +231,11 @@ enum Step {
 pub const SPIN_FIRST_LOG: u32 = 4;
 /// The log2 of the most pauses between two re-checks of a spinning waiter.
 pub const SPIN_MAX_LOG: u32 = 7;
+/// The most re-checks of a spinning waiter (fewer if
+/// [`FutexWord::SPIN_LIMIT`] says so): 16 + 32 + 64 + 4 × 128 = 624 pauses
+/// in all, no more than the 2, 4, …, 128 of the other objects' waiters
+/// (a waiter whose peer shares its CPU only delays it).
+pub const SPINS: u32 = 7;
 
 /// The `n`-th spin of a waiter (from 1): 2^(SPIN_FIRST_LOG + n - 1)
 /// pauses, at most 2^SPIN_MAX_LOG.
@@ -344,7 +349,7 @@ where
     }
 
     /// One attempt to claim a slot for a put.
-    #[inline]
+    #[inline(always)]
     fn step_put(&self, me: u32) -> Step {
         let lap = self.one_lap();
         loop {
@@ -409,7 +414,7 @@ where
 
     /// One attempt to claim a slot for a get; `accept` sees the index of a
     /// full slot before it is claimed and may refuse it.
-    #[inline]
+    #[inline(always)]
     fn step_get(&self, me: u32, accept: &mut dyn FnMut(usize) -> bool) -> Step {
         let lap = self.one_lap();
         loop {
@@ -509,6 +514,7 @@ where
     /// Publishes the item of `c` (claimed by `me` for a put) and wakes
     /// the sleepers if a waiter marked the slot. `false` if the slot was
     /// reaped meanwhile (`me` judged dead: the item is lost, and counted).
+    #[inline]
     pub fn publish(&self, c: Claim, me: u32) -> bool {
         let mine = pack(c.pos, WRITING | (me & TID_BITS));
         // Release: the payload, to the consumer's Acquire.
@@ -518,6 +524,7 @@ where
     /// Frees the slot of `c` (claimed by `me` for a get) for the next lap
     /// and wakes the sleepers if a waiter marked the slot. `false` if it
     /// was reaped meanwhile.
+    #[inline]
     pub fn release(&self, c: Claim, me: u32) -> bool {
         let mine = pack(c.pos, READING | (me & TID_BITS));
         let next = pack(c.pos.wrapping_add(self.one_lap()), FREE);
@@ -651,6 +658,7 @@ where
     ///
     /// # Errors
     /// `Full`, `Closed`, `Corrupt`.
+    #[inline]
     pub fn try_put(
         &self,
         me: u32,
@@ -672,6 +680,7 @@ where
     ///
     /// # Errors
     /// `Empty`, `Closed` (closed and drained), `Refused`, `Corrupt`.
+    #[inline]
     pub fn try_get(
         &self,
         me: u32,
@@ -779,6 +788,7 @@ where
     ///
     /// # Errors
     /// `Full` (the deadline passed), `Closed`, `Corrupt`.
+    #[inline]
     pub fn put(
         &self,
         me: u32,
@@ -803,6 +813,7 @@ where
     /// # Errors
     /// `Empty` (the deadline passed), `Closed` (closed and drained),
     /// `Refused`, `Corrupt`.
+    #[inline]
     pub fn get(
         &self,
         me: u32,
@@ -850,7 +861,7 @@ where
                 st = Waiting::new();
                 continue;
             }
-            if st.spins < F::SPIN_LIMIT {
+            if st.spins < F::SPIN_LIMIT.min(SPINS) {
                 st.spins += 1;
                 backoff::<F>(st.spins);
                 continue;

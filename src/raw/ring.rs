@@ -105,6 +105,9 @@
 //! published, and the two sides then pull the same cache lines of slot
 //! words and payloads back and forth for every item; a waiter that lets
 //! the other side get a few lines ahead takes them one line at a time.
+//! The price is latency: an item put into an empty queue just after the
+//! consumer's last re-check waits up to those 64 pauses (about 2 µs on the
+//! machine of `docs/BENCHMARKS.md`) before it is taken.
 
 //! # Ordering
 //!
@@ -227,15 +230,17 @@ enum Step {
 /// The log2 of the pauses of a waiter's first spin (doubling up to
 /// 2^[`SPIN_MAX_LOG`] per re-check): long enough for the other side to get
 /// a few cache lines of slots ahead, so that the two sides stop sharing the
-/// line of the slot at the boundary (module docs, "Sleeping").
-pub const SPIN_FIRST_LOG: u32 = 4;
+/// line of the slot at the boundary (module docs, "Sleeping"). 64 pauses
+/// are about 2 µs on the AMD EPYC of `docs/BENCHMARKS.md` (16 and 32 moved
+/// fewer items per second there).
+pub const SPIN_FIRST_LOG: u32 = 6;
 /// The log2 of the most pauses between two re-checks of a spinning waiter.
 pub const SPIN_MAX_LOG: u32 = 7;
 /// The most re-checks of a spinning waiter (fewer if
-/// [`FutexWord::SPIN_LIMIT`] says so): 16 + 32 + 64 + 4 × 128 = 624 pauses
-/// in all, no more than the 2, 4, …, 128 of the other objects' waiters
-/// (a waiter whose peer shares its CPU only delays it).
-pub const SPINS: u32 = 7;
+/// [`FutexWord::SPIN_LIMIT`] says so): 64 + 4 × 128 = 576 pauses in all,
+/// no more than the 2, 4, …, 128 of the other objects' waiters (a waiter
+/// whose peer shares its CPU only delays it).
+pub const SPINS: u32 = 5;
 
 /// The `n`-th spin of a waiter (from 1): 2^(SPIN_FIRST_LOG + n - 1)
 /// pauses, at most 2^SPIN_MAX_LOG.

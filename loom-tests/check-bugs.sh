@@ -32,7 +32,7 @@ FEATURE_BUGS=(lost-wake weak-release weak-acquire split-cas no-waiters-bit
               acquire-drops-waiters no-owner-died-bit keeps-owner-died
               liveness-relaxed event-no-generation barrier-keeps-count
               barrier-drops-broken cond-no-advance cond-no-register pipe-close-lost
-              sem-taker-drops-waiters ring-anonymous-claim)
+              sem-taker-drops-waiters ring-anonymous-claim ring-drops-waiters)
 CFG_BUGS=(stale_new no_retry bool_bytes)
 
 # The model files a bug is checked against.
@@ -40,7 +40,7 @@ models_of() {
     case $1 in
         weak-release | weak-acquire | split-cas) echo "${LOCK_MODELS[*]} atomic_ops ring" ;;
         lost-wake | liveness-relaxed) echo "${LOCK_MODELS[*]} ring" ;;
-        ring-anonymous-claim) echo ring ;;
+        ring-anonymous-claim | ring-drops-waiters) echo ring ;;
         stale_new | no_retry | bool_bytes) echo atomic_ops ;;
         event-no-generation) echo event ;;
         barrier-keeps-count | barrier-drops-broken) echo barrier ;;

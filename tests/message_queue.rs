@@ -17,9 +17,10 @@ use shmsync::{AtomicArray, AtomicValue, Error, MessageQueue};
 /// The ring's area in a message queue's file (data offset 192) and its
 /// words (`src/queue/mod.rs`).
 const D: u64 = 192;
-const READABLE: u64 = D + 128;
 const SLOTS: u64 = D + 320;
 const WRITING: u32 = 1 << 30;
+/// A slot's waiter bit (`src/raw/ring.rs`).
+const WAITERS: u32 = 1 << 29;
 
 /// FNV-1a: the message checksum.
 fn fnv(b: &[u8]) -> u64 {
@@ -277,12 +278,13 @@ fn a_sender_killed_inside_send_is_reaped() {
     q.send(b"after").unwrap();
     let mut r = spawn(t, "receiver").arg("q", &*name).start();
     r.expect("ready");
+    // The receiver, blocked by the claim, marks its slot before it sleeps.
     wait_until("the receiver asleep", || {
-        let mut b = [0u8; 4];
+        let mut b = [0u8; 8];
         common::shm_file(&name)
-            .read_exact_at(&mut b, READABLE)
+            .read_exact_at(&mut b, SLOTS + 8)
             .unwrap();
-        (u32::from_ne_bytes(b) & 1 != 0).then_some(())
+        (u64::from_ne_bytes(b) as u32 & WAITERS != 0).then_some(())
     });
     assert_eq!(q.lost(), 0);
     v.kill();

@@ -20,12 +20,13 @@ use shmsync::{AtomicArray, AtomicValue, Error, Event, Queue};
 /// `docs/ARCHITECTURE.md`), and its words (`src/queue/mod.rs`).
 const D: u64 = 192;
 const HEAD: u64 = D;
-const READABLE: u64 = D + 128;
-const WRITABLE: u64 = D + 192;
 const SLOTS: u64 = D + 320;
 /// Slot states (`src/raw/ring.rs`).
 const WRITING: u32 = 1 << 30;
 const READING: u32 = 3 << 30;
+/// A slot's waiter bit (`src/raw/ring.rs`): a waiter marked the slot in
+/// its way before sleeping.
+const WAITERS: u32 = 1 << 29;
 
 fn read32(name: &str, off: u64) -> u32 {
     let mut b = [0u8; 4];
@@ -45,9 +46,18 @@ fn write64(name: &str, off: u64, v: u64) {
         .unwrap();
 }
 
-/// Waits until someone sleeps on the event count at `off`.
-fn until_asleep(name: &str, off: u64, what: &str) {
-    wait_until(what, || (read32(name, off) & 1 != 0).then_some(()));
+fn read64(name: &str, off: u64) -> u64 {
+    let mut b = [0u8; 8];
+    common::shm_file(name).read_exact_at(&mut b, off).unwrap();
+    u64::from_ne_bytes(b)
+}
+
+/// Waits until a waiter has marked slot `index` (it sleeps, or is about
+/// to: give it a moment).
+fn until_asleep(name: &str, index: u64, what: &str) {
+    wait_until(what, || {
+        (read64(name, SLOTS + 8 * index) as u32 & WAITERS != 0).then_some(())
+    });
     std::thread::sleep(Duration::from_millis(5));
 }
 
@@ -246,8 +256,10 @@ fn close_releases_producers_and_consumers_blocked_in_other_processes() {
     for k in &mut kids {
         k.expect("blocking");
     }
-    until_asleep(&names[0], WRITABLE, "producers asleep");
-    until_asleep(&names[1], READABLE, "consumers asleep");
+    // Both blocked by slot 0: the producers by the item of lap 0, the
+    // consumers by the empty slot.
+    until_asleep(&names[0], 0, "producers asleep");
+    until_asleep(&names[1], 0, "consumers asleep");
     assert!(full.close());
     assert!(empty.close());
     for k in kids {
@@ -429,7 +441,7 @@ fn a_producer_killed_inside_put_is_reaped_by_a_waiting_consumer() {
     q.put(42).unwrap(); // lands behind the dead claim, at position 2
     let mut c = spawn(t, "consumer").arg("q", &*name).start();
     c.expect("ready");
-    until_asleep(&name, READABLE, "consumer blocked by the claim");
+    until_asleep(&name, 1, "consumer blocked by the claim");
     assert_eq!(q.lost(), 0, "a live claimant is never reaped");
     w.kill();
     c.wait();
@@ -466,7 +478,7 @@ fn a_consumer_killed_inside_get_is_reaped_by_a_waiting_producer() {
     r.expect("claimed");
     let mut p = spawn(t, "producer").arg("q", &*name).start();
     p.expect("ready");
-    until_asleep(&name, WRITABLE, "producer blocked by the claim");
+    until_asleep(&name, 0, "producer blocked by the claim");
     assert_eq!(q.lost(), 0);
     r.kill();
     p.wait();

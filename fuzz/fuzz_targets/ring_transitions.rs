@@ -1,8 +1,9 @@
 //! Drives the production queue ring (`shmsync::raw::RawRing`) with several
 //! simulated processes on one thread: puts and gets done whole or in steps
 //! (claim; write or read; publish or release), processes killed between
-//! any two steps (their claims stay), `close`, and a peer that overwrites
-//! any word with any value.
+//! any two steps (their claims stay), `close`, waiters' marks (the
+//! `WAITERS` bit set on any slot, which must change no outcome), and a
+//! peer that overwrites any word with any value.
 //!
 //! Until the first scribble, a reference model predicts every outcome: a
 //! queue of positions (`VecDeque`), each being written by a process,
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use shmsync::raw::ring::{Claim, TID_BITS};
+use shmsync::raw::ring::{Claim, TID_BITS, WAITERS};
 use shmsync::raw::{Liveness, RawRing, RingError, RingWords};
 
 const PROCS: usize = 4;
@@ -46,6 +47,9 @@ enum Op {
     /// SIGKILL `p`: it never acts again; its claim stays.
     Kill(u8),
     Close,
+    /// A waiter marks slot `k` (sets `WAITERS`, whatever its state): no
+    /// outcome changes, only wakes.
+    Mark(u8),
     /// A peer writes word `k` (head, tail, closed, lost, the two counts,
     /// then the slots) with `v`.
     Scribble(u8, u64),
@@ -325,6 +329,9 @@ fuzz_target!(|input: Input| {
             Op::Close => {
                 ring.close();
                 m.closed = true;
+            }
+            Op::Mark(k) => {
+                slots[usize::from(k) % cap].fetch_or(u64::from(WAITERS), Relaxed);
             }
             Op::Scribble(k, v) => {
                 let k = usize::from(k) % (6 + cap);

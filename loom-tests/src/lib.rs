@@ -63,6 +63,7 @@
 //! | `bug-cond-no-register`      | a CAS that adds one to a word writes the old value (a condition's waiter count never rises; models use owner ids ≥ 10 so that no lock CAS is a `+ 1`) |
 //! | `bug-pipe-close-lost`       | a `fetch_or` of the pipe ring's `CLOSED` bit writes nothing         |
 //! | `bug-ring-anonymous-claim`  | a ring slot's claiming CAS (to `WRITING`/`READING`) drops the claimant's TID, so a dead claim names nobody |
+//! | `bug-ring-drops-waiters`    | a ring slot's CAS drops the `WAITERS` bit from its new value (a waiter's mark, and the bit a claim carries) |
 
 use core::marker::PhantomData;
 use core::num::NonZeroU32;
@@ -396,6 +397,17 @@ impl Bug for RingAnonymousClaim {
     }
 }
 
+/// `bug-ring-drops-waiters`: a ring slot's CAS never writes the waiter
+/// bit, so a waiter's mark is lost and the CAS that changes the slot next
+/// does not wake it.
+#[derive(Debug)]
+pub struct RingDropsWaiters;
+impl Bug for RingDropsWaiters {
+    fn cas_new64(_current: u64, new: u64) -> u64 {
+        new & !u64::from(raw::ring::WAITERS)
+    }
+}
+
 thread_local! {
     /// Failed exchanges of any [`Loom`] word on this test's thread (loom
     /// runs a model's threads as coroutines of the test thread):
@@ -660,7 +672,8 @@ const WORD_BUGS: usize = cfg!(feature = "bug-lost-wake") as usize
     + cfg!(feature = "bug-cond-no-advance") as usize
     + cfg!(feature = "bug-cond-no-register") as usize
     + cfg!(feature = "bug-sem-taker-drops-waiters") as usize
-    + cfg!(feature = "bug-ring-anonymous-claim") as usize;
+    + cfg!(feature = "bug-ring-anonymous-claim") as usize
+    + cfg!(feature = "bug-ring-drops-waiters") as usize;
 // The count is a constant that is usually 0, which clippy finds absurd.
 #[allow(clippy::absurd_extreme_comparisons)]
 const _: () = assert!(WORD_BUGS <= 1, "enable at most one word bug-* feature");
@@ -711,9 +724,13 @@ pub type ActiveBug = SemTakerDropsWaiters;
 /// The word bug selected by this build's `bug-*` feature.
 #[cfg(feature = "bug-ring-anonymous-claim")]
 pub type ActiveBug = RingAnonymousClaim;
+/// The word bug selected by this build's `bug-*` feature.
+#[cfg(feature = "bug-ring-drops-waiters")]
+pub type ActiveBug = RingDropsWaiters;
 /// The word bug selected by this build's `bug-*` feature ([`NoBug`]: none).
 #[cfg(not(any(
     feature = "bug-ring-anonymous-claim",
+    feature = "bug-ring-drops-waiters",
     feature = "bug-barrier-keeps-count",
     feature = "bug-barrier-drops-broken",
     feature = "bug-cond-no-advance",

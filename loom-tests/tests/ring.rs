@@ -17,10 +17,16 @@
 //! | feature | loom's verdict |
 //! |---|---|
 //! | `bug-lost-wake` | `deadlock` in every model that sleeps (all but `two_consumers`) |
-//! | `bug-weak-release`, `bug-weak-acquire` | `a_dead_producer_is_reaped`: `Causality violation` on a payload; the other sleeping models: `deadlock` (the event count's RMWs no longer order the announcement against the slot change); `two_consumers` passes |
+//! | `bug-weak-release`, `bug-weak-acquire` | `a_dead_producer_is_reaped`, `close_races_a_put`: `Causality violation` on a payload; the other sleeping models: `deadlock`; `two_consumers` passes |
 //! | `bug-split-cas` | `two_consumers`: an item delivered twice; `close_races_a_put`: a successful put not delivered; `two_producers`, `a_dead_producer_is_reaped`: `Causality violation` |
 //! | `bug-liveness-relaxed` | `a_dead_producer_is_reaped`, `a_dead_consumer_is_reaped`: `Causality violation` (the dead thread's payload access vs the next lap's write) |
 //! | `bug-ring-anonymous-claim` | every model: `deadlock` or a failed claim (the claimant's own publish no longer finds its claim; a dead claim names nobody and is never reaped) |
+//! | `bug-ring-drops-waiters` | `two_producers`, `one_slot_wraps_in_order`, `close_races_a_put`: `deadlock` (a waiter's mark is lost, so the publish or release that frees it does not wake it) |
+//!
+//! Not a feature, checked by hand: the waiter's load of its event count
+//! weakened from `Acquire` to `Relaxed` gives `a_dead_consumer_is_reaped`
+//! a `deadlock` (the waiter's token already holds the death's wake, and
+//! its re-check still misses the death).
 //!
 //! Runtime (`LOOM_MAX_PREEMPTIONS=3`, `--release`, a loaded 2-core machine):
 //! ≈ 40 s in all, of which `two_producers` ≈ 28 s (135 000 executions).

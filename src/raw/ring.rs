@@ -11,7 +11,10 @@
 //!   the last index of a lap is index 0 of the next lap (as crossbeam's
 //!   `ArrayQueue`), and all of it wraps.
 //! - one 64-bit control word per slot: the position it serves (its
-//!   *stamp*, bits 32–63), a state (bits 30–31) and a TID (bits 0–29):
+//!   *stamp*, bits 32–63), a state (bits 30–31), the [`WAITERS`] bit (29:
+//!   someone waits for this slot to change and may sleep; it rides along
+//!   every state below and is left out of the table) and a TID (bits
+//!   0–28):
 //!
 //! | state     | TID      | meaning                                             |
 //! |-----------|----------|-----------------------------------------------------|
@@ -23,8 +26,8 @@
 //!
 //! - `closed` (non-zero: closed), `lost` (a wrapping count of items lost
 //!   to dead claimants), and two futex event counts: `readable` (consumers
-//!   sleep on it), `writable` (producers sleep on it); bit 0 says someone
-//!   may sleep, bits 1–31 are a generation.
+//!   sleep on it), `writable` (producers sleep on it), wrapping
+//!   generations that every wake advances.
 //!
 //! # Transitions of the slot serving position `p`
 //!
@@ -36,7 +39,9 @@
 //! ```
 //!
 //! A claim names its claimant *in the same CAS*, so there is no instant at
-//! which a slot is taken by nobody the others can judge. `tail`/`head` are
+//! which a slot is taken by nobody the others can judge. A claim keeps the
+//! slot's [`WAITERS`] bit; every other transition (publish, release, reap,
+//! seal) clears it, and wakes the sleepers if it was set. `tail`/`head` are
 //! advanced after the claim by the claimant, or by anybody who finds the
 //! slot at `tail` (`head`) already claimed or done (`help`), so a claimant
 //! killed between its two CASes never stops the counters.
@@ -69,20 +74,41 @@
 //!
 //! # Sleeping
 //!
-//! A waiter spins [`FutexWord::SPIN_LIMIT`] re-checks, then announces
-//! itself (sets bit 0 of its event count), re-checks once more, probes the
-//! claimant in its way if there is one, and sleeps on the count at most one
-//! slice ([`SLICE_FIRST`] doubling to [`SLICE_MAX`], at most the liveness
-//! probe interval while a claimant is in the way). Every publish (release,
-//! reap) then makes one read-modify-write of the count and, only if bit 0
-//! is set, advances the generation and wakes all: no system call when
-//! nobody sleeps. The announcement and the notification are both
-//! read-modify-writes of the count, so one is ordered after the other:
-//! either the notifier sees the waiter's bit, or the waiter's re-check
-//! sees the slot the notifier changed before it (no store-load pair on two
-//! words, which would need `SeqCst`). A notifier killed before its wake
-//! can still lose one, so sleeps are bounded anyway.
+//! A waiter is blocked by one slot: the one at `head` that is not yet
+//! `FULL` (a consumer), the one at `tail` that still serves the lap before
+//! (a producer). It spins (the first re-check after 2^[`SPIN_FIRST_LOG`]
+//! pauses, then doubling, at most [`SPINS`] re-checks), gives its
+//! CPU away ([`FutexWord::YIELD_LIMIT`]), then loads its event count (the
+//! *token*), re-checks, probes the claimant in its way if there is one,
+//! *marks* the blocking slot (a CAS that sets [`WAITERS`] on the word it
+//! just read; if the word changed, it re-checks instead) and sleeps on the
+//! token at most one slice ([`SLICE_FIRST`] doubling to [`SLICE_MAX`], at
+//! most the liveness probe interval while a claimant is in the way).
 //!
+//! The CAS that next changes the slot's state comes after the mark in the
+//! slot's modification order, so it sees the bit (a claim carries it on to
+//! its publish or release) and its thread advances both counts and wakes
+//! all their sleepers. The token was loaded before the waiter's last
+//! re-check, which read the slot before that CAS; so the token is older
+//! than the wake's advance (if the waiter's Acquire load had read the
+//! advance, the re-check would have seen the slot change that its Release
+//! follows), and the futex either finds the count changed or is woken.
+//! `close` advances both counts unconditionally, after setting `closed`,
+//! with the same pairing. No store-load pair on two words (which would
+//! need `SeqCst`) and, on the fast path, no read-modify-write beyond the
+//! claim, the counter hint and the publish or release: a publish or
+//! release that finds no mark touches no other word. A notifier killed
+//! before its wake can still lose one, so sleeps are bounded anyway.
+//!
+//! The long first spin is for throughput: a consumer that re-checks at
+//! once, right behind the producer, takes each item as soon as it is
+//! published, and the two sides then pull the same cache lines of slot
+//! words and payloads back and forth for every item; a waiter that lets
+//! the other side get a few lines ahead takes them one line at a time.
+//! The price is latency: an item put into an empty queue just after the
+//! consumer's last re-check waits up to those 64 pauses (about 2 µs on the
+//! machine of `docs/BENCHMARKS.md`) before it is taken.
+
 //! # Ordering
 //!
 //! The payload is written between the claim and the publish and read
@@ -93,15 +119,18 @@
 //! loaded with `Acquire`, so that a slot read after a position is at least
 //! as new as the claim that let the position pass it.
 
-use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use core::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release};
 use core::time::Duration;
 
 use super::word::{AtomicWord, Deadline, FutexWord, Liveness};
 
 /// State bits of a slot word's low half.
 pub const STATE_MASK: u32 = 3 << 30;
+/// A slot word's waiter bit: someone waits for this slot to change and may
+/// sleep (the CAS that next changes its state wakes the sleepers).
+pub const WAITERS: u32 = 1 << 29;
 /// The TID bits of a slot word's low half.
-pub const TID_BITS: u32 = !STATE_MASK;
+pub const TID_BITS: u32 = WAITERS - 1;
 /// Free for a producer (or sealed, with [`SEALED`] as TID).
 pub const FREE: u32 = 0;
 /// A producer is writing.
@@ -117,9 +146,6 @@ pub const SEALED: u32 = TID_BITS;
 /// The largest capacity: `one_lap` ≤ 2^29, so that the stamps of three
 /// consecutive laps are distinct modulo 2^32.
 pub const MAX_CAPACITY: u32 = 1 << 29;
-
-/// Event-count bit 0: someone may sleep on the count.
-pub const SLEEPERS: u32 = 1;
 
 /// The first sleep of a waiter before it re-checks.
 pub const SLICE_FIRST: Duration = Duration::from_millis(1);
@@ -193,14 +219,42 @@ pub struct Claim {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Claimed(Claim),
-    /// Nothing to do now (full, or empty).
-    Wait,
+    /// Nothing to do now (full, or empty) until slot `index`, holding
+    /// this word, changes.
+    Wait(usize, u64),
     /// The way is blocked by a claimed slot: `index`, its word.
     Busy(usize, u64),
     Fail(RingError),
 }
 
-/// A waiter's progress through spin, announce and sleep.
+/// The log2 of the pauses of a waiter's first spin (doubling up to
+/// 2^[`SPIN_MAX_LOG`] per re-check): long enough for the other side to get
+/// a few cache lines of slots ahead, so that the two sides stop sharing the
+/// line of the slot at the boundary (module docs, "Sleeping"). 64 pauses
+/// are about 2 µs on the AMD EPYC of `docs/BENCHMARKS.md` (16 and 32 moved
+/// fewer items per second there).
+pub const SPIN_FIRST_LOG: u32 = 6;
+/// The log2 of the most pauses between two re-checks of a spinning waiter.
+pub const SPIN_MAX_LOG: u32 = 7;
+/// The most re-checks of a spinning waiter (fewer if
+/// [`FutexWord::SPIN_LIMIT`] says so): 64 + 4 × 128 = 576 pauses in all,
+/// no more than the 2, 4, …, 128 of the other objects' waiters (a waiter
+/// whose peer shares its CPU only delays it).
+pub const SPINS: u32 = 5;
+
+/// The `n`-th spin of a waiter (from 1): 2^(SPIN_FIRST_LOG + n - 1)
+/// pauses, at most 2^SPIN_MAX_LOG.
+#[inline]
+fn backoff<F: FutexWord>(n: u32) {
+    let log = SPIN_FIRST_LOG
+        .saturating_add(n.saturating_sub(1))
+        .min(SPIN_MAX_LOG);
+    for _ in 0..(1u32 << log) {
+        F::spin_hint();
+    }
+}
+
+/// A waiter's progress through spin, mark and sleep.
 struct Waiting {
     spins: u32,
     yields: u32,
@@ -300,6 +354,7 @@ where
     }
 
     /// One attempt to claim a slot for a put.
+    #[inline(always)]
     fn step_put(&self, me: u32) -> Step {
         let lap = self.one_lap();
         loop {
@@ -327,7 +382,7 @@ where
                         if slot
                             .compare_exchange(
                                 w,
-                                pack(t, WRITING | (me & TID_BITS)),
+                                pack(t, WRITING | (me & TID_BITS) | (g & WAITERS)),
                                 Acquire,
                                 Acquire,
                             )
@@ -343,7 +398,7 @@ where
             } else if s == t.wrapping_sub(lap) {
                 // The lap before: not yet consumed.
                 match g & STATE_MASK {
-                    FULL => return Step::Wait,
+                    FULL => return Step::Wait(i, w),
                     WRITING | READING => return Step::Busy(i, w),
                     // FREE one lap behind the tail: the tail passed a
                     // position nobody claimed.
@@ -364,6 +419,7 @@ where
 
     /// One attempt to claim a slot for a get; `accept` sees the index of a
     /// full slot before it is claimed and may refuse it.
+    #[inline(always)]
     fn step_get(&self, me: u32, accept: &mut dyn FnMut(usize) -> bool) -> Step {
         let lap = self.one_lap();
         loop {
@@ -387,7 +443,7 @@ where
                         if slot
                             .compare_exchange(
                                 w,
-                                pack(h, READING | (me & TID_BITS)),
+                                pack(h, READING | (me & TID_BITS) | (g & WAITERS)),
                                 Acquire,
                                 Acquire,
                             )
@@ -405,13 +461,17 @@ where
                         // `closed` clear before `close` races the sealing
                         // CAS below for this very slot; one of them wins.
                         if self.w.closed.load(Relaxed) == 0 {
-                            return Step::Wait;
+                            return Step::Wait(i, w);
                         }
-                        // Relaxed: sealing publishes nothing.
+                        // Relaxed: sealing publishes nothing (the wake's
+                        // RMWs order it for the sleepers).
                         if slot
                             .compare_exchange(w, pack(h, FREE | SEALED), Relaxed, Relaxed)
                             .is_ok()
                         {
+                            if g & WAITERS != 0 {
+                                self.wake_all();
+                            }
                             return Step::Fail(RingError::Closed);
                         }
                     }
@@ -450,77 +510,89 @@ where
         // Relaxed: a statistic; read after the fact (a process's exit, a
         // join) or as a hint.
         self.w.lost.fetch_add(1, Relaxed);
-        Self::notify(self.w.readable);
-        Self::notify(self.w.writable);
+        if tag(word) & WAITERS != 0 {
+            self.wake_all();
+        }
         true
     }
 
     /// Publishes the item of `c` (claimed by `me` for a put) and wakes
-    /// consumers if any sleep. `false` if the slot was reaped meanwhile
-    /// (`me` judged dead: the item is lost, and counted).
+    /// the sleepers if a waiter marked the slot. `false` if the slot was
+    /// reaped meanwhile (`me` judged dead: the item is lost, and counted).
+    #[inline]
     pub fn publish(&self, c: Claim, me: u32) -> bool {
-        let Some(slot) = self.w.slots.get(c.index) else {
-            return false;
-        };
         let mine = pack(c.pos, WRITING | (me & TID_BITS));
         // Release: the payload, to the consumer's Acquire.
-        let ok = slot
-            .compare_exchange(mine, pack(c.pos, FULL), Release, Relaxed)
-            .is_ok();
-        Self::notify(self.w.readable);
-        ok
+        self.finish(c.index, mine, pack(c.pos, FULL), Release)
     }
 
     /// Frees the slot of `c` (claimed by `me` for a get) for the next lap
-    /// and wakes producers if any sleep. `false` if it was reaped meanwhile.
+    /// and wakes the sleepers if a waiter marked the slot. `false` if it
+    /// was reaped meanwhile.
+    #[inline]
     pub fn release(&self, c: Claim, me: u32) -> bool {
-        let Some(slot) = self.w.slots.get(c.index) else {
-            return false;
-        };
         let mine = pack(c.pos, READING | (me & TID_BITS));
         let next = pack(c.pos.wrapping_add(self.one_lap()), FREE);
         // Release: the payload reads, before the next producer's writes.
-        let ok = slot.compare_exchange(mine, next, Release, Relaxed).is_ok();
-        Self::notify(self.w.writable);
-        ok
+        self.finish(c.index, mine, next, Release)
     }
 
-    /// Wakes the sleepers of `ev`, if its bit 0 says there may be any: one
-    /// read-modify-write and nothing else when nobody sleeps.
+    /// The last CAS of a claim: slot `index` from `mine` (or `mine` with
+    /// [`WAITERS`], which a waiter may have set meanwhile) to `next`; wakes
+    /// every sleeper if the replaced word had [`WAITERS`]. `false` if the
+    /// slot holds anything else (reaped).
     #[inline]
-    fn notify(ev: &F) {
-        let a = ev.atomic();
-        // AcqRel: an RMW of the count, so that it and a waiter's
-        // announcing RMW are ordered (module docs, "Sleeping"): either
-        // this sees the waiter's bit, or the waiter's re-check sees the
-        // slot change made before this.
-        let mut v = a.fetch_add(0, AcqRel);
-        while v & SLEEPERS != 0 {
-            // Clear bit 0 and advance the generation (wrapping), so that
-            // a waiter about to sleep on the old value does not.
-            match a.compare_exchange(v, (v & !SLEEPERS).wrapping_add(2), AcqRel, Acquire) {
+    fn finish(&self, index: usize, mine: u64, next: u64, order: Ordering) -> bool {
+        let Some(slot) = self.w.slots.get(index) else {
+            return false;
+        };
+        let marked = mine | u64::from(WAITERS);
+        let mut cur = mine;
+        loop {
+            match slot.compare_exchange(cur, next, order, Relaxed) {
                 Ok(_) => {
-                    ev.wake_all();
-                    return;
+                    if cur == marked {
+                        self.wake_all();
+                    }
+                    return true;
                 }
-                Err(found) => v = found,
+                // A waiter marked the slot: once at most (only this CAS
+                // clears the bit).
+                Err(found) if found == marked && cur == mine => cur = marked,
+                Err(_) => return false,
             }
         }
     }
 
-    /// Announces a sleeper on `ev`: the value to sleep on.
-    fn announce(ev: &F) -> u32 {
-        // AcqRel: pairs with `notify`'s RMW (module docs, "Sleeping"); the
-        // re-check of the slot follows.
-        ev.atomic().fetch_or(SLEEPERS, AcqRel) | SLEEPERS
+    /// Marks slot `index`, found holding `w` in a waiter's way, with
+    /// [`WAITERS`]: the CAS that next changes it (a claim carries the bit
+    /// on to the publish or release) then wakes the sleepers. `false` if
+    /// the slot no longer holds `w` (re-check instead of sleeping).
+    fn mark(&self, index: usize, w: u64) -> bool {
+        if tag(w) & WAITERS != 0 {
+            return true;
+        }
+        let Some(slot) = self.w.slots.get(index) else {
+            return false;
+        };
+        // Relaxed: the bit orders nothing by itself: the CAS that clears
+        // it comes after this one in the slot's modification order, so it
+        // sees the bit and wakes; the waiter's token (loaded before its
+        // last re-check, with Acquire) is then older than that wake's
+        // increment (module docs, "Sleeping").
+        slot.compare_exchange(w, w | u64::from(WAITERS), Relaxed, Relaxed)
+            .is_ok()
     }
 
     /// Wakes every sleeper of both counts (they re-check).
     pub fn wake_all(&self) {
         for ev in [self.w.readable, self.w.writable] {
-            // AcqRel: as `notify`; advancing the generation makes a waiter
-            // about to sleep on the old value return at once.
-            ev.atomic().fetch_add(2, AcqRel);
+            // Release: pairs with a waiter's Acquire load of its token, so
+            // that a waiter whose token is this new value re-checks a slot
+            // (or `closed`) at least as new as what this wake announces;
+            // advancing the count makes a waiter about to sleep on an older
+            // value return at once.
+            ev.atomic().fetch_add(1, Release);
             ev.wake_all();
         }
     }
@@ -552,7 +624,10 @@ where
             // Acquire: as the loads of `step_put`/`step_get`.
             let w = slot.load(Acquire);
             let g = tag(w) & STATE_MASK;
-            if (g == WRITING || g == READING) && live.owner_is_dead(tag(w)) && self.reap(i, w) {
+            if (g == WRITING || g == READING)
+                && live.owner_is_dead(tag(w) & TID_BITS)
+                && self.reap(i, w)
+            {
                 n += 1;
             }
         }
@@ -588,13 +663,18 @@ where
     ///
     /// # Errors
     /// `Full`, `Closed`, `Corrupt`.
+    #[inline]
     pub fn try_put(
         &self,
         me: u32,
         live: &mut dyn Liveness,
         write: impl FnOnce(usize),
     ) -> Result<Claim, RingError> {
-        let c = self.try_claim(Side::Put, me, live, &mut |_| true)?;
+        let c = match self.step_put(me) {
+            Step::Claimed(c) => c,
+            Step::Fail(e) => return Err(e),
+            _ => self.try_claim(Side::Put, me, live, &mut |_| true)?,
+        };
         write(c.index);
         self.publish(c, me);
         Ok(c)
@@ -605,6 +685,7 @@ where
     ///
     /// # Errors
     /// `Empty`, `Closed` (closed and drained), `Refused`, `Corrupt`.
+    #[inline]
     pub fn try_get(
         &self,
         me: u32,
@@ -612,7 +693,11 @@ where
         accept: &mut dyn FnMut(usize) -> bool,
         read: impl FnOnce(usize),
     ) -> Result<Claim, RingError> {
-        let c = self.try_claim(Side::Get, me, live, accept)?;
+        let c = match self.step_get(me, accept) {
+            Step::Claimed(c) => c,
+            Step::Fail(e) => return Err(e),
+            _ => self.try_claim(Side::Get, me, live, accept)?,
+        };
         read(c.index);
         self.release(c, me);
         Ok(c)
@@ -628,7 +713,7 @@ where
     pub fn claim_put(&self, me: u32) -> Result<Claim, RingError> {
         match self.step_put(me) {
             Step::Claimed(c) => Ok(c),
-            Step::Wait | Step::Busy(..) => Err(RingError::Full),
+            Step::Wait(..) | Step::Busy(..) => Err(RingError::Full),
             Step::Fail(e) => Err(e),
         }
     }
@@ -646,7 +731,7 @@ where
     ) -> Result<Claim, RingError> {
         match self.step_get(me, accept) {
             Step::Claimed(c) => Ok(c),
-            Step::Wait | Step::Busy(..) => Err(RingError::Empty),
+            Step::Wait(..) | Step::Busy(..) => Err(RingError::Empty),
             Step::Fail(e) => Err(e),
         }
     }
@@ -658,6 +743,7 @@ where
         }
     }
 
+    #[inline(never)]
     fn try_claim(
         &self,
         side: Side,
@@ -675,7 +761,7 @@ where
             match self.step(side, me, accept) {
                 Step::Claimed(c) => return Ok(c),
                 Step::Fail(e) => return Err(e),
-                Step::Wait => return Err(nothing),
+                Step::Wait(..) => return Err(nothing),
                 Step::Busy(i, w) => {
                     // A claimant mid-operation finishes in a moment; one
                     // still there after a short spin may be dead: probe
@@ -688,7 +774,10 @@ where
                         seen = Some((i, w));
                         continue;
                     }
-                    if seen == Some((i, w)) && live.owner_is_dead(tag(w)) && self.reap(i, w) {
+                    if seen == Some((i, w))
+                        && live.owner_is_dead(tag(w) & TID_BITS)
+                        && self.reap(i, w)
+                    {
                         spins = 0;
                         seen = None;
                         continue;
@@ -704,6 +793,7 @@ where
     ///
     /// # Errors
     /// `Full` (the deadline passed), `Closed`, `Corrupt`.
+    #[inline]
     pub fn put(
         &self,
         me: u32,
@@ -711,7 +801,12 @@ where
         live: &mut dyn Liveness,
         write: impl FnOnce(usize),
     ) -> Result<Claim, RingError> {
-        let c = self.claim(Side::Put, me, deadline, live, &mut |_| true)?;
+        // The first attempt inline (the fast path), the rest out of line.
+        let c = match self.step_put(me) {
+            Step::Claimed(c) => c,
+            Step::Fail(e) => return Err(e),
+            _ => self.claim(Side::Put, me, deadline, live, &mut |_| true)?,
+        };
         write(c.index);
         self.publish(c, me);
         Ok(c)
@@ -723,6 +818,7 @@ where
     /// # Errors
     /// `Empty` (the deadline passed), `Closed` (closed and drained),
     /// `Refused`, `Corrupt`.
+    #[inline]
     pub fn get(
         &self,
         me: u32,
@@ -731,12 +827,17 @@ where
         accept: &mut dyn FnMut(usize) -> bool,
         read: impl FnOnce(usize),
     ) -> Result<Claim, RingError> {
-        let c = self.claim(Side::Get, me, deadline, live, accept)?;
+        let c = match self.step_get(me, accept) {
+            Step::Claimed(c) => c,
+            Step::Fail(e) => return Err(e),
+            _ => self.claim(Side::Get, me, deadline, live, accept)?,
+        };
         read(c.index);
         self.release(c, me);
         Ok(c)
     }
 
+    #[inline(never)]
     fn claim(
         &self,
         side: Side,
@@ -751,26 +852,23 @@ where
         };
         let mut st = Waiting::new();
         loop {
-            let blocked = match self.step(side, me, accept) {
+            let (i, w, busy) = match self.step(side, me, accept) {
                 Step::Claimed(c) => return Ok(c),
                 Step::Fail(e) => return Err(e),
-                Step::Wait => None,
-                Step::Busy(i, w) => Some((i, w)),
+                Step::Wait(i, w) => (i, w, false),
+                Step::Busy(i, w) => (i, w, true),
             };
-            if let Some((i, w)) = blocked {
-                // Probe a claimant in the way before each sleep (once
-                // announced: a live one that finishes later wakes us).
-                if st.token.is_some() && live.owner_is_dead(tag(w)) {
-                    self.reap(i, w);
-                    st = Waiting::new();
-                    continue;
-                }
+            // Probe a claimant in the way before each sleep (once the
+            // token is taken: a live one that finishes later finds the
+            // mark and wakes us).
+            if busy && st.token.is_some() && live.owner_is_dead(tag(w) & TID_BITS) {
+                self.reap(i, w);
+                st = Waiting::new();
+                continue;
             }
-            if st.spins < F::SPIN_LIMIT {
+            if st.spins < F::SPIN_LIMIT.min(SPINS) {
                 st.spins += 1;
-                for _ in 0..(1u32 << st.spins.min(7)) {
-                    F::spin_hint();
-                }
+                backoff::<F>(st.spins);
                 continue;
             }
             // Then give the CPU away a few times before sleeping: a peer
@@ -782,13 +880,14 @@ where
                 continue;
             }
             let Some(token) = st.token else {
-                // Announce, then re-check before sleeping.
-                st.token = Some(Self::announce(ev));
+                // Acquire: pairs with `wake_all`'s Release (module docs,
+                // "Sleeping"). Then re-check before marking the slot.
+                st.token = Some(ev.atomic().load(Acquire));
                 continue;
             };
             let mut t = st.slice;
-            if let Some((_, w)) = blocked {
-                if let Some(p) = live.probe_interval(tag(w)) {
+            if busy {
+                if let Some(p) = live.probe_interval(tag(w) & TID_BITS) {
                     t = t.min(p);
                 }
             }
@@ -797,6 +896,11 @@ where
                     None => return Err(expired),
                     Some(left) => t = t.min(left),
                 }
+            }
+            if !self.mark(i, w) {
+                // The slot changed since the re-check: check again (the
+                // token stays valid: it was loaded before).
+                continue;
             }
             ev.wait(token, Some(t));
             st.token = None;

@@ -9,7 +9,7 @@ use std::thread;
 
 use super::{until, Budget, Spy};
 use crate::raw::ring::{
-    pack, tag, Claim, RawRing, RingError, RingWords, FREE, FULL, READING, SEALED, WRITING,
+    pack, tag, Claim, RawRing, RingError, RingWords, FREE, FULL, READING, SEALED, WAITERS, WRITING,
 };
 use crate::raw::Liveness;
 
@@ -187,6 +187,44 @@ fn no_wake_without_sleepers() {
     assert_eq!(h.readable.wakes.load(Relaxed), 0);
     assert_eq!(h.writable.wakes.load(Relaxed), 0);
     assert_eq!(h.readable.waits.load(Relaxed), 0);
+}
+
+#[test]
+fn a_marked_slot_wakes_once_when_it_changes() {
+    let h = Heap::new(1);
+    let w = u64::from(WAITERS);
+    let wakes = || h.readable.wakes.load(Relaxed) + h.writable.wakes.load(Relaxed);
+    // A consumer's mark on the empty slot: the claim carries it, the
+    // publish clears it and wakes both counts.
+    h.slots[0].fetch_or(w, Relaxed);
+    let r = h.ring();
+    let c = r.claim_put(1).unwrap();
+    assert_eq!(h.slots[0].load(Relaxed), pack(0, WRITING | 1 | WAITERS));
+    assert_eq!(wakes(), 0);
+    assert!(r.publish(c, 1));
+    assert_eq!(h.slots[0].load(Relaxed), pack(0, FULL));
+    assert_eq!(wakes(), 2);
+    // A producer's mark on the full slot: carried by the consumer's claim,
+    // cleared by its release.
+    h.slots[0].fetch_or(w, Relaxed);
+    let c = r.claim_get(2, &mut |_| true).unwrap();
+    assert_eq!(h.slots[0].load(Relaxed), pack(0, READING | 2 | WAITERS));
+    assert!(r.release(c, 2));
+    assert_eq!(h.slots[0].load(Relaxed), pack(1, FREE));
+    assert_eq!(wakes(), 4);
+    // A mark made while the claimant works (the claim had none).
+    let c = r.claim_put(1).unwrap();
+    h.slots[0].fetch_or(w, Relaxed);
+    assert!(r.publish(c, 1));
+    assert_eq!(wakes(), 6);
+    // Unmarked: no wake.
+    assert_eq!(h.try_get(2), Ok(0));
+    assert_eq!(wakes(), 6);
+    // A mark on a claim of another thread is not this claimant's.
+    let c = r.claim_put(1).unwrap();
+    h.slots[0].store(pack(c.pos, WRITING | 7 | WAITERS), Relaxed);
+    assert!(!r.publish(c, 1));
+    assert_eq!(wakes(), 6);
 }
 
 #[test]

@@ -26,7 +26,9 @@ use crate::raw::RawMutex;
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMSYNC\0");
 /// Layout version; bump on any change to this file's format.
 /// 2: the lock slot keeps the holds beyond the first (`RawMutex::extra`).
-pub(crate) const VERSION: u32 = 2;
+/// 3: a queue ring's slot word carries a waiters bit (its TID in bits
+/// 0–28, `src/raw/ring.rs`).
+pub(crate) const VERSION: u32 = 3;
 /// `init` once the creator has finished: `b"REDY"` as little-endian.
 pub(crate) const READY: u32 = u32::from_le_bytes(*b"REDY");
 

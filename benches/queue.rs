@@ -802,6 +802,30 @@ fn pipe_ping_pong(n: u64) -> Result<Duration, String> {
     )
 }
 
+/// Two `Queue<u64>`s, one per direction: a request answered through a
+/// queue (the latency of a hand-off to a waiting peer).
+fn queue_ping_pong(n: u64) -> Result<Duration, String> {
+    ping_pong(
+        n,
+        || Ok(QueuePair(queue(64)()?, queue(64)()?)),
+        |QueuePair(to, from), n| {
+            for _ in 0..n {
+                from.put(to.get().map_err(lib)?).map_err(lib)?;
+            }
+            Ok(())
+        },
+        |QueuePair(to, from), i| {
+            to.put(i).map_err(lib)?;
+            from.get().map_err(lib)
+        },
+    )
+}
+
+/// A queue to the child and one from it.
+struct QueuePair(Queue<u64>, Queue<u64>);
+
+impl Chan for QueuePair {}
+
 /// ns per `try_put` + `try_get` of a `u64` in this thread.
 #[allow(clippy::cast_precision_loss)]
 fn uncontended(iters: u64) -> Result<f64, String> {
@@ -854,7 +878,7 @@ struct Row {
 fn rows() -> Vec<Row> {
     let small = Unit::Msgs { bytes: 8 };
     let big = Unit::Msgs { bytes: BIG };
-    let table: [(&str, &str, Unit, Sample); 17] = [
+    let table: [(&str, &str, Unit, Sample); 18] = [
         ("pipe2-8", "pipe(2), 8-byte msgs", small, |n| {
             fd_one_way(n, 8, false)
         }),
@@ -940,6 +964,12 @@ fn rows() -> Vec<Row> {
             "Pipe duplex, 8-byte ping-pong",
             Unit::RoundTrips,
             pipe_ping_pong,
+        ),
+        (
+            "queue-pp",
+            "Queue<u64> pair, ping-pong",
+            Unit::RoundTrips,
+            queue_ping_pong,
         ),
     ];
     table
@@ -1204,6 +1234,12 @@ const TARGETS: &[(&str, &str, f64, &str)] = &[
         "Queue<u64> 1→1 (unpinned) / spinning ring",
     ),
     ("queue-2x2", "ring", 0.0, "Queue<u64> 2→2 / spinning ring"),
+    (
+        "queue-pp",
+        "pipe-pp",
+        0.0,
+        "Queue<u64> pair ping-pong / Pipe ping-pong",
+    ),
     ("queue-2x2", "queue", 0.0, "Queue<u64> 2→2 / 1→1"),
     ("queue-64", "queue", 0.0, "Queue<u64> cap 64 / cap 1024"),
     ("queue-batch", "queue", 0.0, "Queue<u64> batch / one by one"),

@@ -24,16 +24,16 @@ use crate::typed::{elem_desc, Element};
 ///
 /// The capacity is fixed at creation. [`put`](Self::put) blocks while the
 /// queue is full, [`get`](Self::get) while it is empty; `try_` forms fail
-/// at once with [`Error::Full`] / [`Error::Empty`], `_timeout` forms after
+/// at once with [`Error::Full`](crate::Error::Full) / [`Error::Empty`](crate::Error::Empty), `_timeout` forms after
 /// the timeout. An uncontended `put` or `get` makes no system call (a wake
 /// only when someone sleeps).
 ///
 /// # Close
 ///
 /// After [`close`](Self::close) (by any process), `put` fails with
-/// [`Error::Closed`] in every process (a `put` racing with the close may
+/// [`Error::Closed`](crate::Error::Closed) in every process (a `put` racing with the close may
 /// still land, and is then delivered), and `get` returns what is left,
-/// then fails with [`Error::Closed`]. Blocked callers are woken.
+/// then fails with [`Error::Closed`](crate::Error::Closed). Blocked callers are woken.
 ///
 /// # A process that dies
 ///
@@ -188,8 +188,8 @@ impl<T: Element> Queue<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Closed`] once the queue is closed (also while waiting);
-    /// [`Error::Corrupt`] if a peer scribbled the ring.
+    /// [`Error::Closed`](crate::Error::Closed) once the queue is closed (also while waiting);
+    /// [`Error::Corrupt`](crate::Error::Corrupt) if a peer scribbled the ring.
     pub fn put(&self, v: T) -> Result<()> {
         self.put_until(v, None)
     }
@@ -205,7 +205,7 @@ impl<T: Element> Queue<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Full`] if there is no room (a slot whose producer or
+    /// [`Error::Full`](crate::Error::Full) if there is no room (a slot whose producer or
     /// consumer died is freed first: it does not make the queue look full
     /// for ever); otherwise as [`put`](Self::put).
     pub fn try_put(&self, v: T) -> Result<()> {
@@ -231,7 +231,7 @@ impl<T: Element> Queue<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Full`] if the timeout passed; otherwise as
+    /// [`Error::Full`](crate::Error::Full) if the timeout passed; otherwise as
     /// [`put`](Self::put).
     pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<()> {
         match Until::after(timeout) {
@@ -252,8 +252,8 @@ impl<T: Element> Queue<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Closed`] once the queue is closed and empty;
-    /// [`Error::Corrupt`] if a peer scribbled the ring.
+    /// [`Error::Closed`](crate::Error::Closed) once the queue is closed and empty;
+    /// [`Error::Corrupt`](crate::Error::Corrupt) if a peer scribbled the ring.
     pub fn get(&self) -> Result<T> {
         self.get_until(None)
     }
@@ -271,7 +271,7 @@ impl<T: Element> Queue<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Empty`] if there is none now; otherwise as
+    /// [`Error::Empty`](crate::Error::Empty) if there is none now; otherwise as
     /// [`get`](Self::get).
     pub fn try_get(&self) -> Result<T> {
         let me = self.ring.me();
@@ -300,7 +300,7 @@ impl<T: Element> Queue<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Empty`] if the timeout passed; otherwise as
+    /// [`Error::Empty`](crate::Error::Empty) if the timeout passed; otherwise as
     /// [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         match Until::after(timeout) {
@@ -428,7 +428,7 @@ impl<T: Element> Queue<T> {
     }
 
     /// Closes the queue for every process: later puts fail with
-    /// [`Error::Closed`], gets drain what is left and then fail with it.
+    /// [`Error::Closed`](crate::Error::Closed), gets drain what is left and then fail with it.
     /// Wakes every blocked caller. Returns `false` if it was closed
     /// already. (Unlike Python's `close`, which only concerns the calling
     /// process, this is shared.)

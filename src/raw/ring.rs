@@ -68,7 +68,7 @@
 //! Every value of every word is a state: a position whose index is not
 //! below the capacity, or a stamp that fits neither this lap, the one
 //! before nor the one after (impossible in the protocol once the position
-//! is re-read unchanged), makes the operation return [`Corrupt`] instead of
+//! is re-read unchanged), makes the operation return [`RingError::Corrupt`] instead of
 //! indexing out of range or looping; a static page makes an operation
 //! help at most two laps before it returns.
 //!
@@ -77,7 +77,8 @@
 //! A waiter is blocked by one slot: the one at `head` that is not yet
 //! `FULL` (a consumer), the one at `tail` that still serves the lap before
 //! (a producer). It spins (the first re-check after 2^[`SPIN_FIRST_LOG`]
-//! pauses, then doubling, at most [`SPINS`] re-checks), gives its
+//! pauses, or 2^[`AHEAD_LOG`] when streaming, below; then doubling, at
+//! most [`SPINS`] re-checks), gives its
 //! CPU away ([`FutexWord::YIELD_LIMIT`]), then loads its event count (the
 //! *token*), re-checks, probes the claimant in its way if there is one,
 //! *marks* the blocking slot (a CAS that sets [`WAITERS`] on the word it
@@ -100,14 +101,20 @@
 //! release that finds no mark touches no other word. A notifier killed
 //! before its wake can still lose one, so sleeps are bounded anyway.
 //!
-//! The long first spin is for throughput: a consumer that re-checks at
-//! once, right behind the producer, takes each item as soon as it is
-//! published, and the two sides then pull the same cache lines of slot
-//! words and payloads back and forth for every item; a waiter that lets
-//! the other side get a few lines ahead takes them one line at a time.
-//! The price is latency: an item put into an empty queue just after the
-//! consumer's last re-check waits up to those 64 pauses (about 2 µs on the
-//! machine of `docs/BENCHMARKS.md`) before it is taken.
+//! The first spin's length adapts, per thread and side, to what the other
+//! side does (`Pace`, process-private; no state of the ring depends on
+//! it). A waiter whose last [`QUICK_WAITS`] waits ended at their first
+//! re-check has the other side streaming right in front of it: taking
+//! each item as soon as it is published would pull the same cache lines of
+//! slot words and payloads back and forth between the two sides for every
+//! item, so its first re-check comes after 2^[`AHEAD_LOG`] pauses (about
+//! 2 µs on the machine of `docs/BENCHMARKS.md`), the other side gets a few
+//! lines ahead, and the waiter takes them a line at a time. It stays so
+//! while it moves at least [`STREAM_RUN`] items between two waits; a wait
+//! after fewer (a peer that answers requests one at a time) or one that
+//! ends later goes back to the short first spin, so that a hand-off to a
+//! waiting peer is taken at once (`cargo bench --bench queue`: `queue`
+//! and `queue-pp`).
 
 //! # Ordering
 //!
@@ -227,30 +234,98 @@ enum Step {
     Fail(RingError),
 }
 
-/// The log2 of the pauses of a waiter's first spin (doubling up to
-/// 2^[`SPIN_MAX_LOG`] per re-check): long enough for the other side to get
-/// a few cache lines of slots ahead, so that the two sides stop sharing the
-/// line of the slot at the boundary (module docs, "Sleeping"). 64 pauses
-/// are about 2 µs on the AMD EPYC of `docs/BENCHMARKS.md` (16 and 32 moved
-/// fewer items per second there).
-pub const SPIN_FIRST_LOG: u32 = 6;
+/// The log2 of the pauses before a waiter's first re-check (doubling up
+/// to 2^[`SPIN_MAX_LOG`] per re-check): short, so that an item handed to
+/// a waiting peer (a request answered through a queue) is taken at once.
+pub const SPIN_FIRST_LOG: u32 = 1;
+/// The log2 of the pauses before the first re-check of a waiter that is
+/// streaming (`Pace`): the other side puts (or takes) items right in
+/// front of it, and taking each as it lands would trade the slot words'
+/// and payloads' cache lines between the two sides for every item; a
+/// waiter that lets it get a few lines ahead takes them a line at a time
+/// (module docs, "Sleeping"). 64 pauses are about 2 µs on the AMD EPYC of
+/// `docs/BENCHMARKS.md` (16 and 32 moved fewer items per second there).
+pub const AHEAD_LOG: u32 = 6;
 /// The log2 of the most pauses between two re-checks of a spinning waiter.
 pub const SPIN_MAX_LOG: u32 = 7;
 /// The most re-checks of a spinning waiter (fewer if
-/// [`FutexWord::SPIN_LIMIT`] says so): 64 + 4 × 128 = 576 pauses in all,
-/// no more than the 2, 4, …, 128 of the other objects' waiters (a waiter
-/// whose peer shares its CPU only delays it).
-pub const SPINS: u32 = 5;
+/// [`FutexWord::SPIN_LIMIT`] says so): 2 + 4 + … + 128 + 2 × 128 = 510
+/// pauses in all, no more than the other objects' waiters (a waiter whose
+/// peer shares its CPU only delays it).
+pub const SPINS: u32 = 9;
 
-/// The `n`-th spin of a waiter (from 1): 2^(SPIN_FIRST_LOG + n - 1)
-/// pauses, at most 2^SPIN_MAX_LOG.
+/// 2^`log` pauses.
 #[inline]
-fn backoff<F: FutexWord>(n: u32) {
-    let log = SPIN_FIRST_LOG
-        .saturating_add(n.saturating_sub(1))
-        .min(SPIN_MAX_LOG);
+fn pause<F: FutexWord>(log: u32) {
     for _ in 0..(1u32 << log) {
         F::spin_hint();
+    }
+}
+
+/// How a thread's last waits on one ring went, per side: whether the
+/// other side is streaming right in front of it (process-private, a
+/// heuristic for the spin's length only: no state of the ring depends on
+/// it).
+#[derive(Clone, Copy)]
+pub(crate) struct Pace {
+    /// The ring (its slot words' address; 0: none yet).
+    ring: usize,
+    /// The stamp of the slot the last wait was for.
+    at: u32,
+    /// Consecutive waits that ended at their first re-check.
+    quick: u8,
+}
+
+/// Quick waits in a row after which a waiter takes the long first spin.
+pub const QUICK_WAITS: u8 = 3;
+/// Items moved between two waits for the long first spin to stay: a
+/// streaming side fills lines meanwhile; a peer answering requests moves
+/// one.
+pub const STREAM_RUN: u32 = 8;
+
+std::thread_local! {
+    static PACE: core::cell::Cell<[Pace; 2]> = const {
+        core::cell::Cell::new([Pace { ring: 0, at: 0, quick: 0 }; 2])
+    };
+}
+
+impl Pace {
+    /// A wait on `ring` for the slot of stamp `at` begins: whether to take
+    /// the long first spin.
+    pub(crate) fn streaming(side: Side, ring: usize, at: u32) -> bool {
+        PACE.try_with(|c| {
+            let mut all = c.get();
+            let p = &mut all[side as usize];
+            let stream = if p.ring != ring {
+                *p = Pace { ring, at, quick: 0 };
+                false
+            } else {
+                let moved = at.wrapping_sub(p.at);
+                p.at = at;
+                if p.quick >= QUICK_WAITS && moved < STREAM_RUN {
+                    p.quick = 0;
+                }
+                p.quick >= QUICK_WAITS
+            };
+            c.set(all);
+            stream
+        })
+        .unwrap_or(false)
+    }
+
+    /// The wait begun by [`Pace::streaming`] ended with a claim, at its
+    /// first re-check (`quick`) or later.
+    pub(crate) fn ended(side: Side, quick: bool) {
+        let _ = PACE.try_with(|c| {
+            let mut all = c.get();
+            let p = &mut all[side as usize];
+            p.quick = if quick {
+                p.quick.saturating_add(1).min(QUICK_WAITS)
+            } else {
+                0
+            };
+            c.set(all);
+        });
     }
 }
 
@@ -275,7 +350,7 @@ impl Waiting {
 
 /// Which side an operation is on.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Side {
+pub(crate) enum Side {
     Put,
     Get,
 }
@@ -851,9 +926,17 @@ where
             Side::Get => (self.w.readable, RingError::Empty),
         };
         let mut st = Waiting::new();
+        // The spin's pace (real futex words only: loom's and the fuzzer's
+        // never spin).
+        let mut stream: Option<bool> = None;
         loop {
             let (i, w, busy) = match self.step(side, me, accept) {
-                Step::Claimed(c) => return Ok(c),
+                Step::Claimed(c) => {
+                    if stream.is_some() {
+                        Pace::ended(side, st.spins <= 1 && st.yields == 0 && st.token.is_none());
+                    }
+                    return Ok(c);
+                }
                 Step::Fail(e) => return Err(e),
                 Step::Wait(i, w) => (i, w, false),
                 Step::Busy(i, w) => (i, w, true),
@@ -867,8 +950,18 @@ where
                 continue;
             }
             if st.spins < F::SPIN_LIMIT.min(SPINS) {
+                let ahead = *stream.get_or_insert_with(|| {
+                    Pace::streaming(side, self.w.slots.as_ptr() as usize, stamp(w))
+                });
                 st.spins += 1;
-                backoff::<F>(st.spins);
+                // The n-th spin: 2^(first + n - 1) pauses, at most
+                // 2^SPIN_MAX_LOG.
+                let first = if ahead { AHEAD_LOG } else { SPIN_FIRST_LOG };
+                pause::<F>(
+                    first
+                        .saturating_add(st.spins - 1)
+                        .min(SPIN_MAX_LOG.max(first)),
+                );
                 continue;
             }
             // Then give the CPU away a few times before sleeping: a peer

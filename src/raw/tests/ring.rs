@@ -519,3 +519,44 @@ fn mpmc_every_item_once_in_producer_order() {
         assert_eq!(all, want, "cap {cap}");
     }
 }
+
+/// The spin's pace (a heuristic, `Pace`): quick waits in a row switch a
+/// thread to the long first spin, a wait after a short run switches it
+/// back, another ring starts over, and the two sides are apart.
+#[test]
+fn the_pace_follows_streaming_and_requests() {
+    use crate::raw::ring::{Pace, Side};
+    std::thread::spawn(|| {
+        let ring = 0x1000;
+        // Three quick waits 100 items apart: streaming.
+        let mut at = 0u32;
+        for _ in 0..3 {
+            assert!(!Pace::streaming(Side::Get, ring, at));
+            Pace::ended(Side::Get, true);
+            at += 100;
+        }
+        assert!(Pace::streaming(Side::Get, ring, at));
+        Pace::ended(Side::Get, true);
+        // The other side is not.
+        assert!(!Pace::streaming(Side::Put, ring, at));
+        // One item since the last wait (a request answered): not any more.
+        at += 1;
+        assert!(!Pace::streaming(Side::Get, ring, at));
+        Pace::ended(Side::Get, true);
+        // A slow wait resets the count.
+        at += 100;
+        Pace::streaming(Side::Get, ring, at);
+        Pace::ended(Side::Get, true);
+        Pace::streaming(Side::Get, ring, at + 100);
+        Pace::ended(Side::Get, false);
+        for i in 2..5 {
+            assert!(!Pace::streaming(Side::Get, ring, at + 100 * i));
+            Pace::ended(Side::Get, true);
+        }
+        assert!(Pace::streaming(Side::Get, ring, at + 500));
+        // Another ring starts over.
+        assert!(!Pace::streaming(Side::Get, ring + 8, 0));
+    })
+    .join()
+    .unwrap();
+}

@@ -5,7 +5,8 @@
 - locked increments: `with v.get_lock(): v.value += 1` in each of --procs
   processes at once, --n times each (shmsync.Value vs multiprocessing.Value);
 - atomic increments: shmsync.AtomicValue.fetch_add(1), same processes;
-- uncontended read: `v.value` in one process (locked Value of each).
+- uncontended read: `v.value` in one process (locked Value of each), best
+  of 7 rounds that alternate between the two libraries.
 
 The processes run where the scheduler puts them ("free": the issue's
 setting and the headline ratios), then pinned to two CPUs ("apart") and to
@@ -88,8 +89,15 @@ def rate(ctx, target, make, n, procs, check, cpus=None):
     return best
 
 
-def read_rate(v, n):
-    return n / min(timeit.repeat("v.value", globals={"v": v}, number=n, repeat=3))
+def read_rates(values, n, rounds=7):
+    """Reads per second of `v.value` for each of `values`, best of
+    `rounds` rounds that alternate between them (so that a change in the
+    machine's load meets every value alike)."""
+    best = [float("inf")] * len(values)
+    for _ in range(rounds):
+        for i, v in enumerate(values):
+            best[i] = min(best[i], timeit.timeit("v.value", globals={"v": v}, number=n))
+    return [n / t for t in best]
 
 
 def main():
@@ -112,13 +120,14 @@ def main():
     def sh_atomic(cpus=None):
         return rate(ctx, atomic, lambda: shmsync.AtomicValue("q", 0), a.n, a.procs, lambda v: v.load(), cpus)
 
-    reads = 20_000 if a.quick else 1_000_000
+    reads = 20_000 if a.quick else 300_000
+    mp_read, sh_read = read_rates([ctx.Value("q", 0), shmsync.Value("q", 0)], reads)
     rows = [
         ("locked +=, multiprocessing.Value", mp_locked()),
         ("locked +=, shmsync.Value", sh_locked()),
         ("fetch_add(1), shmsync.AtomicValue", sh_atomic()),
-        ("v.value read, multiprocessing.Value", read_rate(ctx.Value("q", 0), reads)),
-        ("v.value read, shmsync.Value", read_rate(shmsync.Value("q", 0), reads)),
+        ("v.value read, multiprocessing.Value", mp_read),
+        ("v.value read, shmsync.Value", sh_read),
     ]
     print("%d processes x %d operations (%s), best of 3:" % (a.procs, a.n, a.start))
     for label, r in rows:

@@ -464,7 +464,12 @@ fn a_scribbled_page_never_hangs_or_panics() {
         assert!(b.is_broken());
         b.reset();
         assert!(!b.is_broken());
-        // Usable again: a round of two.
+        // Usable again: a round of two, once the scribbler's records are
+        // gone. (A scribbled record that names a dead thread with the tag
+        // of this round, or of the one before, is a dead party: a waiter
+        // that sleeps long enough to probe it breaks the round, a typed
+        // `Broken`, which is not what this checks.)
+        f.write_all_at(&[0u8; 4 * 4], WORD_OFFSET + 4).unwrap();
         let b2 = b.clone();
         let t = std::thread::spawn(move || b2.wait());
         b.wait().unwrap();

@@ -23,7 +23,7 @@ use crate::elem::{code_char, each_typed, make_typed, typed_enum, Init, PyElem};
 use crate::errors::ResultExt;
 use crate::handle;
 use crate::lock::{self, PyRLock};
-use crate::wait::{LockObj, Wait};
+use crate::wait::LockObj;
 
 typed_enum!(AnyArray, Array);
 typed_enum!(AnyRawArray, RawArray);
@@ -525,37 +525,10 @@ impl SynchronizedArray {
         each_typed!(AnyArray, &self.a, a => buffer_of(py, a, self.code, self.len))
     }
 
-    fn get_lock(&self, py: Python<'_>) -> Py<PyRLock> {
-        self.lock.clone_ref(py)
-    }
+    // `get_lock`, `acquire`, `release`, `__enter__`, `__exit__`: `fast.rs`.
 
     fn get_obj(slf: Py<Self>) -> Py<Self> {
         slf
-    }
-
-    #[pyo3(signature = (block=true, timeout=None))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        lock::acquire(
-            py,
-            &self.lock.get().lock,
-            Wait::from_py(block, timeout)?,
-            true,
-        )
-    }
-
-    fn release(&self) -> PyResult<()> {
-        lock::release(&self.lock.get().lock)
-    }
-
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        lock::acquire(py, &self.lock.get().lock, Wait::FOREVER, false)
-    }
-
-    // `*args`: nothing to convert (the `with` statement passes three).
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.release()?;
-        Ok(false)
     }
 
     #[getter]

@@ -208,24 +208,8 @@ impl PyAtomicValue {
         Ok(PyAtomicValue { v, code })
     }
 
-    fn load(&self, py: Python<'_>) -> PyResult<PyObject> {
-        self.op(py, Op::Load, &py.None().into_bound(py))
-    }
-    fn store(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.op(py, Op::Store, v).map(drop)
-    }
-    /// `.value`: `load()` / `store()`.
-    #[getter]
-    fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
-        self.load(py)
-    }
-    #[setter]
-    fn set_value(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.store(py, v)
-    }
-    fn swap(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, Op::Swap, v)
-    }
+    // `load`, `store`, `swap`, `fetch_*` and `value`: `fast.rs`.
+
     /// Stores `new` if the value is `expected`; returns `(True, expected)`
     /// on success, `(False, actual)` otherwise.
     fn compare_exchange(
@@ -236,31 +220,6 @@ impl PyAtomicValue {
     ) -> PyResult<PyObject> {
         run(py, self.cell(), Op::CompareExchange, expected, new)
     }
-    fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, Op::Add, v)
-    }
-    fn fetch_sub(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, Op::Sub, v)
-    }
-    fn fetch_max(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, Op::Max, v)
-    }
-    fn fetch_min(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, Op::Min, v)
-    }
-    fn fetch_and(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, Op::And, v)
-    }
-    fn fetch_or(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, Op::Or, v)
-    }
-    fn fetch_xor(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, Op::Xor, v)
-    }
-    fn fetch_nand(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        self.op(py, Op::Nand, v)
-    }
-
     #[getter]
     fn typecode(&self) -> String {
         self.code.to_string()
@@ -280,7 +239,7 @@ impl PyAtomicValue {
             py, "AtomicValue", v.name(), handle::raw_fd(v), Some(self.code), 1, None))
     }
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let v = self.load(py)?;
+        let v = self.op(py, Op::Load, &py.None().into_bound(py))?;
         Ok(format!(
             "<shmsync.AtomicValue {:?} {}>",
             self.code,

@@ -11,9 +11,9 @@
 //! convention), and counts the GIL; for `v.value += 1` inside `with`
 //! that is most of the time spent outside the interpreter
 //! (`python/bench.py`). After PyO3 has made the classes, [`install`]
-//! replaces those four attributes with CPython descriptors made from
-//! plain `PyMethodDef`/`PyGetSetDef` entries whose functions run the same
-//! Rust code as the PyO3 methods (which stay, unused, as the reference).
+//! adds these attributes to them: CPython descriptors made from plain
+//! `PyMethodDef`/`PyGetSetDef` entries whose functions call the same Rust
+//! code as the classes' other methods (the classes do not define them).
 //!
 //! Why the shortcuts are sound:
 //! - **The receiver's type**: a method or getset descriptor checks that
@@ -446,7 +446,6 @@ unsafe extern "C" fn atomic_value_set(
 
 /// Replaces the one-call methods of `AtomicValue`.
 fn install_atomic(py: Python<'_>) -> PyResult<()> {
-    let ty = PyAtomicValue::type_object(py);
     let one: [(&'static CStr, ffi::PyCFunction); 10] = [
         (c"store", atomic_store),
         (c"swap", atomic_swap),
@@ -464,28 +463,21 @@ fn install_atomic(py: Python<'_>) -> PyResult<()> {
         .map(|(name, f)| (name, f, ffi::METH_O))
         .chain([(c"load", atomic_load as ffi::PyCFunction, ffi::METH_NOARGS)]);
     for (name, f, flags) in methods {
-        let def = leak(ffi::PyMethodDef {
-            ml_name: name.as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer { PyCFunction: f },
-            ml_flags: flags,
-            ml_doc: ptr::null(),
-        });
-        // SAFETY: as in `install_with`.
-        set::<PyAtomicValue>(py, name.to_str().unwrap_or_default(), unsafe {
-            ffi::PyDescr_NewMethod(ty.as_type_ptr(), def)
-        })?;
+        method::<PyAtomicValue>(
+            py,
+            name,
+            ffi::PyMethodDefPointer { PyCFunction: f },
+            flags,
+            c"",
+        )?;
     }
-    let value_def = leak(ffi::PyGetSetDef {
-        name: c"value".as_ptr(),
-        get: Some(atomic_value_get),
-        set: Some(atomic_value_set),
-        doc: c"`load()` / `store()`.".as_ptr(),
-        closure: ptr::null_mut(),
-    });
-    // SAFETY: as in `install_with`.
-    set::<PyAtomicValue>(py, "value", unsafe {
-        ffi::PyDescr_NewGetSet(ty.as_type_ptr(), value_def)
-    })
+    getset::<PyAtomicValue>(
+        py,
+        c"value",
+        atomic_value_get,
+        atomic_value_set,
+        c"`load()` / `store()`.",
+    )
 }
 
 /// Leaks `x`: the definitions a descriptor points to live as long as the
@@ -496,10 +488,52 @@ fn leak<X>(x: X) -> *mut X {
 
 /// Sets `name` of `T`'s type to `descr` (a new reference, or null with an
 /// exception set).
-fn set<T: PyTypeInfo>(py: Python<'_>, name: &str, descr: *mut ffi::PyObject) -> PyResult<()> {
+fn set<T: PyTypeInfo>(py: Python<'_>, name: &CStr, descr: *mut ffi::PyObject) -> PyResult<()> {
     // SAFETY: `descr` is the owned result of a descriptor constructor.
     let d = unsafe { Bound::from_owned_ptr_or_err(py, descr) }?;
-    T::type_object(py).setattr(name, d)
+    T::type_object(py).setattr(name.to_str().unwrap_or_default(), d)
+}
+
+/// Sets method `name` of `T`'s type: `meth` called as `flags` say.
+fn method<T: PyTypeInfo>(
+    py: Python<'_>,
+    name: &'static CStr,
+    meth: ffi::PyMethodDefPointer,
+    flags: c_int,
+    doc: &'static CStr,
+) -> PyResult<()> {
+    let def = leak(ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: meth,
+        ml_flags: flags,
+        ml_doc: doc.as_ptr(),
+    });
+    // SAFETY: the type object is alive (held by PyO3's type cache); the
+    // definition is leaked, so it outlives the descriptor.
+    set::<T>(py, name, unsafe {
+        ffi::PyDescr_NewMethod(T::type_object(py).as_type_ptr(), def)
+    })
+}
+
+/// Sets the attribute `name` of `T`'s type to a getter and setter.
+fn getset<T: PyTypeInfo>(
+    py: Python<'_>,
+    name: &'static CStr,
+    get: ffi::getter,
+    set_: ffi::setter,
+    doc: &'static CStr,
+) -> PyResult<()> {
+    let def = leak(ffi::PyGetSetDef {
+        name: name.as_ptr(),
+        get: Some(get),
+        set: Some(set_),
+        doc: doc.as_ptr(),
+        closure: ptr::null_mut(),
+    });
+    // SAFETY: as in `method`.
+    set::<T>(py, name, unsafe {
+        ffi::PyDescr_NewGetSet(T::type_object(py).as_type_ptr(), def)
+    })
 }
 
 /// Replaces `acquire`, `release`, `__enter__` and `__exit__` of `T`.
@@ -507,21 +541,12 @@ fn install_with<T>(py: Python<'_>, fastcall: bool) -> PyResult<()>
 where
     T: Guarded + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
 {
-    let ty = T::type_object(py);
-    let enter_def = leak(ffi::PyMethodDef {
-        ml_name: c"__enter__".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: enter::<T>,
-        },
-        ml_flags: ffi::METH_NOARGS,
-        ml_doc: c"Acquires the lock (blocking).".as_ptr(),
-    });
-    let exit_meth = if fastcall {
+    let exit = if fastcall {
         // SAFETY: CPython calls an `ml_meth` through the type its
         // `ml_flags` name (`METH_FASTCALL`: `_PyCFunctionFast`, the
         // signature of `exit_fast`); the union's field only carries the
         // pointer (C code casts it the same way).
-        unsafe {
+        let f = unsafe {
             std::mem::transmute::<
                 unsafe extern "C" fn(
                     *mut ffi::PyObject,
@@ -530,79 +555,42 @@ where
                 ) -> *mut ffi::PyObject,
                 ffi::PyCFunction,
             >(exit_fast::<T>)
-        }
+        };
+        (f, METH_FASTCALL)
     } else {
-        exit_args::<T>
+        (exit_args::<T> as ffi::PyCFunction, ffi::METH_VARARGS)
     };
-    let exit_def = leak(ffi::PyMethodDef {
-        ml_name: c"__exit__".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: exit_meth,
-        },
-        ml_flags: if fastcall {
-            METH_FASTCALL
-        } else {
-            ffi::METH_VARARGS
-        },
-        ml_doc: c"Releases the lock.".as_ptr(),
-    });
-    let release_def = leak(ffi::PyMethodDef {
-        ml_name: c"release".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: release::<T>,
-        },
-        ml_flags: ffi::METH_NOARGS,
-        ml_doc: c"Releases one hold of the calling thread.".as_ptr(),
-    });
-    let acquire_def = leak(ffi::PyMethodDef {
-        ml_name: c"acquire".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
+    let one = |f: ffi::PyCFunction| ffi::PyMethodDefPointer { PyCFunction: f };
+    method::<T>(
+        py,
+        c"acquire",
+        ffi::PyMethodDefPointer {
             PyCFunctionWithKeywords: acquire::<T>,
         },
-        ml_flags: ffi::METH_VARARGS | ffi::METH_KEYWORDS,
-        ml_doc: c"acquire(block=True, timeout=None) -> bool".as_ptr(),
-    });
-    // SAFETY: the type object is alive (held by `ty`); the definitions are
-    // leaked, so they outlive the descriptors.
-    set::<T>(py, "release", unsafe {
-        ffi::PyDescr_NewMethod(ty.as_type_ptr(), release_def)
-    })?;
-    // SAFETY: as above.
-    set::<T>(py, "acquire", unsafe {
-        ffi::PyDescr_NewMethod(ty.as_type_ptr(), acquire_def)
-    })?;
-    // SAFETY: as above.
-    set::<T>(py, "__enter__", unsafe {
-        ffi::PyDescr_NewMethod(ty.as_type_ptr(), enter_def)
-    })?;
-    // SAFETY: as above.
-    set::<T>(py, "__exit__", unsafe {
-        ffi::PyDescr_NewMethod(ty.as_type_ptr(), exit_def)
-    })
+        ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+        c"acquire(block=True, timeout=None) -> bool: acquires the lock; block=False tries \
+          once, timeout (seconds; None or negative: forever) bounds the wait. Raises \
+          OwnerDiedError holding the lock if its previous owner died holding it (repair, \
+          mark_consistent(), release()), NotRecoverableError, and DeadlockError for a \
+          blocking acquire of a Lock this thread holds.",
+    )?;
+    method::<T>(
+        py,
+        c"release",
+        one(release::<T>),
+        ffi::METH_NOARGS,
+        c"Releases one hold of the calling thread.",
+    )?;
+    method::<T>(
+        py,
+        c"__enter__",
+        one(enter::<T>),
+        ffi::METH_NOARGS,
+        c"with: acquires (blocking); an owner's death is raised as OwnerDiedError after \
+          releasing the lock unrepaired, so a with block never runs on unrepaired data.",
+    )?;
+    method::<T>(py, c"__exit__", one(exit.0), exit.1, c"Releases the lock.")
 }
-
-/// Replaces `get_lock` of `T`.
-fn install_get_lock<T>(py: Python<'_>) -> PyResult<()>
-where
-    T: Protected + PyClass<Frozen = pyo3::pyclass::boolean_struct::True>,
-{
-    let ty = T::type_object(py);
-    let def = leak(ffi::PyMethodDef {
-        ml_name: c"get_lock".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: get_lock::<T>,
-        },
-        ml_flags: ffi::METH_NOARGS,
-        ml_doc: c"The lock protecting the object (an `RLock`).".as_ptr(),
-    });
-    // SAFETY: as in `install_with`.
-    set::<T>(py, "get_lock", unsafe {
-        ffi::PyDescr_NewMethod(ty.as_type_ptr(), def)
-    })
-}
-
-const VALUE_DOC: &CStr = c"The value, read and written under its lock (without taking it again \
-                          while this thread holds it).";
 
 /// Installs the fast descriptors on the classes (after they are made).
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
@@ -611,19 +599,28 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     install_with::<PyLock>(py, fastcall)?;
     install_with::<Synchronized>(py, fastcall)?;
     install_with::<crate::array::SynchronizedArray>(py, fastcall)?;
-    install_get_lock::<Synchronized>(py)?;
-    install_get_lock::<crate::array::SynchronizedArray>(py)?;
-    install_atomic(py)?;
-    let value_def = leak(ffi::PyGetSetDef {
-        name: c"value".as_ptr(),
-        get: Some(value_get),
-        set: Some(value_set),
-        doc: VALUE_DOC.as_ptr(),
-        closure: ptr::null_mut(),
-    });
-    let ty = Synchronized::type_object(py);
-    // SAFETY: as in `install_with`.
-    set::<Synchronized>(py, "value", unsafe {
-        ffi::PyDescr_NewGetSet(ty.as_type_ptr(), value_def)
-    })
+    let get_lock_doc = c"The lock protecting the object (an `RLock`).";
+    let get_lock_s = ffi::PyMethodDefPointer {
+        PyCFunction: get_lock::<Synchronized>,
+    };
+    method::<Synchronized>(py, c"get_lock", get_lock_s, ffi::METH_NOARGS, get_lock_doc)?;
+    let get_lock_a = ffi::PyMethodDefPointer {
+        PyCFunction: get_lock::<crate::array::SynchronizedArray>,
+    };
+    method::<crate::array::SynchronizedArray>(
+        py,
+        c"get_lock",
+        get_lock_a,
+        ffi::METH_NOARGS,
+        get_lock_doc,
+    )?;
+    getset::<Synchronized>(
+        py,
+        c"value",
+        value_get,
+        value_set,
+        c"The value, read and written under its lock (without taking it again while this \
+          thread holds it).",
+    )?;
+    install_atomic(py)
 }

@@ -68,15 +68,6 @@ pub(crate) fn acquire(
     }
 }
 
-/// `release()` of an `RLock` (a value's or array's lock).
-pub(crate) fn release(lock: &Arc<LockObj>) -> PyResult<()> {
-    if wait::pop(lock) {
-        Ok(())
-    } else {
-        Err(rlock_not_held())
-    }
-}
-
 /// Python's error for releasing an `RLock` the thread does not hold.
 pub(crate) fn rlock_not_held() -> PyErr {
     pyo3::exceptions::PyAssertionError::new_err(
@@ -111,7 +102,7 @@ pub(crate) fn not_recoverable(py: Python<'_>) -> PyErr {
 }
 
 macro_rules! lock_class {
-    ($rust:ident, $py:literal, $kind:ident, $variant:ident, $release_err:expr) => {
+    ($rust:ident, $py:literal, $kind:ident, $variant:ident) => {
         #[doc = concat!("`shmsync.", $py, "`.")]
         #[pyclass(frozen, module = "shmsync", name = $py)]
         pub(crate) struct $rust {
@@ -172,27 +163,6 @@ macro_rules! lock_class {
                 }
             }
 
-            /// Acquires the lock; `block=False` tries once, `timeout`
-            /// (seconds; `None` or negative: forever) bounds the wait.
-            /// Returns whether it was acquired. Raises `OwnerDiedError`
-            /// **holding** the lock if its previous owner died holding it
-            /// (repair, `mark_consistent()`, `release()`),
-            /// `NotRecoverableError`, and `DeadlockError` for a blocking
-            /// acquire of a `Lock` this thread holds.
-            #[pyo3(signature = (block=true, timeout=None))]
-            fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-                acquire(py, &self.lock, Wait::from_py(block, timeout)?, true)
-            }
-
-            /// Releases one hold of the calling thread.
-            fn release(&self) -> PyResult<()> {
-                if wait::pop(&self.lock) {
-                    Ok(())
-                } else {
-                    Err($release_err)
-                }
-            }
-
             /// Declares the protected data repaired after `OwnerDiedError`
             /// (the calling thread must hold the lock). A no-op on a
             /// consistent lock.
@@ -217,21 +187,7 @@ macro_rules! lock_class {
                 self.inner().is_held_by_current_thread()
             }
 
-            /// `with lock:`: acquires (blocking); an owner's death is
-            /// raised as `OwnerDiedError` **after releasing** the lock
-            /// unrepaired (so a `with` block never runs on unrepaired data
-            /// nor leaves the lock held).
-            fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-                acquire(py, &self.lock, Wait::FOREVER, false)
-            }
-
-            // `*args`: nothing to convert (the `with` statement passes
-            // three).
-            #[pyo3(signature = (*_args))]
-            fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-                self.release()?;
-                Ok(false)
-            }
+            // `acquire`, `release`, `__enter__` and `__exit__`: `fast.rs`.
 
             /// The name, `None` if anonymous.
             #[getter]
@@ -277,22 +233,8 @@ macro_rules! lock_class {
     };
 }
 
-lock_class!(
-    PyLock,
-    "Lock",
-    Lock,
-    Lock,
-    PyValueError::new_err("semaphore or lock released too many times")
-);
-lock_class!(
-    PyRLock,
-    "RLock",
-    RLock,
-    RLock,
-    pyo3::exceptions::PyAssertionError::new_err(
-        "attempt to release recursive lock not owned by thread"
-    )
-);
+lock_class!(PyLock, "Lock", Lock, Lock);
+lock_class!(PyRLock, "RLock", RLock, RLock);
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLock>()?;

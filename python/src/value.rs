@@ -11,7 +11,6 @@ use crate::elem::{code_char, each_typed, make_typed, typed_enum, PyElem};
 use crate::errors::ResultExt;
 use crate::handle;
 use crate::lock::{self, PyRLock};
-use crate::wait::Wait;
 
 typed_enum!(AnyValue, Value);
 typed_enum!(AnyRawValue, RawValue);
@@ -174,51 +173,12 @@ impl Synchronized {
         )
     }
 
-    /// The value, read under its lock (replaced by `fast.rs`'s descriptor
-    /// at import; kept for the stubs and as the reference).
-    #[getter]
-    fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
-        self.value_get(py)
-    }
-
-    #[setter]
-    fn set_value(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.value_set(py, value)
-    }
-
-    /// The lock protecting the value (an `RLock`).
-    fn get_lock(&self, py: Python<'_>) -> Py<PyRLock> {
-        self.lock.clone_ref(py)
-    }
+    // `value`, `get_lock`, `acquire`, `release`, `__enter__`, `__exit__`:
+    // `fast.rs`.
 
     /// multiprocessing's `Synchronized.get_obj()`: here the object itself.
     fn get_obj(slf: Py<Self>) -> Py<Self> {
         slf
-    }
-
-    #[pyo3(signature = (block=true, timeout=None))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        lock::acquire(
-            py,
-            &self.lock.get().lock,
-            Wait::from_py(block, timeout)?,
-            true,
-        )
-    }
-
-    fn release(&self) -> PyResult<()> {
-        lock::release(&self.lock.get().lock)
-    }
-
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        lock::acquire(py, &self.lock.get().lock, Wait::FOREVER, false)
-    }
-
-    // `*args`: nothing to convert (the `with` statement passes three).
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.release()?;
-        Ok(false)
     }
 
     /// The type code.
@@ -248,7 +208,7 @@ impl Synchronized {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let v = self.get_value(py)?;
+        let v = self.value_get(py)?;
         Ok(format!(
             "<shmsync.Synchronized {:?} {}>",
             self.code,
